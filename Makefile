@@ -1,0 +1,31 @@
+# The two commands a user needs: `make run` (the whole lifecycle, locally) and `make test`.
+SHELL := /bin/bash
+VENV  := .venv/bin
+export SPARK_VERSION := 3.5
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup run test unit notebooks check lab clean
+
+setup:            ## venv, Java check, Maven jars, Jupyter kernel (idempotent)
+	@bash scripts/setup.sh
+
+run: setup        ## run notebooks 00 -> 08 into runs/<run-id>/ with a summary
+	@$(VENV)/ml-lifecycle run
+
+check: setup      ## notebooks clean and in sync with the library
+	@bash scripts/check_nbdev.sh
+
+unit: setup       ## fast unit tests of the library
+	@$(VENV)/pytest -m "not notebooks" tests
+
+notebooks: setup  ## every notebook through papermill
+	@$(VENV)/pytest -m notebooks tests
+
+test: setup check ## everything CI runs
+	@$(VENV)/pytest tests
+
+lab: setup        ## open the notebooks in JupyterLab
+	@$(VENV)/jupyter lab nbs
+
+clean:
+	rm -rf runs lake .pytest_cache

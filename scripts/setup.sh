@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Set up a machine for ml_lifecycle from nothing; quick and silent the second time.
+#   - checks Python 3.11+ and Java 17+ (Spark needs a JVM),
+#   - builds .venv from the pinned versions (requirements.txt locked by constraints.txt),
+#   - fetches the Spark jars (Deequ) from Maven Central into .cache/jars,
+#   - registers the `ml-lifecycle` Jupyter kernel inside the venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PY=${PYTHON:-python3}
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+die() { printf '\033[31m[setup] %s\033[0m\n' "$*" >&2; exit 1; }
+
+# --- Python -----------------------------------------------------------------
+command -v "$PY" >/dev/null || die "python3 not found: install Python 3.11 or newer."
+"$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+  || die "Python 3.11+ is needed, found $("$PY" --version 2>&1)."
+
+# --- Java 17 ------------------------------------------------------------------
+command -v java >/dev/null \
+  || die "Java not found. Spark needs Java 17: install it (Debian/Ubuntu: apt-get install openjdk-17-jdk-headless) or set JAVA_HOME."
+JAVA_MAJOR=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1)
+[ "${JAVA_MAJOR:-0}" -ge 17 ] \
+  || die "Java 17 or newer is needed by Spark; found Java ${JAVA_MAJOR:-unknown} ($(command -v java))."
+
+# --- virtual environment ---------------------------------------------------------
+STAMP=.venv/.ml_lifecycle-installed
+WANT=$(cat requirements.txt constraints.txt settings.ini setup.py | sha256sum | cut -c1-16)
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
+  say "creating .venv from requirements.txt + constraints.txt (a few minutes the first time)"
+  [ -x .venv/bin/python ] || "$PY" -m venv .venv
+  .venv/bin/python -m pip install -q --disable-pip-version-check -U "pip>=24" wheel "setuptools<81"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
+  echo "$WANT" > "$STAMP"
+else
+  say ".venv is up to date"
+fi
+
+# --- Spark jars from Maven Central ------------------------------------------------------
+JARS=.cache/jars
+if ! ls "$JARS"/deequ-*.jar >/dev/null 2>&1; then
+  command -v mvn >/dev/null || die "Maven (mvn) not found: it fetches the Deequ jar. Install it (apt-get install maven)."
+  say "fetching Spark jars (jars/pom.xml) from Maven Central into $JARS"
+  mvn -q -B -f jars/pom.xml -Dmaven.repo.local="$ROOT/.cache/m2" \
+      dependency:copy-dependencies -DoutputDirectory="$ROOT/$JARS" \
+    || die "could not fetch the jars in jars/pom.xml from Maven Central (see the Maven error above)."
+else
+  say "Spark jars present in $JARS"
+fi
+
+# --- Jupyter kernel ---------------------------------------------------------------------
+if [ ! -d .venv/share/jupyter/kernels/ml-lifecycle ]; then
+  .venv/bin/python -m ipykernel install --sys-prefix --name ml-lifecycle --display-name "Python (ml_lifecycle)" >/dev/null
+  say "registered Jupyter kernel 'ml-lifecycle'"
+fi
+say "ready"
