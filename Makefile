@@ -4,7 +4,7 @@ VENV  := .venv/bin
 export SPARK_VERSION := 3.5
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup run test unit notebooks check lab clean
+.PHONY: setup run test unit notebooks check readme lab clean
 
 setup:            ## venv, Java check, Maven jars, Jupyter kernel (idempotent)
 	@bash scripts/setup.sh
@@ -23,6 +23,9 @@ notebooks: setup  ## every notebook through papermill
 
 test: setup check ## everything CI runs
 	@$(VENV)/pytest tests
+
+readme: setup     ## README.md from nbs/index.ipynb
+	@bash scripts/readme.sh
 
 lab: setup        ## open the notebooks in JupyterLab
 	@$(VENV)/jupyter lab nbs
