@@ -4,7 +4,7 @@ VENV  := .venv/bin
 export SPARK_VERSION := 3.5
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup run test unit notebooks check readme lab clean
+.PHONY: setup run test unit notebooks check readme docs lab clean
 
 setup:            ## venv, Java check, Maven jars, Jupyter kernel (idempotent)
 	@bash scripts/setup.sh
@@ -26,6 +26,9 @@ test: setup check ## everything CI runs
 
 readme: setup     ## README.md from nbs/index.ipynb
 	@bash scripts/readme.sh
+
+docs: setup       ## the docs site in _site/ from the last green run (make run first)
+	@$(VENV)/python docs/build.py
 
 lab: setup        ## open the notebooks in JupyterLab
 	@$(VENV)/jupyter lab nbs
