@@ -15,6 +15,7 @@ import nbformat, yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+ALLOWED_KEYS = {"cell_type", "execution_count", "id", "metadata", "outputs", "source", "attachments"}
 QUARTO_TO_TAGS = {("echo", "false"): "remove-input", ("include", "false"): "remove-cell",
                   ("output", "false"): "remove-output", ("eval", "false"): "remove-output"}
 
@@ -43,6 +44,7 @@ def nbdev_process(src: Path, dst: Path):
     nb = nbformat.read(dst, as_version=4)
     cells = []
     for c in nb.cells:
+        for k in [k for k in c if k not in ALLOWED_KEYS]: del c[k]   # nbdev's bookkeeping (has_sd, ...)
         if c.cell_type == "raw" and c.source.startswith("---"):   # front matter → title + summary
             fm = yaml.safe_load(c.source.strip().strip("-")) or {}
             md = f"# {fm.get('title', dst.stem)}\n\n" + (f"> {fm['description']}\n" if fm.get("description") else "")
