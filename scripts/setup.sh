@@ -49,6 +49,17 @@ else
   say "Spark jars present in $JARS"
 fi
 
+# --- Chromium (the docs-site test opens every page in it) --------------------------------
+if ! command -v chromium >/dev/null && [ "${ML_LIFECYCLE_NO_BROWSER:-0}" != 1 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing Debian's chromium for the docs-site test"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null \
+      || say "warning: could not install chromium; the docs browser test will be skipped"
+  else
+    say "note: chromium not found; install Debian's chromium to run the docs browser test"
+  fi
+fi
+
 # --- Jupyter kernel ---------------------------------------------------------------------
 if [ ! -d .venv/share/jupyter/kernels/ml-lifecycle ]; then
   .venv/bin/python -m ipykernel install --sys-prefix --name ml-lifecycle --display-name "Python (ml_lifecycle)" >/dev/null

@@ -22,14 +22,6 @@ def test_platform_notebook(nb, tmp_path, monkeypatch):
     run_notebook(nb, tmp_path/nb.name)
 
 
-@pytest.fixture(scope="module")
-def series(tmp_path_factory):
-    "One run of the whole series on a fresh lake (shared by the tests below)."
-    tmp = tmp_path_factory.mktemp("series")
-    res = run_series({"lake": str(tmp/"lake")}, runs_dir=tmp/"runs", progress=False, raise_on_error=False)
-    return res
-
-
 def test_series_runs_every_stage(series):
     assert series.ok, f"series failed: {series.error}"
     assert [s.notebook for s in series.stages] == [p.name for p in stage_notebooks()]
@@ -37,7 +29,8 @@ def test_series_runs_every_stage(series):
     summary = series.summary.read_text()
     assert "status: **passed**" in summary
     recorded = Lake(series.lake).summaries("mlc_churn")
-    assert set(recorded) == {p.stem for p in stage_notebooks()}, f"stages without a summary: {set(p.stem for p in stage_notebooks()) - set(recorded)}"
+    stages = {p.stem for p in stage_notebooks() if p.name[2] == "_"}   # 00_ingest … 08_monitor
+    assert stages <= set(recorded), f"stages without a summary: {stages - set(recorded)}"
 
 
 def test_series_is_safe_to_rerun(series, tmp_path):

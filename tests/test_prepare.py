@@ -1,0 +1,286 @@
+"Unit tests of the feature pipeline (ml_lifecycle.prepare): real Spark, on a small synthetic dataset with the usual traps."
+import json, subprocess, sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyspark.sql.functions as F
+import pytest
+
+from ml_lifecycle.platform.spark import get_spark
+from ml_lifecycle.platform.storage import Lake, LakeError
+from ml_lifecycle.prepare import (LABEL, MISSING, SPLITS, add_label, assign_splits, check_fractions, column_roles,
+                                  encode, encoder_metadata, features_version, fit_encoder, main, prepare_features,
+                                  run_prepare, screen_columns, split_counts, transform_rows)
+
+T, TARGET, POS = "toy", "y", "churned"
+KEYS = {"version", "uri", "train", "validation", "test", "metadata", "n_features"}
+
+
+def toy_frame(n: int = 1200, seed: int = 0) -> pd.DataFrame:
+    "Churn-like data with missing values, an identifier, a copy of the target, a near-leak and rare levels."
+    rng = np.random.default_rng(seed)
+    age = rng.integers(18, 80, n).astype("float64"); age[rng.random(n) < 0.05] = np.nan
+    income = rng.lognormal(10, 0.5, n); income[rng.random(n) < 0.08] = np.nan
+    plan = rng.choice(["basic", "plus", "pro", None], n, p=[0.5, 0.3, 0.15, 0.05])
+    city = rng.choice(["Ames", "Bend", "Cary", "Dover", "Erie"], n).astype(object)
+    rare = rng.random(n) < 0.03                       # ~36 rows with a level of their own
+    city[rare] = [f"Town{i}" for i in range(rare.sum())]
+    z = 0.04 * (np.nan_to_num(age, nan=45) - 45) + (plan == "basic") * 0.8 + rng.normal(0, 1, n)
+    churned = z > np.quantile(z, 0.8)
+    y = np.where(churned, "churned", "stayed")
+    return pd.DataFrame({
+        "customer_id": [f"C{i:05d}" for i in range(n)],   # identifier
+        "age": age, "income": income, "plan": plan, "city": city,
+        "vip": rng.random(n) < 0.2,                        # boolean → categorical
+        "refund_issued": np.where(rng.random(n) < 0.003, ~churned, churned).astype("int64"),  # near-perfect leak
+        "y_copy": y,                                       # the target again
+        TARGET: y})
+
+
+def make_lake(root: Path, df: pd.DataFrame, table: str = T, version: str = "v000toy") -> Lake:
+    "A lake with raw data and a `validated` pointer in the contract's shape."
+    L = Lake(root)
+    folder = L.local_path("raw", table, f"version={version}"); folder.mkdir(parents=True)
+    df.to_parquet(folder/"part-00000.parquet", index=False)
+    (folder/"_manifest.json").write_text(json.dumps({"table": table, "version": version, "rows": len(df)}))
+    (folder/"_SUCCESS").touch()
+    L.set_pointer(table, "validated", version=version, uri=L.spark_uri("raw", table, f"version={version}"),
+                  manifest=L.uri("raw", table, f"version={version}", "_manifest.json"), rows=len(df),
+                  columns=list(df.columns), target=TARGET, positive_label=POS, checks={})
+    return L
+
+
+@pytest.fixture(scope="module")
+def spark(): return get_spark()
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory): return toy_frame()
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory, toy): return make_lake(tmp_path_factory.mktemp("prep")/"lake", toy)
+
+@pytest.fixture(scope="module")
+def prepared(spark, lake, tmp_path_factory):
+    "One run of the pipeline on the toy data: (output folder, metadata)."
+    out = tmp_path_factory.mktemp("out")/"a"
+    meta = prepare_features(spark, lake.pointer(T, "validated")["uri"], out, TARGET, POS, seed=7, source_version="v000toy")
+    return out, meta
+
+@pytest.fixture(scope="module")
+def split_rows(spark, lake):
+    "The raw rows with their split (same seed as `prepared`), ordered as the files are."
+    raw = spark.read.parquet(lake.pointer(T, "validated")["uri"])
+    return assign_splits(add_label(raw, TARGET, POS), 7).orderBy("split", "__u", "__key").toPandas()
+
+
+# --- the contract ---------------------------------------------------------------------------------------------------
+def test_layout_and_metadata(prepared):
+    out, meta = prepared
+    assert sorted(p.name for p in out.iterdir()) == ["feature_metadata.json", "test", "train", "validation"]
+    for s in SPLITS: assert sorted(p.name for p in (out/s).iterdir()) == ["data.csv", "data.parquet"]
+    on_disk = json.loads((out/"feature_metadata.json").read_text())
+    assert on_disk == meta
+    for k in ("label", "target", "positive_label", "features", "numeric", "categorical", "encoding", "impute",
+              "source_version", "splits", "seed"):
+        assert k in meta, k
+    assert (meta["label"], meta["target"], meta["positive_label"], meta["encoding"], meta["seed"]) == \
+           ("label", TARGET, POS, "one-hot", 7)
+    assert meta["numeric"] == ["age", "income"]
+    assert list(meta["categorical"]) == ["plan", "city", "vip"]
+    assert meta["categorical"]["vip"] == ["false", "true"]
+    assert meta["features"] == ["age", "income"] + [f"{c}={l}" for c, ls in meta["categorical"].items() for l in ls]
+    assert set(meta["impute"]) == {"age", "income", "plan", "city", "vip"} and meta["impute"]["plan"] == MISSING
+    assert sum(meta["splits"].values()) == 1200
+
+
+def test_csv_is_xgboost_ready(prepared):
+    out, meta = prepared
+    for s in SPLITS:
+        csv = pd.read_csv(out/s/"data.csv", header=None)
+        pq = pd.read_parquet(out/s/"data.parquet")
+        assert list(pq.columns) == [LABEL, *meta["features"]]
+        assert csv.shape == pq.shape == (meta["splits"][s], 1 + len(meta["features"]))
+        assert set(csv[0]) == {0, 1} and csv[0].dtype == np.int64           # label first, as 0/1
+        assert not csv.isna().any().any()                                    # everything imputed
+        np.testing.assert_array_equal(csv.to_numpy(), pq.to_numpy())
+    assert not (out/"train"/"data.csv").read_text().startswith("label")    # no header
+
+
+# --- splits ---------------------------------------------------------------------------------------------------------
+def test_stratified_sizes_and_rates(prepared):
+    _, meta = prepared
+    n = sum(meta["splits"].values())
+    for s, f in zip(SPLITS, (0.7, 0.15, 0.15)): assert abs(meta["splits"][s] / n - f) < 0.005
+    rates = meta["label_rate"]
+    assert max(rates.values()) - min(rates.values()) < 0.01, rates
+    assert abs(rates["train"] - 0.2) < 0.005
+
+
+def test_no_overlap_and_complete(split_rows, toy):
+    ids = {s: set(split_rows.customer_id[split_rows.split == s]) for s in SPLITS}
+    assert not (ids["train"] & ids["validation"]) and not (ids["train"] & ids["test"]) and not (ids["validation"] & ids["test"])
+    assert set().union(*ids.values()) == set(toy.customer_id)
+
+
+def test_split_ignores_partitioning_and_follows_seed(spark, toy):
+    sdf = add_label(spark.createDataFrame(toy.drop(columns=["vip"])), TARGET, POS)
+    a = assign_splits(sdf, 1).select("customer_id", "split")
+    b = assign_splits(sdf.repartition(5, "age").sortWithinPartitions("income"), 1).select("customer_id", "split")
+    c = assign_splits(sdf, 2).select("customer_id", "split")
+    assert a.exceptAll(b).count() == 0
+    assert a.exceptAll(c).count() > 100            # another seed, another split
+
+
+def test_check_fractions():
+    assert check_fractions([0.8, 0.1, 0.1]) == (0.8, 0.1, 0.1)
+    for bad in [(0.7, 0.3), (0.7, 0.3, 0.0), (0.8, 0.15, 0.15), (1.2, -0.1, -0.1)]:
+        with pytest.raises(ValueError, match="sum to 1"): check_fractions(bad)
+
+
+# --- screening ------------------------------------------------------------------------------------------------------
+def test_leakage_check_flags_id_and_label_copies(prepared):
+    _, meta = prepared
+    ex = meta["excluded"]
+    assert ex["customer_id"].startswith("identifier"), ex
+    assert ex["y_copy"] == "leak: a copy of the target"
+    assert ex["refund_issued"].startswith("leak: single-feature AUC"), ex
+    assert set(ex) == {"customer_id", "y_copy", "refund_issued"}
+    assert not any(f.startswith(("customer_id", "y_copy", "refund_issued")) for f in meta["features"])
+    rows = {r["column"]: r for r in meta["screening"]}
+    assert rows["refund_issued"]["auc"] > 0.99 and rows["age"]["auc"] < 0.9
+
+
+def test_keep_leaks_keeps_but_reports(spark, lake):
+    raw = spark.read.parquet(lake.pointer(T, "validated")["uri"])
+    train = assign_splits(add_label(raw, TARGET, POS), 7).where(F.col("split") == "train")
+    rep = screen_columns(train, column_roles(raw.schema, TARGET), TARGET, drop_leaks=False).set_index("column")
+    assert rep.action["y_copy"] == "keep (flagged)" and rep.action["refund_issued"] == "keep (flagged)"
+    assert rep.action["customer_id"] == "drop"                 # identifiers are never kept
+
+
+def test_numeric_label_copy_and_constant(spark):
+    pdf = pd.DataFrame({"t": ["a", "b"] * 100, "x": np.arange(200.0), "k": ["same"] * 200})
+    sdf = add_label(spark.createDataFrame(pdf), "t", "a").withColumn("lbl", F.col(LABEL) * 1.0)
+    sdf = assign_splits(sdf, 0)
+    rep = screen_columns(sdf, column_roles(sdf.schema, "t"), "t").set_index("column")
+    assert rep.reason["lbl"] == "leak: a copy of the target"
+    assert rep.reason["k"] == "constant: a single value"
+    assert rep.action["x"] == "keep"                         # decimals are not identifiers
+
+
+# --- encoding -------------------------------------------------------------------------------------------------------
+def test_encoding_and_imputation_learned_on_train_only(prepared, split_rows):
+    _, meta = prepared
+    tr = split_rows[split_rows.split == "train"]
+    assert meta["categorical"]["city"] == sorted(set(tr.city.dropna()))
+    assert meta["categorical"]["plan"] == sorted(set(tr.plan.fillna(MISSING)))
+    outside = set(split_rows.city[split_rows.split != "train"]) - set(tr.city)
+    assert outside and not outside & set(meta["categorical"]["city"])    # rare towns outside train are unknown
+    for c in ("age", "income"):
+        v = np.sort(tr[c].dropna().to_numpy()); m = len(v)
+        assert meta["impute"][c] in (v[(m - 1) // 2], v[m // 2])           # the exact median of the TRAIN rows
+
+
+def test_fit_encoder_unseen_and_missing(spark):
+    tr = spark.createDataFrame([(1.0, "a"), (None, "b"), (9.0, None), (float("nan"), "a"), (5.0, "b")], "x double, c string")
+    te = spark.createDataFrame([(None, "zzz"), (2.0, "b"), (4.0, None)], "x double, c string")
+    m = fit_encoder(tr, ["x"], ["c"]); meta = encoder_metadata(m, ["x"], ["c"])
+    assert meta == {"features": ["x", "c=__missing__", "c=a", "c=b"], "numeric": ["x"],
+                    "categorical": {"c": [MISSING, "a", "b"]}, "impute": {"x": 5.0, "c": MISSING}}
+    want = [[5.0, 0, 0, 0], [2.0, 0, 0, 1], [4.0, 1, 0, 0]]
+    assert encode(m, te, meta["features"]).toPandas().to_numpy().tolist() == want
+    assert transform_rows(te.toPandas(), meta).tolist() == want
+
+
+def test_transform_rows_equals_spark_output(prepared, split_rows):
+    out, meta = prepared
+    for s in ("test", "validation"):
+        raw = split_rows[split_rows.split == s].drop(columns=["split", "__u", "__key", LABEL])
+        written = pd.read_parquet(out/s/"data.parquet")
+        np.testing.assert_array_equal(transform_rows(raw, meta), written[meta["features"]].to_numpy())
+        np.testing.assert_array_equal(split_rows[LABEL][split_rows.split == s].to_numpy(), written[LABEL].to_numpy())
+
+
+def test_transform_rows_serving_inputs(prepared):
+    _, meta = prepared
+    rows = pd.DataFrame({"age": [None, "41"], "income": [np.nan, 1000], "plan": ["pro", None],
+                         "city": ["Nowhere", "Erie"], "vip": [True, False], "extra": [1, 2]})
+    x = transform_rows(rows, meta)
+    f = meta["features"]
+    assert x.shape == (2, len(f)) and x.dtype == np.float64
+    assert x[0, f.index("age")] == meta["impute"]["age"] and x[1, f.index("age")] == 41.0
+    assert x[0, [i for i, n in enumerate(f) if n.startswith("city=")]].sum() == 0      # unseen town → zeros
+    assert x[0, f.index("vip=true")] == 1 and x[1, f.index("vip=false")] == 1
+    assert x[1, f.index("plan=__missing__")] == (1 if MISSING in meta["categorical"]["plan"] else 0)
+    with pytest.raises(ValueError, match="lack column"): transform_rows(rows.drop(columns=["city"]), meta)
+
+
+# --- determinism, versions, pointer ---------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_two_runs_are_byte_identical(spark, lake, prepared, tmp_path):
+    out, _ = prepared
+    prepare_features(spark, lake.pointer(T, "validated")["uri"], tmp_path/"b", TARGET, POS, seed=7, source_version="v000toy")
+    files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    assert len(files) == 7
+    for f in files: assert (out/f).read_bytes() == (tmp_path/"b"/f).read_bytes(), f
+
+
+@pytest.mark.slow
+def test_run_prepare_is_content_addressed(spark, lake):
+    p1 = run_prepare(lake, T, seed=7, spark=spark)
+    assert KEYS <= set(p1) and p1["n_features"] == len(lake.read_json("features", T, f"version={p1['version']}",
+                                                                      "feature_metadata.json")["features"])
+    assert p1["train"] == lake.uri("features", T, f"version={p1['version']}", "train")
+    assert lake.exists("features", T, f"version={p1['version']}", "_SUCCESS")
+    stamp = lake.local_path("features", T, f"version={p1['version']}", "train", "data.csv").stat().st_mtime_ns
+    p2 = run_prepare(lake, T, seed=7, spark=spark)                       # same inputs → nothing rewritten
+    assert p2["version"] == p1["version"] and lake.ls("features", T) == [f"version={p1['version']}"]
+    assert lake.local_path("features", T, f"version={p1['version']}", "train", "data.csv").stat().st_mtime_ns == stamp
+    assert lake.pointer(T, "features")["version"] == p1["version"]
+    assert features_version("v000toy", 8, a=1) != features_version("v000toy", 7, a=1) != features_version("v1", 7, a=1)
+    with pytest.raises(ValueError, match="re-run 00_ingest"): run_prepare(lake, T, target="y_copy", spark=spark)
+
+
+def test_run_prepare_needs_validated(tmp_path):
+    with pytest.raises(LakeError, match="run 01_validate first"): run_prepare(Lake(tmp_path), "nothing")
+
+
+def test_boundary_errors(spark, toy, tmp_path):
+    with pytest.raises(ValueError, match="is not a column"): add_label(spark.createDataFrame(toy[["age", "y"]]), "Y", POS)
+    tiny = make_lake(tmp_path/"lake", toy.head(12), table="tiny")
+    with pytest.raises(ValueError, match="every split needs both classes"):
+        prepare_features(spark, tiny.pointer("tiny", "validated")["uri"], tmp_path/"o", TARGET, "nobody", seed=1)
+
+
+@pytest.mark.slow
+def test_main_runs_as_processing_script(lake, prepared, tmp_path):
+    "The module file is the processing script: same arguments → the same bytes as the in-process call."
+    out, _ = prepared
+    import ml_lifecycle.prepare as mod
+    src = lake.local_path("raw", T, "version=v000toy")
+    code = tmp_path/"code"/"prepare.py"; code.parent.mkdir()   # as in a container: the script alone, elsewhere
+    code.write_bytes(Path(mod.__file__).read_bytes())            # (run in place, ml_lifecycle/platform would shadow stdlib `platform`)
+    r = subprocess.run([sys.executable, str(code), "--input-dir", str(src), "--output-dir", str(tmp_path/"o"),
+                        "--target", TARGET, "--positive-label", POS, "--seed", "7"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads(r.stdout.strip().splitlines()[-1])["splits"] == json.loads((out/"feature_metadata.json").read_text())["splits"]
+    for f in sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()):
+        assert (out/f).read_bytes() == (tmp_path/"o"/f).read_bytes(), f   # source_version read from _manifest.json
+
+
+@pytest.mark.slow
+def test_under_local_processing_job(lake, prepared, tmp_path):
+    "Through the local SageMaker processing runner, with its {input:..}/{output:..} placeholders."
+    sml = pytest.importorskip("ml_lifecycle.platform.sagemaker_local")
+    out, _ = prepared
+    import ml_lifecycle.prepare as mod
+    res = sml.run_processing_job(mod.__file__, inputs={"data": str(lake.local_path("raw", T, "version=v000toy"))},
+                                 outputs={"features": str(tmp_path/"published"/"features")},
+                                 arguments=["--input-dir", "{input:data}", "--output-dir", "{output:features}",
+                                            "--target", TARGET, "--positive-label", POS, "--seed", "7"],
+                                 work_dir=tmp_path/"jobs")
+    assert res.status == "Completed"
+    pub = tmp_path/"published"/"features"
+    for f in sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()):
+        assert (out/f).read_bytes() == (pub/f).read_bytes(), f
