@@ -1,5 +1,5 @@
 "Unit tests of ml_lifecycle.platform.endpoint: a real uvicorn server on loopback, boto3, data capture, tar safety."
-import io, json, os, socket, subprocess, sys, tarfile, textwrap, time
+import io, json, os, shutil, socket, subprocess, sys, tarfile, textwrap, time
 from pathlib import Path
 
 import boto3
@@ -244,11 +244,13 @@ def test_server_exits_when_parent_dies(model_tar, tmp_path):
         import os, sys
         from ml_lifecycle.platform.endpoint import LocalEndpoint
         ep = LocalEndpoint({str(tar)!r}).start()
-        print(ep.pid, flush=True)
+        print(ep.pid, ep._tmp.name, flush=True)
         os._exit(0)  # a crash: no atexit, no stop()
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-    pid = int(out.stdout.strip())
+    pid, tmp = out.stdout.split()
+    pid = int(pid)
+    shutil.rmtree(tmp, ignore_errors=True)  # the crashed parent could not clean its work folder
     deadline = time.time() + 10
     while _alive(pid) and time.time() < deadline: time.sleep(0.1)
     assert not _alive(pid), "the server outlived the process that started it"
