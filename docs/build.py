@@ -35,10 +35,32 @@ def execute_platform(run: Path):
         if not out.exists(): run_notebook(nb, out)
 
 
+def _patch_show_docs():
+    """nbdev re-runs exported and import cells to render `show_doc`. Keep that to what `show_doc` needs:
+    `if __name__ == '__main__'` guards stay shut, and example cells that also import (whose variables
+    only exist in the real run) are not re-run."""
+    import ast
+    from nbdev import processors
+    if getattr(processors.exec_show_docs, "_ml_patched", False): return
+    begin, do_eval = processors.exec_show_docs.begin, processors._do_eval
+    def _begin(self):
+        begin(self)
+        if hasattr(self, "k"):   # a module of its own, so dataclasses and pickling still find it
+            self.k.run_cell("import sys, types; sys.modules.setdefault('__nbdev_docs__', types.ModuleType('__nbdev_docs__'))\n"
+                            "__name__ = '__nbdev_docs__'")
+    def _eval(cell):
+        if not do_eval(cell): return False
+        if cell.directives_.keys() & {"export", "exports", "exporti", "exec_doc"}: return True
+        return all(isinstance(n, (ast.Import, ast.ImportFrom)) for n in cell.parsed_())
+    processors.exec_show_docs.begin, processors._do_eval = _begin, _eval
+    processors.exec_show_docs._ml_patched = True
+
+
 def nbdev_process(src: Path, dst: Path):
     "Apply nbdev's doc processors to the executed notebook `src`, then adapt Quarto options for MyST-NB."
     from nbdev.serve_drv import exec_nb
     from nbdev.processors import FilterDefaults
+    _patch_show_docs()
     os.environ["IN_TEST"] = "1"
     exec_nb(src, dst, FilterDefaults)
     nb = nbformat.read(dst, as_version=4)
@@ -73,7 +95,8 @@ def write_sources(run: Path, src: Path):
     (src/"platform").mkdir(parents=True)
     index_nb = nbformat.read(ROOT/"nbs"/"index.ipynb", as_version=4)
     nbformat.write(index_nb, src/"_index.ipynb"); nbdev_process(src/"_index.ipynb", src/"index.ipynb"); (src/"_index.ipynb").unlink()
-    stages = sorted(p for p in run.glob("[0-9][0-9]_*.ipynb"))
+    from ml_lifecycle.platform.runner import stage_notebooks
+    stages = stage_notebooks(run)
     platform = sorted((run/"platform").glob("*.ipynb"))
     for p in stages: nbdev_process(p, src/p.name)
     for p in platform: nbdev_process(p, src/"platform"/p.name)
@@ -83,6 +106,8 @@ def write_sources(run: Path, src: Path):
                               "\n".join(f"## `{m}`\n\n```{{automodule}} {m}\n:members:\n```\n" for m in mods))
     toc = lambda caption, names: (f"\n```{{toctree}}\n:caption: {caption}\n:maxdepth: 1\n\n" + "\n".join(names) + "\n```\n")
     with open(src/"index.ipynb") as f: nb = nbformat.read(f, as_version=4)
+    for c in nb.cells:   # the README's link to the built site is this very page here
+        if c.cell_type == "markdown": c.source = c.source.replace("[`_site/index.html`](_site/index.html)", "`_site/index.html` (this site)")
     nb.cells.append(nbformat.v4.new_markdown_cell(
         toc("The lifecycle", [p.stem for p in stages]) + toc("Platform", [f"platform/{p.stem}" for p in platform]) +
         toc("Reference", ["api"]) + f"\n<small>Built from run `{run.name}`.</small>\n"))
