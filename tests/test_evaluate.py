@@ -248,3 +248,41 @@ def test_register_model_no_duplicates_and_status(lake, tmp_path):
     assert v3.tags["approval_status"] == "Rejected" and v3.tags["approval_reasons"] == "auc >= min_auc failed"
     assert c.get_model_version_by_alias("toy-xgboost", "champion").version == v1.version
     assert (tmp_path/"artifacts").is_dir()  # artifacts stay where we said, not in ./mlruns
+
+# --- business cost, attributions, bias ----------------------------------------------------------------------------
+
+def test_expected_cost_and_threshold_choice():
+    from ml_lifecycle.evaluate import expected_cost, choose_threshold
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400); s = np.clip(y * 0.35 + rng.uniform(0, 0.65, 400), 0, 1)
+    ts = np.array([0.0, 0.3, 0.5, 1.01])
+    c = expected_cost(y, s, ts, 500, 100)
+    for t, ci in zip(ts, c):  # by hand: 500 per missed positive, 100 per flagged row
+        flagged = s >= t
+        assert abs(ci - (500 * ((~flagged) & (y == 1)).sum() + 100 * flagged.sum()) / len(y)) < 1e-9
+    assert abs(c[0] - 100) < 1e-9 and abs(c[-1] - 500 * y.mean()) < 1e-9  # offer everyone / no one
+    ch = choose_threshold(y, s, 500, 100)
+    assert ch["cost_per_customer"] == ch["costs"].min() <= c.min() + 1e-9
+    assert ch["threshold"] < 0.5  # a 5:1 cost ratio pushes the threshold down
+
+def test_shap_contributions_sum_to_margin():
+    from ml_lifecycle.evaluate import shap_values, mean_abs_shap
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, 4)); y = (X[:, 0] + 0.2 * rng.normal(size=300) > 0).astype(int)
+    b = xgb.train({"objective": "binary:logistic", "max_depth": 3}, xgb.DMatrix(X, label=y), 20)
+    sh = shap_values(b, X, ["a", "b", "c", "d"])
+    assert list(sh.columns) == ["a", "b", "c", "d", "bias"]
+    assert np.allclose(sh.sum(axis=1), b.predict(xgb.DMatrix(X), output_margin=True), atol=1e-4)
+    assert mean_abs_shap(sh, 2).index[0] == "a"  # the only informative feature leads
+
+def test_bias_metrics_clarify_definitions():
+    from ml_lifecycle.evaluate import facet_mask, pretraining_bias, posttraining_bias
+    X = np.array([[1, 0], [1, 0], [1, 0], [1, 0], [0, 1], [0, 1]]); feats = ["plan=no", "plan=yes"]
+    d = facet_mask(X, feats, "plan", "yes")
+    assert d.tolist() == [False] * 4 + [True] * 2
+    pre = pretraining_bias([1, 0, 0, 0, 1, 1], d)
+    assert abs(pre["CI"] - 1/3) < 1e-12 and abs(pre["DPL"] - (0.25 - 1.0)) < 1e-12
+    post = posttraining_bias([1, 0, 0, 0, 1, 0], d)
+    assert abs(post["DPPL"] - (0.25 - 0.5)) < 1e-12 and abs(post["DI"] - 2.0) < 1e-12
+    with pytest.raises(EvaluationError, match="not among the encoded features"): facet_mask(X, feats, "plan", "maybe")
+    with pytest.raises(EvaluationError, match="both facets"): pretraining_bias([0, 1], np.array([True, True]))

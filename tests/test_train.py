@@ -98,9 +98,12 @@ def test_script_runs_as_training_job(lake, tmp_path):
     X, _ = read_csv_channel(f["test"])
     assert b.predict(xgb.DMatrix(X)).shape == (X.shape[0],)
     m = job_metrics(res)
-    assert m["validation:auc"] > 0.75 and set(res.metrics) == {"validation:auc", "train:auc", "best_iteration"}
-    assert abs(res.metrics["validation:auc"] - m["validation:auc"]) < 1e-5  # the log's final line is the best round
-    assert len(m["curves"]["validation"]["auc"]) >= m["best_iteration"] + 1
+    assert m["validation:auc"] > 0.75
+    assert set(res.metrics) == {"validation:auc", "train:auc", "cv:auc", "objective:auc", "best_iteration"}
+    assert abs(res.metrics["validation:auc"] - m["validation:auc"]) < 1e-5  # the log's final line is the saved model
+    assert abs(m["objective:auc"] - (m["cv:auc"] + m["validation:auc"]) / 2) < 1e-9
+    assert len(m["curves"]["validation"]["auc"]) == m["best_iteration"] + 1 == m["num_boosted_rounds"]  # CV chose the rounds
+    assert "cv\tfolds:5\trounds:" in res.logs
 
 def test_bad_hyperparameter_fails_before_and_inside_the_job(lake, tmp_path):
     f = lake.pointer(T, "features")
@@ -145,3 +148,52 @@ def test_mlflow_run_logged_once(tmp_path):
     run = mlflow.MlflowClient(uri).get_run(rid)
     assert run.data.metrics["validation_auc"] == 0.9 and run.data.params["max_depth"] == "3"
     assert (tmp_path/"art").exists()
+    hist = mlflow.MlflowClient(uri).get_metric_history(rid, "validation_auc_curve")  # per round, with step
+    assert sorted((h.step, h.value) for h in hist) == [(0, 0.8), (1, 0.9)]
+
+def test_lineage_tags(lake):
+    from ml_lifecycle.train import code_version, data_version
+    c = code_version()
+    assert len(c["entry_script_sha256"]) == 64 and c["entry_script"] == ENTRY_POINT
+    assert "git_commit" not in c or len(c["git_commit"]) == 40
+    assert data_version(lake, T) == {"features_version": "fv0123456789"}  # only the pointers that exist
+
+# --- checkpoints: a killed job resumes ---------------------------------------------------------------------------
+
+def job_env(root: Path, f: dict, ckpt: Path) -> dict:
+    "The SM_* environment of a job folder under `root` with the lake's train/validation channels."
+    import os
+    (root/"config").mkdir(parents=True, exist_ok=True)
+    return {**os.environ, "SM_INPUT_CONFIG_DIR": str(root/"config"), "SM_MODEL_DIR": str(root/"model"),
+            "SM_OUTPUT_DATA_DIR": str(root/"output"/"data"), "SM_OUTPUT_DIR": str(root/"output"), "SM_NUM_CPUS": "1",
+            "SM_CHECKPOINT_DIR": str(ckpt), "SM_CHANNELS": '["train", "validation"]',
+            "SM_CHANNEL_TRAIN": f["train"], "SM_CHANNEL_VALIDATION": f["validation"], "PYTHONUNBUFFERED": "1"}
+
+@pytest.mark.slow
+def test_killed_job_resumes_from_checkpoint(tmp_path):
+    import os, signal, subprocess, sys, time
+    from ml_lifecycle.scripts.xgb_train import latest_checkpoint
+    L = make_features_lake(tmp_path/"lake", n=4000, n_features=20)
+    f, ckpt, n = L.pointer(T, "features"), tmp_path/"checkpoints", 4000
+    hps = {"num_round": str(n), "max_depth": "6", "eta": "0.01", "checkpoint_frequency": "100"}
+    script = str(script_dir()/ENTRY_POINT)
+    env1 = job_env(tmp_path/"run1", f, ckpt)
+    (tmp_path/"run1"/"config"/"hyperparameters.json").write_text(json.dumps(hps))
+    p = subprocess.Popen([sys.executable, script], env=env1, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while latest_checkpoint(str(ckpt))[1] < 200 and p.poll() is None and time.time() < deadline: time.sleep(0.02)
+    os.kill(p.pid, signal.SIGKILL); p.wait()                 # kill -9 mid-training
+    _, k = latest_checkpoint(str(ckpt))
+    assert p.returncode == -signal.SIGKILL and 200 <= k < n, (p.returncode, k)
+    assert not (tmp_path/"run1"/"model"/"xgboost-model.json").exists()  # it never finished
+    env2 = job_env(tmp_path/"run2", f, ckpt)                 # a new job with the same checkpoint folder
+    (tmp_path/"run2"/"config"/"hyperparameters.json").write_text(json.dumps(hps))
+    out = subprocess.run([sys.executable, script], env=env2, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    k2 = int(out.stdout.split("resuming from round ")[1].split()[0])
+    assert k2 >= k                                           # the latest checkpoint (one more may have landed before the kill)
+    m = json.loads((tmp_path/"run2"/"output"/"data"/"metrics.json").read_text())
+    b = xgb.Booster(model_file=str(tmp_path/"run2"/"model"/"xgboost-model.json"))
+    assert b.num_boosted_rounds() == n == m["num_boosted_rounds"]   # total rounds = requested
+    assert m["resumed_from"] == k2 and len(m["curves"]["validation"]["auc"]) == n - k2  # not restarted
+    print(f"killed at checkpoint {k}; resumed from round {k2}; {b.num_boosted_rounds()} rounds in all")

@@ -40,17 +40,17 @@ def test_search_space_validation():
 
 def test_optuna_distributions():
     d = optuna_distributions(SEARCH_SPACE)
-    assert isinstance(d["max_depth"], optuna.distributions.IntDistribution) and (d["max_depth"].low, d["max_depth"].high) == (2, 8)
+    assert isinstance(d["max_depth"], optuna.distributions.IntDistribution) and (d["max_depth"].low, d["max_depth"].high) == (3, 8)
     assert d["eta"].log and not d["subsample"].log
 
 @pytest.mark.slow
 def test_sagemaker_ranges_and_tuner_spec():  # importing the SageMaker SDK takes seconds
     r = sagemaker_ranges(SEARCH_SPACE)
-    assert r["eta"].as_tuning_range("eta") == {"Name": "eta", "MinValue": "0.03", "MaxValue": "0.5", "ScalingType": "Logarithmic"}
+    assert r["eta"].as_tuning_range("eta") == {"Name": "eta", "MinValue": "0.01", "MaxValue": "0.3", "ScalingType": "Logarithmic"}
     assert r["subsample"].as_tuning_range("subsample")["ScalingType"] == "Linear"
     assert type(r["max_depth"]).__name__ == "IntegerParameter"
     s = tuner_spec(SEARCH_SPACE, n_trials=8, n_jobs=2, seed=1, parent_tuning_job="tune-abc")
-    assert (s["objective_metric_name"], s["strategy"], s["max_jobs"], s["max_parallel_jobs"]) == ("validation:auc", "Bayesian", 8, 2)
+    assert (s["objective_metric_name"], s["strategy"], s["max_jobs"], s["max_parallel_jobs"]) == ("objective:auc", "Bayesian", 8, 2)
     assert s["warm_start_config"].parent_hyper_parameter_tuning_jobs[0].hyper_parameter_tuning_job_name == "tune-abc"
 
 def test_names_fit_sagemaker_limits():
@@ -77,7 +77,8 @@ def test_tune_model_runs_jobs_and_warm_starts(tmp_path):
     assert out["n_jobs"] == 2 and p["n_trials"] == 3 and p["parent_tuning_job"] is None
     own = [r for r in out["records"] if r["source"] == "this job"]
     assert len(own) == 3 and all(r["state"] == "COMPLETE" for r in own)
-    assert p["metrics"]["validation:auc"] == max(r["value"] for r in own)
+    assert p["metrics"]["objective:auc"] == max(r["value"] for r in own)  # the tuning objective (CV and validation)
+    assert abs(p["metrics"]["objective:auc"] - (p["metrics"]["cv:auc"] + p["metrics"]["validation:auc"]) / 2) < 1e-9
     assert p["job_name"].startswith(p["tuning_job"]) and set(p["hyperparameters"]) >= {"max_depth", "eta", "num_round"}
     assert L.exists(p["model_data"].removeprefix(L.root + "/"))
     assert {"trials.json", "trials.csv", "best.json"} <= set(L.ls("tuning", T, p["tuning_job"]))
@@ -91,6 +92,6 @@ def test_tune_model_runs_jobs_and_warm_starts(tmp_path):
     warm = [r for r in out2["records"] if r["source"] == "warm start"]
     first_new = [r for r in out2["records"] if r["source"] == "this job"][0]
     assert len(warm) == 3 and first_new["params"] == {k: hp[k] for k in SMALL}
-    assert abs(first_new["value"] - p["metrics"]["validation:auc"]) < 1e-9  # same data + hyperparameters -> same model
-    assert p2["metrics"]["validation:auc"] >= p["metrics"]["validation:auc"] - 1e-9
+    assert abs(first_new["value"] - p["metrics"]["objective:auc"]) < 1e-9  # same data + hyperparameters -> same model
+    assert p2["metrics"]["objective:auc"] >= p["metrics"]["objective:auc"] - 1e-9
     assert param_importances(out2["study"], seed=0).keys() == SMALL.keys()
