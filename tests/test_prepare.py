@@ -284,3 +284,32 @@ def test_under_local_processing_job(lake, prepared, tmp_path):
     pub = tmp_path/"published"/"features"
     for f in sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()):
         assert (out/f).read_bytes() == (pub/f).read_bytes(), f
+
+
+@pytest.mark.slow
+def test_run_prepare_via_processing_job_is_byte_identical(spark, lake, tmp_path):
+    "run_prepare(via='processing') (local processing job) publishes the same bytes as the in-process path."
+    import shutil
+    twin = Lake(str(tmp_path/"twin"))
+    shutil.copytree(lake.local_path(), twin.local_path(), ignore=shutil.ignore_patterns("features"), dirs_exist_ok=True)
+    a = run_prepare(lake, T, seed=11, spark=spark)
+    b = run_prepare(twin, T, seed=11, via="processing")
+    assert a["version"] == b["version"]
+    pa_, pb = Path(lake.local_path("features", T, f"version={a['version']}")), Path(twin.local_path("features", T, f"version={b['version']}"))
+    files = sorted(p.relative_to(pa_) for p in pa_.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(pb) for p in pb.rglob("*") if p.is_file())
+    for f in files: assert (pa_/f).read_bytes() == (pb/f).read_bytes(), f
+
+
+def test_pyspark_job_spec_shape():
+    "The aws-mode spec: PySparkProcessor kwargs (Spark 3.5 container) and run kwargs with SageMaker paths."
+    from ml_lifecycle.prepare import prepare_arguments, pyspark_job_spec
+    spec = pyspark_job_spec("s3a://b/raw/t/version=v1", "s3://b/features/t/version=f", prepare_arguments("y", "1", 1, (0.7, 0.15, 0.15)),
+                            role_arn="arn:aws:iam::111122223333:role/R", kms_key_id="k")
+    assert spec["processor"]["framework_version"] == "3.5" and spec["processor"]["output_kms_key"] == "k"
+    assert spec["run"]["inputs"][0].s3_input.s3_uri == "s3://b/raw/t/version=v1"
+    assert "/opt/ml/processing/output/features" in spec["run"]["arguments"]
+    from sagemaker.core.spark.processing import PySparkProcessor
+    import inspect
+    assert set(spec["processor"]) <= set(inspect.signature(PySparkProcessor.__init__).parameters)
+    assert set(spec["run"]) <= set(inspect.signature(PySparkProcessor.run).parameters)
