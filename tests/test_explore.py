@@ -1,7 +1,6 @@
 """Unit tests of ml_lifecycle.explore: Spark-computed statistics checked against NumPy/SciPy on known data."""
 import os
 os.environ.setdefault("SPARK_VERSION", "3.5")
-os.environ.setdefault("MPLBACKEND", "Agg")
 
 import json
 import matplotlib.pyplot as plt
@@ -10,7 +9,6 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from ml_lifecycle.platform.spark import get_spark, stop_spark
 from ml_lifecycle.platform.storage import Lake
 from ml_lifecycle.explore import (
     _jsonable, association, cardinality, category_rates, correlations, explore_stats, histogram_edges, histograms,
@@ -25,13 +23,6 @@ X = RNG.normal(50, 10, N).round(3)
 K = RNG.integers(0, 4, N)
 C = np.array(["a", "b", "c"])[RNG.integers(0, 3, N)]
 Y = np.where(RNG.random(N) < 0.3, "yes", "no")
-
-
-@pytest.fixture(scope="module")
-def spark():
-    s = get_spark()
-    yield s
-    stop_spark()
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml_lifecycle.platform.spark import get_spark, stop_spark
 from ml_lifecycle.platform.storage import Lake
 from ml_lifecycle.platform.endpoint import DataCapture
 from ml_lifecycle.monitor import (baseline_job, captured_frame, drift_distances, monitoring_run, simulate_shift,
@@ -18,13 +17,6 @@ def _rows(n, seed):
     rng = np.random.default_rng(seed)
     return pd.DataFrame({"calls": rng.poisson(3, n).astype("int64"), "minutes": rng.normal(180, 50, n).clip(1).round(1),
                          "flag": rng.integers(0, 2, n).astype(float), "plan": rng.choice(["basic", "gold", "pro"], n)})
-
-
-@pytest.fixture(scope="module")
-def spark():
-    s = get_spark()
-    yield s
-    stop_spark()
 
 
 @pytest.fixture(scope="module")

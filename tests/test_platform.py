@@ -69,3 +69,12 @@ def test_runner_names_failing_notebook_and_cell(tmp_path):
 def test_stage_notebooks_in_lifecycle_order():
     names = [p.stem for p in stage_notebooks()]
     assert names == sorted(names) and names[0] == "00_ingest"
+
+def test_runner_keeps_plots_when_caller_uses_agg(tmp_path, monkeypatch):
+    "Executed notebooks carry their figures even if the calling process set MPLBACKEND=Agg (as test suites do)."
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = _nb(tmp_path/"00_plot.ipynb", "import matplotlib.pyplot as plt", "plt.plot([1, 2, 3]);")
+    from ml_lifecycle.platform.runner import run_notebook
+    out = nbformat.read(run_notebook(nb, tmp_path/"out.ipynb"), as_version=4)
+    assert any("image/png" in o.get("data", {}) for c in out.cells for o in c.get("outputs", []))
+    import os; assert os.environ["MPLBACKEND"] == "Agg"   # the caller's setting is restored

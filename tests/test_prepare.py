@@ -7,7 +7,6 @@ import pandas as pd
 import pyspark.sql.functions as F
 import pytest
 
-from ml_lifecycle.platform.spark import get_spark
 from ml_lifecycle.platform.storage import Lake, LakeError
 from ml_lifecycle.prepare import (LABEL, MISSING, SPLITS, add_label, assign_splits, check_fractions, column_roles,
                                   encode, encoder_metadata, features_version, fit_encoder, main, prepare_features,
@@ -51,8 +50,6 @@ def make_lake(root: Path, df: pd.DataFrame, table: str = T, version: str = "v000
     return L
 
 
-@pytest.fixture(scope="module")
-def spark(): return get_spark()
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory): return toy_frame()

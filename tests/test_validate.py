@@ -5,7 +5,6 @@ os.environ.setdefault("SPARK_VERSION", "3.5")
 import pyspark.sql.functions as F
 import pytest
 
-from ml_lifecycle.platform.spark import get_spark, stop_spark
 from ml_lifecycle.platform.storage import Lake
 from ml_lifecycle.validate import (
     QualityGateError, build_suite, check_spec, column_kinds, corrupt_copy, failed_checks, hand_written_checks,
@@ -14,13 +13,6 @@ from ml_lifecycle.validate import (
 
 SCHEMA = "x double, n long, c string, y string"
 ROWS = [(float(i), i % 6, "abc"[i % 3], "yes" if i % 4 == 0 else "no") for i in range(60)]
-
-
-@pytest.fixture(scope="module")
-def spark():
-    s = get_spark()
-    yield s
-    stop_spark()
 
 
 @pytest.fixture(scope="module")
