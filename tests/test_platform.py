@@ -78,3 +78,12 @@ def test_runner_keeps_plots_when_caller_uses_agg(tmp_path, monkeypatch):
     out = nbformat.read(run_notebook(nb, tmp_path/"out.ipynb"), as_version=4)
     assert any("image/png" in o.get("data", {}) for c in out.cells for o in c.get("outputs", []))
     import os; assert os.environ["MPLBACKEND"] == "Agg"   # the caller's setting is restored
+
+def test_every_stage_has_a_papermill_parameters_cell():
+    "nbdev_clean keeps cell tags (settings.ini allowed_cell_metadata_keys), so papermill finds each stage's parameters."
+    for nb in stage_notebooks():
+        if nb.name[2] != "_": continue   # companions (04a) take no parameters
+        cells = nbformat.read(nb, as_version=4).cells
+        tagged = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, f"{nb.name}: {len(tagged)} cells tagged 'parameters'"
+        assert all(f"{k} =" in tagged[0].source for k in ("mode", "lake", "dataset", "target", "positive_label", "seed")), nb.name
