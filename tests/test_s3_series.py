@@ -60,8 +60,8 @@ STAGE_PARAMETERS = {
 
 
 def s3_stages() -> list:
-    "00_ingest … 07_deploy: every stage that reads or writes the lake's data through Spark, pandas or boto3.
-    08_monitor (3 more minutes, its capture stays in a local folder with an S3 lake) joins with ML_LIFECYCLE_S3_FULL=1."
+    """00_ingest … 07_deploy: every stage that reads or writes the lake's data through Spark, pandas or boto3.
+    08_monitor (3 more minutes; its capture stays in a local folder with an S3 lake) joins with ML_LIFECYCLE_S3_FULL=1."""
     stages = stage_notebooks()
     return stages if os.environ.get("ML_LIFECYCLE_S3_FULL") == "1" else [p for p in stages if p.stem < "08"]
 
