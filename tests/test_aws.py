@@ -270,7 +270,11 @@ def test_policy_is_scoped_to_bucket_prefix_and_key(P):
 def _resource(op: str, params: dict, region="us-east-1", account=EXAMPLE_ACCOUNT) -> str | None:
     sm = lambda kind, key: f"arn:aws:sagemaker:{region}:{account}:{kind}/{params[key].lower()}"
     return {"CreateTrainingJob": lambda: sm("training-job", "TrainingJobName"),
+            "DescribeTrainingJob": lambda: sm("training-job", "TrainingJobName"),
             "CreateProcessingJob": lambda: sm("processing-job", "ProcessingJobName"),
+            "DescribeProcessingJob": lambda: sm("processing-job", "ProcessingJobName"),
+            "GetRole": lambda: f"arn:aws:iam::{account}:role/{params['RoleName']}",
+            "SimulatePrincipalPolicy": lambda: params["PolicySourceArn"],
             "CreateHyperParameterTuningJob": lambda: sm("hyper-parameter-tuning-job", "HyperParameterTuningJobName"),
             "PutObject": lambda: f"arn:aws:s3:::{params['Bucket']}/{params['Key']}",
             "CreateTable": lambda: f"arn:aws:glue:{region}:{account}:table/{params['DatabaseName']}/{params['TableInput']['Name']}",
@@ -296,8 +300,8 @@ def test_policy_allows_every_recorded_call(P):
     checked = 0
     for c in rec.calls:
         if (res := _resource(c.operation, c.params)) is None: continue
-        action = {"s3": "s3", "sagemaker": "sagemaker", "glue": "glue"}[c.service] + ":" + c.operation
+        action = {"s3": "s3", "sagemaker": "sagemaker", "glue": "glue", "iam": "iam"}[c.service] + ":" + c.operation
         assert policy_allows(pol, action, res), f"{action} on {res} is denied"
         checked += 1
-    assert checked >= 4
+    assert checked >= 6 and {"GetRole", "CreateTrainingJob", "CreateProcessingJob", "PutObject"} <= set(rec.ops())
     assert policy_allows(pol, "iam:PassRole", P.role_arn, {"iam:PassedToService": "sagemaker.amazonaws.com"})
