@@ -33,9 +33,9 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def s3_server():
-    "A moto S3 server on loopback (`ThreadedMotoServer`, a free port) with the AWS variables pointing at it."
+    "A moto S3 server on loopback (`ThreadedMotoServer`, a free port) with the AWS variables pointing at it (for one test module)."
     import boto3
     from moto.server import ThreadedMotoServer
     port = _free_port()
