@@ -79,6 +79,11 @@ def _check_job_security(req: dict, P, kind: str):
         assert n["EnableNetworkIsolation"] is True and n["EnableInterContainerTrafficEncryption"] is True
 
 
+def _unencrypted(rec) -> list[str]:
+    "Uploads the SDK made without SSE-KMS under the lake's key."
+    return [c["Key"] for c in rec.find("PutObject") if c.get("SSEKMSKeyId") != KEY or c.get("ServerSideEncryption") != "aws:kms"]
+
+
 def _in_lake(rec, P) -> list[str]:
     "S3 objects the SDK uploaded (code, drivers) that are outside the lake's prefix."
     bucket, prefix = P.lake[5:].split("/", 1)
@@ -105,6 +110,7 @@ def test_training_job_request(P):
     assert req["HyperParameters"]["max_depth"] == "3" and res.status == "InProgress"
     assert {d["Name"] for d in req["AlgorithmSpecification"]["MetricDefinitions"]} >= {"validation:auc"}
     assert not _in_lake(rec, P), "the SDK staged code outside the lake prefix"
+    assert not _unencrypted(rec), "uploads without the lake's KMS key"
     assert "ListBuckets" not in rec.ops() or rec.find("CreateBucket") == []
 
 
@@ -122,7 +128,7 @@ def test_processing_job_request(P, tmp_path):
     validate_request("sagemaker", "CreateProcessingJob", req)
     _check_job_security(req, P, "processing")
     assert req["AppSpecification"]["ContainerArguments"] == ["--in", "/opt/ml/processing/input/data"]
-    assert not _in_lake(rec, P)
+    assert not _in_lake(rec, P) and not _unencrypted(rec)
 
 
 @pytest.mark.slow
@@ -140,7 +146,7 @@ def test_prepare_pyspark_job_request(P):
     _check_job_security(req, P, "processing")
     assert req["ProcessingJobName"].startswith("prepare-f1")
     assert "spark" in req["AppSpecification"]["ImageUri"]
-    assert not _in_lake(rec, P)
+    assert not _in_lake(rec, P) and not _unencrypted(rec)
 
 
 @pytest.mark.slow
@@ -173,6 +179,7 @@ def test_tuning_job_request(P, s3_server):
     assert d["EnableInterContainerTrafficEncryption"] is True
     assert d["StaticHyperParameters"]["sagemaker_submit_directory"].startswith(lake + "/")
     assert not _in_lake(rec, p), "the SDK staged code outside the lake prefix"
+    assert not _unencrypted(rec), "uploads without the lake's KMS key"
     assert tuned["metrics"]["validation:auc"] == 0.93 and tuned["n_trials"] == 4
     assert L.pointer("mlc_churn", "tuned")["job_name"] == tuned["job_name"]
 
