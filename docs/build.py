@@ -27,11 +27,21 @@ def last_green_run(runs: Path) -> Path:
     raise SystemExit(f"no green run under {runs}: run `make run` first (the site shows a real run's outputs).")
 
 
+def guide_notebooks() -> list[Path]:
+    "The guide pages in nbs/: notebooks that are neither a stage nor the index (e.g. aws_studio)."
+    from ml_lifecycle.platform.runner import stage_notebooks
+    stages = {p.name for p in stage_notebooks()}
+    return sorted(p for p in (ROOT/"nbs").glob("*.ipynb") if p.name not in stages and p.name != "index.ipynb")
+
+
 def execute_platform(run: Path):
-    "Execute the platform notebooks into `run/platform` when the run has not done it yet."
+    "Execute the platform and guide notebooks into `run/platform` and `run/guides` when the run has not done it yet."
     from ml_lifecycle.platform.runner import run_notebook
     for nb in sorted((ROOT/"nbs"/"platform").glob("*.ipynb")):
         out = run/"platform"/nb.name
+        if not out.exists(): run_notebook(nb, out)
+    for nb in guide_notebooks():
+        out = run/"guides"/nb.name
         if not out.exists(): run_notebook(nb, out)
 
 
@@ -100,6 +110,8 @@ def write_sources(run: Path, src: Path):
     platform = sorted((run/"platform").glob("*.ipynb"))
     for p in stages: nbdev_process(p, src/p.name)
     for p in platform: nbdev_process(p, src/"platform"/p.name)
+    guides = sorted((run/"guides").glob("*.ipynb"))
+    for p in guides: nbdev_process(p, src/p.name)
     mods = sorted(m.relative_to(ROOT).with_suffix("").as_posix().replace("/", ".")
                   for m in (ROOT/"ml_lifecycle").rglob("*.py") if not m.name.startswith("_"))
     (src/"api.md").write_text("# API reference\n\nThe modules nbdev exports from the notebooks.\n\n" +
@@ -107,9 +119,11 @@ def write_sources(run: Path, src: Path):
     toc = lambda caption, names: (f"\n```{{toctree}}\n:caption: {caption}\n:maxdepth: 1\n\n" + "\n".join(names) + "\n```\n")
     with open(src/"index.ipynb") as f: nb = nbformat.read(f, as_version=4)
     for c in nb.cells:   # the README's link to the built site is this very page here
-        if c.cell_type == "markdown": c.source = c.source.replace("[`_site/index.html`](_site/index.html)", "`_site/index.html` (this site)")
+        if c.cell_type == "markdown": c.source = (c.source.replace("[`_site/index.html`](_site/index.html)", "`_site/index.html` (this site)")
+                                                  .replace("](nbs/", "]("))   # README links into nbs/; the site has the pages at its root
     nb.cells.append(nbformat.v4.new_markdown_cell(
-        toc("The lifecycle", [p.stem for p in stages]) + toc("Platform", [f"platform/{p.stem}" for p in platform]) +
+        toc("The lifecycle", [p.stem for p in stages]) + (toc("Guides", [p.stem for p in guides]) if guides else "") +
+        toc("Platform", [f"platform/{p.stem}" for p in platform]) +
         toc("Reference", ["api"]) + f"\n<small>Built from run `{run.name}`.</small>\n"))
     nbformat.write(nb, src/"index.ipynb")
 

@@ -2,7 +2,7 @@
 # Set up a machine for ml_lifecycle from nothing; quick and silent the second time.
 #   - checks Python 3.11+ and Java 17+ (Spark needs a JVM),
 #   - builds .venv from the pinned versions (requirements.txt locked by constraints.txt),
-#   - fetches the Spark jars (Deequ) from Maven Central into .cache/jars,
+#   - fetches the Spark jars (Deequ, hadoop-aws for s3a://) from Maven Central into .cache/jars,
 #   - registers the `ml-lifecycle` Jupyter kernel inside the venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,12 +39,15 @@ fi
 
 # --- Spark jars from Maven Central ------------------------------------------------------
 JARS=.cache/jars
-if ! ls "$JARS"/deequ-*.jar >/dev/null 2>&1; then
-  command -v mvn >/dev/null || die "Maven (mvn) not found: it fetches the Deequ jar. Install it (apt-get install maven)."
+JSTAMP=$JARS/.pom-sha256
+JWANT=$(sha256sum jars/pom.xml | cut -c1-16)
+if ! ls "$JARS"/deequ-*.jar >/dev/null 2>&1 || [ "$(cat "$JSTAMP" 2>/dev/null)" != "$JWANT" ]; then
+  command -v mvn >/dev/null || die "Maven (mvn) not found: it fetches the Spark jars (Deequ, hadoop-aws). Install it (apt-get install maven)."
   say "fetching Spark jars (jars/pom.xml) from Maven Central into $JARS"
   mvn -q -B -f jars/pom.xml -Dmaven.repo.local="$ROOT/.cache/m2" \
       dependency:copy-dependencies -DoutputDirectory="$ROOT/$JARS" \
     || die "could not fetch the jars in jars/pom.xml from Maven Central (see the Maven error above)."
+  echo "$JWANT" > "$JSTAMP"
 else
   say "Spark jars present in $JARS"
 fi

@@ -1,6 +1,8 @@
 import os
 os.environ.setdefault("SPARK_VERSION", "3.5")
 
+import socket
+
 import pytest
 
 
@@ -18,3 +20,36 @@ def spark():
     from ml_lifecycle.platform.spark import get_spark, stop_spark
     yield get_spark()
     stop_spark()
+
+
+BUCKET = "ml-lifecycle-ci"
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+          "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+          "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    "A moto S3 server on loopback (`ThreadedMotoServer`, a free port) with the AWS variables pointing at it (for one test module)."
+    import boto3
+    from moto.server import ThreadedMotoServer
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    endpoint = f"http://127.0.0.1:{port}"
+    saved = {k: os.environ.get(k) for k in [*S3_ENV, "AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL", "AWS_PROFILE"]}
+    server.start()
+    try:
+        os.environ.pop("AWS_PROFILE", None)
+        os.environ.update(S3_ENV, AWS_ENDPOINT_URL=endpoint, MLFLOW_S3_ENDPOINT_URL=endpoint)
+        boto3.client("s3").create_bucket(Bucket=BUCKET)
+        yield endpoint
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v

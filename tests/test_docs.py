@@ -40,7 +40,8 @@ def _title(nb: Path) -> str:
 def _pages(out: Path):
     stages = [p.stem for p in stage_notebooks()]
     platform = sorted(p.stem for p in (ROOT/"nbs"/"platform").glob("*.ipynb"))
-    return ["index", *stages, *[f"platform/{p}" for p in platform], "api"]
+    guides = sorted(p.stem for p in (ROOT/"nbs").glob("*.ipynb") if p.stem not in stages and p.stem != "index")
+    return ["index", *stages, *guides, *[f"platform/{p}" for p in platform], "api"]
 
 
 @pytest.mark.skipif(not CHROMIUM, reason="needs Debian's chromium (make test installs it)")
