@@ -11,7 +11,7 @@
 - data: a corrupted copy stops at 01_validate's gate with a readable table and no downstream pointer moves.
 
 Each test prints its figures (requests tried, statuses, faults injected, partial versions found)."""
-import collections, hashlib, json, os, random, signal, socket, subprocess, sys, textwrap, threading, time
+import collections, hashlib, io, json, os, random, signal, socket, subprocess, sys, tarfile, textwrap, threading, time
 from pathlib import Path
 
 import numpy as np
@@ -351,7 +351,7 @@ CHILD = textwrap.dedent('''
     import ml_lifecycle.platform.storage as storage
     name = lambda p: Path(str(p)).name
     POINTS = {
-        "staged": lambda: at("os", "replace", lambda src, dst, *a, **k: name(src).startswith(".version=") and name(src).endswith(".tmp")),
+        "staged": lambda: at("os", "replace", lambda src, dst, *a, **k: name(src).startswith(".") and name(src).endswith(".tmp") and os.path.isdir(src)),
         "pointer-tmp-written": lambda: at("os", "replace", lambda src, dst, *a, **k: name(dst) in ("raw.json", "features.json", "trained.json")),
         "before-pointer": lambda: setattr(storage.Lake, "set_pointer", (lambda orig: lambda self, *a, **k: (pause(), orig(self, *a, **k))[1])(storage.Lake.set_pointer)),
         "before-metrics": lambda: at("os", "replace", lambda src, dst, *a, **k: name(dst) == "metrics.json"),
@@ -434,18 +434,33 @@ def _kill_at(tmp: Path, stage: str, point: str, timeout=300) -> dict:
     return {"killed_after_s": round(time.time() - t0, 1), "children": len(family), "orphans": orphans}
 
 
+VOLATILE = ("updated", "seconds", "created")  # when a pointer moved or a version was first written, how long a job took
+
+
+def _content(name: str, data: bytes) -> bytes:
+    "`data` with the volatile fields of JSON documents (also inside .tar.gz archives) left out."
+    if name.endswith(".tar.gz"):
+        with tarfile.open(fileobj=io.BytesIO(data)) as t:
+            return b"".join(m.name.encode() + b"\0" + _content(m.name, t.extractfile(m).read())
+                            for m in t.getmembers() if m.isfile())
+    if not name.endswith(".json"): return data
+    doc = json.loads(data)
+    if isinstance(doc, dict): doc = {k: v for k, v in doc.items() if k not in VOLATILE}
+    return json.dumps(doc, sort_keys=True).encode()
+
+
 def lake_state(root: Path) -> dict:
-    "Checksums of every file in the lake except the volatile ones (summaries, MLflow); hidden names included."
+    "Checksums of every file in the lake except the volatile ones (summaries, MLflow, timings); hidden names included."
     out = {}
     for p in sorted(root.rglob("*")):
         rel = str(p.relative_to(root))
         if p.is_file() and not rel.startswith(("_summaries", "_mlflow")):
-            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+            out[rel] = hashlib.sha256(_content(p.name, p.read_bytes())).hexdigest()[:16]
     return out
 
 
 def partial_versions(root: Path) -> list[str]:
-    "Version folders without their completion marker, job folders without their files, and leftover temp files."
+    "What a reader could see half-written: version folders without their completion marker, model folders without their files."
     bad = []
     for zone in ("raw", "features"):
         for v in root.glob(f"{zone}/*/*"):
@@ -454,13 +469,17 @@ def partial_versions(root: Path) -> list[str]:
     for job in root.glob("models/*/*"):
         if job.is_dir() and not {"model.tar.gz", "metrics.json"} <= {p.name for p in job.iterdir()}:
             bad.append(f"{job.relative_to(root)}: incomplete model folder {sorted(p.name for p in job.iterdir())}")
-    bad += [f"{p.relative_to(root)}: temp left behind" for p in root.rglob("*")
-            if p.name.endswith((".tmp", ".old")) and not str(p.relative_to(root)).startswith("_mlflow")]
     return bad
 
 
+def leftovers(root: Path) -> list[str]:
+    "Hidden temporary files and folders of killed writers (invisible to readers; the next writer sweeps them)."
+    return [str(p.relative_to(root)) for p in root.rglob("*") if p.name.startswith(".") and p.name.endswith((".tmp", ".old"))
+            and not str(p.relative_to(root)).startswith("_mlflow") and not any(q.name.endswith((".tmp", ".old")) for q in p.relative_to(root).parents)]
+
+
 def _pointers(root: Path) -> dict:
-    return {p.stem: {k: v for k, v in json.loads(p.read_text()).items() if k != "updated"}
+    return {p.stem: {k: v for k, v in json.loads(p.read_text()).items() if k not in VOLATILE}
             for p in sorted((root/"_pointers"/TABLE).glob("*.json"))}
 
 
@@ -471,9 +490,13 @@ def fault_lake(tmp_path_factory):
     return tmp
 
 
+# Each stage is killed at every point in turn (a crash loop: each run is killed before it can finish), then run to
+# the end once to recover, then once more to show the recovered lake is stable.
 FAULTS = {"ingest": ["staged", "pointer-tmp-written", "before-pointer"],
           "prepare": ["job-running", "staged", "before-pointer"],
-          "train": ["job-running", "model-tmp-written", "before-metrics", "before-pointer"]}
+          "train": ["job-running", "staged", "before-pointer"]}
+POINTER = {"ingest": ("raw", "version"), "prepare": ("features", "version"), "train": ("trained", "job_name")}
+ZONE = {"ingest": "raw", "prepare": "features", "train": "models"}
 FAULT_LOG: list = []
 
 
@@ -485,6 +508,20 @@ def _validated_from_raw(root: Path):
                                                                 "positive_label")}, checks={"failed": 0})
 
 
+def rows_lost(root: Path, stage: str, n_source: int) -> int:
+    "Rows (or models) the lake should hold after the stage and does not: source rows minus what the pointed version holds."
+    L = Lake(root)
+    if stage == "ingest":
+        return n_source - len(pd.read_parquet(Path(L.pointer(TABLE, "raw")["manifest"]).parent/"part-00000.parquet"))
+    if stage == "prepare":
+        f = L.pointer(TABLE, "features")
+        got = sum(len(pd.read_csv(Path(f[s])/"data.csv", header=None)) for s in ("train", "validation", "test"))
+        return L.pointer(TABLE, "validated")["rows"] - got
+    t = L.pointer(TABLE, "trained")
+    with tarfile.open(t["model_data"]) as tar: ok = "xgboost-model.json" in tar.getnames()
+    return 0 if ok else 1
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", list(FAULTS))
 def test_kill9_leaves_no_partial_version_and_rerun_completes(fault_lake, stage):
@@ -492,29 +529,34 @@ def test_kill9_leaves_no_partial_version_and_rerun_completes(fault_lake, stage):
     if stage == "prepare" and not (root/"_pointers"/TABLE/"raw.json").exists(): _run_to_end(tmp, "ingest")
     if stage == "prepare": _validated_from_raw(tmp)
     if stage == "train" and not (root/"_pointers"/TABLE/"features.json").exists(): pytest.skip("needs the prepare test")
+    ptr, key = POINTER[stage]
     for point in FAULTS[stage]:
-        before_ptr, before_files = _pointers(root), lake_state(root)
+        before_ptr = _pointers(root)
         info = _kill_at(tmp, stage, point)
-        partial = partial_versions(root)
+        partial, litter = partial_versions(root), leftovers(root)
         after_ptr = _pointers(root)
+        moved = sorted(k for k in after_ptr if after_ptr[k] != before_ptr.get(k))
         FAULT_LOG.append({"stage": stage, "point": point, **info, "partial_versions": len(partial),
-                          "pointers_moved": sorted(k for k in after_ptr if after_ptr[k] != before_ptr.get(k))})
+                          "hidden_leftovers": len(litter), "pointers_moved": moved})
         print(f"\n[fault] {stage} killed at {point}: {FAULT_LOG[-1]}")
         assert not info["orphans"], f"processes outlived the killed {stage}: {info['orphans']}"
         assert not partial, f"partial versions after kill -9 of {stage} at {point}: {partial}"
-        moved = [k for k in after_ptr if after_ptr[k] != before_ptr.get(k)]
-        assert not moved or point not in ("staged", "job-running", "model-tmp-written", "before-metrics", "before-pointer"), moved
-        # the re-run completes, gives the version a clean run gives, and a second re-run changes nothing
-        v1 = _run_to_end(tmp, stage)
-        assert not partial_versions(root)
-        state = lake_state(root)
-        assert _run_to_end(tmp, stage) == v1
-        assert lake_state(root) == state, "re-running after recovery changed the lake"
-        assert _pointers(root)[{"ingest": "raw", "prepare": "features", "train": "trained"}[stage]]["version" if stage != "train" else "job_name"] == v1
-    # a lake built without any fault holds the same version
-    _report(f"faults-{stage}", injected=len(FAULTS[stage]), points=FAULTS[stage],
-            partial_versions_found=sum(f["partial_versions"] for f in FAULT_LOG if f["stage"] == stage),
-            orphans=sum(len(f["orphans"]) for f in FAULT_LOG if f["stage"] == stage), data_lost=0)
+        assert not moved, f"pointers moved by a {stage} killed at {point}: {moved}"
+    # the re-run completes and sweeps the litter; a second re-run changes nothing and adds no version
+    v1 = _run_to_end(tmp, stage)
+    assert not partial_versions(root)
+    assert not leftovers(root), f"the re-run did not sweep what the killed {stage} left: {leftovers(root)}"
+    assert _pointers(root)[ptr][key] == v1
+    state, versions = lake_state(root), sorted(p.name for p in (root/ZONE[stage]/TABLE).iterdir())
+    assert _run_to_end(tmp, stage) == v1
+    assert lake_state(root) == state, "re-running after recovery changed the lake"
+    assert sorted(p.name for p in (root/ZONE[stage]/TABLE).iterdir()) == versions == [v1 if stage == "train" else f"version={v1}"]
+    lost = rows_lost(root, stage, len(_source()))
+    log = [f for f in FAULT_LOG if f["stage"] == stage]
+    _report(f"faults-{stage}", injected=len(log), points=FAULTS[stage], partial_versions_found=sum(f["partial_versions"] for f in log),
+            hidden_leftovers_after_kills=max(f["hidden_leftovers"] for f in log), hidden_leftovers_after_rerun=len(leftovers(root)), pointers_moved=sum(len(f["pointers_moved"]) for f in log),
+            orphans=sum(len(f["orphans"]) for f in log), versions_after_rerun=len(versions), data_lost=lost)
+    assert lost == 0
 
 
 @pytest.mark.slow
@@ -530,7 +572,98 @@ def test_recovered_lake_equals_a_clean_one(fault_lake, tmp_path):
     got["trained"] = _run_to_end(clean, "train")
     ptr = _pointers(root)
     assert got == {"raw": ptr["raw"]["version"], "features": ptr["features"]["version"], "trained": ptr["trained"]["job_name"]}
-    same = lambda p: {k: v for k, v in lake_state(p).items() if k.startswith(("raw/", "features/"))}
+    same = lambda p: {k: v for k, v in lake_state(p).items() if k.startswith(("raw/", "features/", "models/"))}
     assert same(root) == same(clean/"lake"), "recovered data differs from a clean run's"
+    lost = sum(rows_lost(root, s, len(_source())) for s in FAULTS)
     _report("faults-total", injected=len(FAULT_LOG), partial_versions_found=sum(f["partial_versions"] for f in FAULT_LOG),
-            orphans=sum(len(f["orphans"]) for f in FAULT_LOG), data_lost=0)
+            orphans=sum(len(f["orphans"]) for f in FAULT_LOG), differs_from_clean_lake=0, data_lost=lost)
+    assert lost == 0
+
+
+# ===================================================================================================================
+# Data: corrupted input stops at the quality gate
+# ===================================================================================================================
+
+from ml_lifecycle.platform.config import make_params, project_root
+from ml_lifecycle.platform.runner import NotebookFailed, run_notebook
+from ml_lifecycle.platform.storage import LakeError
+
+NBS = project_root()/"nbs"
+
+
+def _corrupt(df: pd.DataFrame, seed=5) -> tuple[pd.DataFrame, dict]:
+    "A delivery gone wrong: negative counts, a complete column half empty, a far-off number, a target holding numbers."
+    rng, bad = np.random.default_rng(seed), df.copy()
+    hit = lambda share: rng.uniform(size=len(bad)) < share
+    bad["calls"] = np.where(hit(0.2), -bad["calls"] - 1, bad["calls"])          # counts can't be negative
+    bad["x1"] = np.where(hit(0.5), np.nan, bad["x1"])                          # was complete
+    bad["x2"] = np.where(hit(0.05), 1e6, bad["x2"])                            # far outside [0, 10]
+    bad["y"] = np.where(hit(0.3), rng.choice(["1", "0"], size=len(bad)), bad["y"])  # wrong-typed target values
+    return bad, {"calls": "negative", "x1": "null", "x2": "out of range", "y": "not a label"}
+
+
+def _deliver(tmp: Path, df: pd.DataFrame, name: str) -> tuple[Lake, str, dict]:
+    "Write `df` as the CSV `name` and ingest it as 00_ingest does; returns the lake, table and notebook parameters."
+    from ml_lifecycle.ingest import clean_columns, ingest
+    csv = tmp/"data"/name; csv.parent.mkdir(exist_ok=True); df.to_csv(csv, index=False)
+    params = {"lake": str(tmp/"lake"), "dataset": str(csv), "target": "y", "positive_label": "yes"}
+    table, L = make_params(**params).table, Lake(tmp/"lake")
+    clean, renamed = clean_columns(pd.read_csv(csv))
+    ingest(clean, L, table, str(csv), "y", "yes", renamed=renamed)
+    return L, table, params
+
+
+def _downstream(L: Lake, table: str) -> dict:
+    return {n: L.read_json("_pointers", table, f"{n}.json") if L.exists("_pointers", table, f"{n}.json") else None
+            for n in ("validated", "features", "trained")}
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+def test_corrupted_delivery_stops_at_the_gate(tmp_path):
+    "A good delivery passes 01_validate; a corrupted later one stops there with a readable table and moves nothing."
+    src = _source(600, seed=2)
+    L, table, params = _deliver(tmp_path, src, "churn_feed.csv")
+    run_notebook(NBS/"01_validate.ipynb", tmp_path/"01_good.ipynb", params)
+    good = _downstream(L, table)
+    assert good["validated"]["version"] == L.pointer(table, "raw")["version"]
+
+    bad, injected = _corrupt(src)
+    _, _, params = _deliver(tmp_path, bad, "churn_feed.csv")
+    bad_version = L.pointer(table, "raw")["version"]
+    assert bad_version != good["validated"]["version"]
+    with pytest.raises(NotebookFailed) as e:
+        run_notebook(NBS/"01_validate.ipynb", tmp_path/"01_bad.ipynb", params)
+    msg = e.value.evalue
+    print(f"\n[data] 01_validate on the corrupted version stopped with {e.value.ename}:\n{msg}")
+    assert e.value.ename == "QualityGateError" and "NOT moved" in msg and bad_version in msg
+    lines = msg.splitlines()[1:]
+    assert lines[0].split() == ["constraint", "column", "check", "message"], "the report is a table with a header"
+    caught = {c for c in injected if any(f" {c} " in f" {l} " for l in lines[1:])}
+    assert caught == set(injected), f"faults not named in the report: {set(injected) - caught}"
+    assert _downstream(L, table) == good, "a pointer moved after the gate failed"
+    _report("data-gate", faults_injected=len(injected), faults_reported=len(caught), failed_checks=len(lines) - 1,
+            pointers_moved=0, rows_delivered=len(bad))
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+def test_corrupted_first_delivery_blocks_downstream(tmp_path):
+    "On a new lake a first delivery whose target is broken stops at 01_validate; 02 and 03 then refuse, naming it."
+    src = _source(400, seed=3)
+    src["y"] = np.where(np.arange(len(src)) % 3 == 0, "1", src["y"])
+    L, table, params = _deliver(tmp_path, src, "first_feed.csv")
+    with pytest.raises(NotebookFailed) as e:
+        run_notebook(NBS/"01_validate.ipynb", tmp_path/"01.ipynb", params)
+    print(f"\n[data] first delivery: {e.value.ename}: {e.value.evalue}")
+    assert "exactly two" in e.value.evalue and "NOT moved" in e.value.evalue
+    refused = {}
+    for nb in ("02_explore", "03_prepare"):
+        with pytest.raises(NotebookFailed) as e:
+            run_notebook(NBS/f"{nb}.ipynb", tmp_path/f"{nb}.ipynb", params)
+        assert e.value.ename == "LakeError" and "run 01_validate first" in e.value.evalue, (nb, e.value)
+        refused[nb] = e.value.evalue
+    with pytest.raises(LakeError, match="01_validate"): L.pointer(table, "validated")
+    assert _downstream(L, table) == {"validated": None, "features": None, "trained": None}
+    assert not L.exists("features", table) and not L.exists("explore", table)
+    _report("data-first-delivery", stages_refused=len(refused), pointers_moved=0)
