@@ -592,14 +592,14 @@ NBS = project_root()/"nbs"
 
 
 def _corrupt(df: pd.DataFrame, seed=5) -> tuple[pd.DataFrame, dict]:
-    "A delivery gone wrong: negative counts, a complete column half empty, a far-off number, a target holding numbers."
+    """A delivery gone wrong: negative counts, a complete column half empty, a far-off number (a broken target is
+    stopped earlier, by 00_ingest's parameter check: see the next test)."""
     rng, bad = np.random.default_rng(seed), df.copy()
     hit = lambda share: rng.uniform(size=len(bad)) < share
     bad["calls"] = np.where(hit(0.2), -bad["calls"] - 1, bad["calls"])          # counts can't be negative
     bad["x1"] = np.where(hit(0.5), np.nan, bad["x1"])                          # was complete
     bad["x2"] = np.where(hit(0.05), 1e6, bad["x2"])                            # far outside [0, 10]
-    bad["y"] = np.where(hit(0.3), rng.choice(["1", "0"], size=len(bad)), bad["y"])  # wrong-typed target values
-    return bad, {"calls": "negative", "x1": "null", "x2": "out of range", "y": "not a label"}
+    return bad, {"calls": "negative", "x1": "null", "x2": "out of range"}
 
 
 def _deliver(tmp: Path, df: pd.DataFrame, name: str) -> tuple[Lake, str, dict]:
@@ -642,28 +642,37 @@ def test_corrupted_delivery_stops_at_the_gate(tmp_path):
     caught = {c for c in injected if any(f" {c} " in f" {l} " for l in lines[1:])}
     assert caught == set(injected), f"faults not named in the report: {set(injected) - caught}"
     assert _downstream(L, table) == good, "a pointer moved after the gate failed"
+    report = L.read_json("quality", table, f"version={bad_version}", "verification.json")  # saved before the gate
+    assert report["failed"] >= len(lines) - 1 and report["status"] == "Error"
     _report("data-gate", faults_injected=len(injected), faults_reported=len(caught), failed_checks=len(lines) - 1,
             pointers_moved=0, rows_delivered=len(bad))
 
 
 @pytest.mark.slow
 @pytest.mark.notebooks
-def test_corrupted_first_delivery_blocks_downstream(tmp_path):
-    "On a new lake a first delivery whose target is broken stops at 01_validate; 02 and 03 then refuse, naming it."
+def test_broken_first_delivery_lands_nowhere(tmp_path):
+    """A target holding numbers next to 'yes'/'no' stops 00_ingest in its first cell; a lake without a validated version
+    makes 02 and 03 refuse before any work, naming 01_validate."""
     src = _source(400, seed=3)
-    src["y"] = np.where(np.arange(len(src)) % 3 == 0, "1", src["y"])
-    L, table, params = _deliver(tmp_path, src, "first_feed.csv")
+    broken = src.assign(y=np.where(np.arange(len(src)) % 3 == 0, "1", src["y"]))
+    csv = tmp_path/"data"/"first_feed.csv"; csv.parent.mkdir(); broken.to_csv(csv, index=False)
+    params = {"lake": str(tmp_path/"lake"), "dataset": str(csv), "target": "y", "positive_label": "yes"}
     with pytest.raises(NotebookFailed) as e:
-        run_notebook(NBS/"01_validate.ipynb", tmp_path/"01.ipynb", params)
-    print(f"\n[data] first delivery: {e.value.ename}: {e.value.evalue}")
-    assert "exactly two" in e.value.evalue and "NOT moved" in e.value.evalue
+        run_notebook(NBS/"00_ingest.ipynb", tmp_path/"00.ipynb", params)
+    print(f"\n[data] broken target: 00_ingest stopped in cell {e.value.cell}: {e.value.ename}: {e.value.evalue}")
+    assert e.value.ename == "ParameterError" and "['1', 'no', 'yes']" in e.value.evalue and "exactly 2" in e.value.evalue
+    assert not (tmp_path/"lake").exists() or not any((tmp_path/"lake").rglob("*.parquet")), "broken data landed"
+    # the repaired delivery is ingested, but not validated yet: nothing downstream may run on it
+    L, table, params = _deliver(tmp_path, src, "first_feed.csv")
     refused = {}
     for nb in ("02_explore", "03_prepare"):
+        t0 = time.perf_counter()
         with pytest.raises(NotebookFailed) as e:
             run_notebook(NBS/f"{nb}.ipynb", tmp_path/f"{nb}.ipynb", params)
         assert e.value.ename == "LakeError" and "run 01_validate first" in e.value.evalue, (nb, e.value)
-        refused[nb] = e.value.evalue
+        refused[nb] = round(time.perf_counter() - t0, 1)
     with pytest.raises(LakeError, match="01_validate"): L.pointer(table, "validated")
     assert _downstream(L, table) == {"validated": None, "features": None, "trained": None}
     assert not L.exists("features", table) and not L.exists("explore", table)
-    _report("data-first-delivery", stages_refused=len(refused), pointers_moved=0)
+    _report("data-first-delivery", broken_rows=int((broken.y == "1").sum()), rows_landed=0,
+            stages_refused=len(refused), refusal_seconds=refused, pointers_moved=0)
