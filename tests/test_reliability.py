@@ -676,3 +676,49 @@ def test_broken_first_delivery_lands_nowhere(tmp_path):
     assert not L.exists("features", table) and not L.exists("explore", table)
     _report("data-first-delivery", broken_rows=int((broken.y == "1").sum()), rows_landed=0,
             stages_refused=len(refused), refusal_seconds=refused, pointers_moved=0)
+
+
+# ===================================================================================================================
+# Re-runs: the same notebook twice on the same lake
+# ===================================================================================================================
+
+def _table_pointers(root: Path, table: str) -> dict:
+    return {p.stem: {k: v for k, v in json.loads(p.read_text()).items() if k not in VOLATILE}
+            for p in sorted((root/"_pointers"/table).glob("*.json"))}
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+def test_notebooks_rerun_give_same_outputs_no_duplicates(tmp_path):
+    """00_ingest, 03_prepare and 04_train, each run twice on the same lake: the second run changes no file, pointer or
+    version, and adds no version, model or row (01_validate's re-run is part of the series test)."""
+    root, work = tmp_path/"lake", tmp_path/"work"
+    params = {"lake": str(root)}
+    table, L = make_params(**params).table, Lake(root)
+    figures = {}
+    for nb, extra in [("00_ingest", {}), ("03_prepare", {}), ("04_train", {"work_dir": str(work)})]:
+        if nb == "03_prepare":   # stand-in for 01_validate (its gate has its own tests): validated = raw + checks
+            raw = L.pointer(table, "raw")
+            L.set_pointer(table, "validated", **{k: raw[k] for k in ("version", "uri", "manifest", "rows", "columns",
+                                                                     "target", "positive_label")}, checks={"failed": 0})
+        zone = {"00_ingest": "raw", "03_prepare": "features", "04_train": "models"}[nb]
+        runs = []
+        for i in (1, 2):
+            t0 = time.perf_counter()
+            run_notebook(NBS/f"{nb}.ipynb", tmp_path/f"{nb}-{i}.ipynb", {**params, **extra})
+            runs.append({"seconds": round(time.perf_counter() - t0, 1), "state": lake_state(root),
+                         "pointers": _table_pointers(root, table), "versions": sorted(L.ls(zone, table))})
+        first, second = runs
+        changed = sorted(k for k in first["state"].keys() | second["state"].keys()
+                         if first["state"].get(k) != second["state"].get(k))
+        figures[nb] = {"files": len(second["state"]), "changed_by_rerun": len(changed),
+                       "versions": len(second["versions"]), "seconds": [r["seconds"] for r in runs]}
+        print(f"\n[rerun] {nb}: {figures[nb]}" + (f" changed: {changed[:10]}" if changed else ""))
+        assert not changed, f"re-running {nb} changed {changed}"
+        assert first["pointers"] == second["pointers"]
+        assert second["versions"] == first["versions"] and len(second["versions"]) == 1, second["versions"]
+    rows = len(pd.read_parquet(root/"raw"/table/L.ls("raw", table)[0]/"part-00000.parquet"))
+    splits = L.pointer(table, "features")["rows"]
+    assert sum(splits.values()) == rows == L.pointer(table, "raw")["rows"], (splits, rows)  # no row twice, none lost
+    _report("reruns", notebooks=len(figures), files_changed=sum(f["changed_by_rerun"] for f in figures.values()),
+            duplicate_versions=sum(f["versions"] - 1 for f in figures.values()), rows=rows, **{k: v["seconds"] for k, v in figures.items()})
