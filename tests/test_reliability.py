@@ -4,11 +4,14 @@
   interface; every client mistake is answered below 500, the worker never dies, a good request answers after each;
 - load: concurrent single-row and batch requests on loopback for `ML_LIFECYCLE_LOAD_SECONDS` (60) seconds: zero
   errors, stable server memory, every successful request captured;
-- faults: kill -9 during ingest, the processing job and training, at deterministic points; the lake then holds no
-  partial version, pointers are unchanged, no job process outlives its parent, and a re-run completes with the
-  same version;
-- re-runs: each stage function run twice gives the same lake outputs and no new versions;
-- data: a corrupted copy stops at 01_validate's gate with a readable table and no downstream pointer moves.
+- faults: kill -9 during ingest, the processing job and training, at deterministic points (a crash loop: every run
+  killed before it finishes); the lake then holds no partial version a reader could see, pointers are unchanged,
+  no job process outlives its parent, and a re-run completes, sweeps the litter and gives the version a lake that
+  was never interrupted gives (rows lost counted);
+- re-runs: 00_ingest, 03_prepare and 04_train each run twice on one lake: no file, pointer or version changes, no
+  duplicate version or row;
+- data: a corrupted delivery stops at 01_validate's gate with a readable table naming every fault and no pointer
+  moves; a broken target lands nowhere, and 02/03 refuse a lake without a validated version, naming 01_validate.
 
 Each test prints its figures (requests tried, statuses, faults injected, partial versions found)."""
 import collections, hashlib, io, json, os, random, signal, socket, subprocess, sys, tarfile, textwrap, threading, time
@@ -254,7 +257,8 @@ def test_fuzz_figures(fuzz):
     b'{"instances": [{"a": -' + b"1" * 400 + b'}]}',
     b'{"instances": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",             # nesting deeper than the parser's stack
     b'{"a":' * 5_000 + b"1" + b"}" * 5_000,
-], ids=["huge-int-list", "huge-int-object", "deep-arrays", "deep-objects"])
+    b'{"instances": [[' + b"9" * 5_000 + b', 1, 2]]}',                     # more digits than Python parses
+], ids=["huge-int-list", "huge-int-object", "deep-arrays", "deep-objects", "too-many-digits"])
 def test_json_client_mistakes_are_4xx(fuzz, body):
     "The 5xx kinds the fuzzer found, pinned as plain examples: each is the client's mistake, so a 4xx."
     r = fuzz.send("POST", "/invocations", body, {"Content-Type": "application/json"})
