@@ -54,10 +54,10 @@ def train_job_name(features_version: str, # the `features` version trained on
     h = hashlib.sha256(json.dumps(hyperparameters, sort_keys=True, default=str).encode()).hexdigest()[:8]
     return f"{prefix}-{str(features_version)[:8]}-{h}"
 
-# %% ../nbs/04_train.ipynb #0a016f2a
+# %% ../nbs/04_train.ipynb #fe8d7779
 def run_xgb_job(features: dict,             # the `features` pointer (its split URIs become channels)
                 hyperparameters: dict,      # overrides of DEFAULT_HYPERPARAMETERS
-                output_path: str,           # lake URI: model.tar.gz goes to <output_path>/<job_name>/
+                output_path: str | None,    # lake URI: model.tar.gz goes to <output_path>/<job_name>/ (None: stays in the job folder)
                 job_name: str | None = None,# default: `train_job_name(...)`
                 work_dir: str | Path | None = None, # where the local job directory goes
                 cpus: int | None = None,    # SM_NUM_CPUS (threads) of the job
@@ -84,7 +84,7 @@ def job_metrics(res: JobResult) -> dict:
         raise RuntimeError(f"job {res.job_name} reported no validation:auc; its log ends with:\n{res.log_tail()}")
     return doc
 
-# %% ../nbs/04_train.ipynb #435ccc2d
+# %% ../nbs/04_train.ipynb #2997ab5f
 def train_model(lake: Lake,                   # the data lake
                 table: str,                   # the table (e.g. 'mlc_churn')
                 hyperparameters: dict | None = None, # overrides of DEFAULT_HYPERPARAMETERS
@@ -98,15 +98,23 @@ def train_model(lake: Lake,                   # the data lake
     "Train on the `features` pointer, publish the model and metrics, and set pointer `trained`; returns it."
     features = lake.pointer(table, "features")
     hps = {**DEFAULT_HYPERPARAMETERS, "seed": int(seed), **(hyperparameters or {})}
-    res = run_xgb_job(features, hps, lake.uri("models", table), work_dir=work_dir, timeout=timeout, mode=mode, aws=aws,
-                      cpus=cpus)
+    local = mode == "local"  # a local job's files are published here, as one folder (see below)
+    res = run_xgb_job(features, hps, None if local else lake.uri("models", table), work_dir=work_dir, timeout=timeout,
+                      mode=mode, aws=aws, cpus=cpus)
     m = job_metrics(res)
     final = {k: m[k] for k in FINAL_METRICS if k in m}
-    metrics_uri = lake.write_json({"job_name": res.job_name, "features_version": features["version"],
-                                   "metrics": final, "hyperparameters": hps, "seconds": res.seconds,
-                                   "curves": m.get("curves", {}),
-                                   "xgboost_version": m.get("xgboost_version"), "resumed_from": m.get("resumed_from")},
-                                  "models", table, res.job_name, "metrics.json")
+    doc = {"job_name": res.job_name, "features_version": features["version"], "metrics": final, "hyperparameters": hps,
+           "seconds": res.seconds, "curves": m.get("curves", {}),
+           "xgboost_version": m.get("xgboost_version"), "resumed_from": m.get("resumed_from")}
+    parts = ("models", table, res.job_name)
+    if local:  # model, output and metrics appear together or not at all, even if this process is killed half-way
+        with tempfile.TemporaryDirectory(prefix="publish-") as d:
+            for f in ("model.tar.gz", "output.tar.gz"):
+                if (Path(res.job_dir)/"output"/f).exists(): shutil.copy2(Path(res.job_dir)/"output"/f, Path(d)/f)
+            (Path(d)/"metrics.json").write_text(json.dumps(doc, indent=2, default=str))
+            lake.publish_dir(d, *parts, overwrite=True)
+        res.model_data, metrics_uri = lake.uri(*parts, "model.tar.gz"), lake.uri(*parts, "metrics.json")
+    else: metrics_uri = lake.write_json(doc, *parts, "metrics.json")
     return lake.set_pointer(table, "trained", job_name=res.job_name, model_data=res.model_data, hyperparameters=hps,
                             metrics=final, features_version=features["version"], metrics_uri=metrics_uri,
                             job_dir=res.job_dir, seconds=res.seconds)

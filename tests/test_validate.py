@@ -76,6 +76,7 @@ def test_load_or_build_suite_reuses_until_target_changes(tmp_path):
     a = [check_spec("isComplete", "x")]
     assert load_or_build_suite(lake, "t", a, "v1", "y", ["0", "1"])["checks"] == a
     assert load_or_build_suite(lake, "t", [], "v2", "y", ["0", "1"])["built_from_version"] == "v1"   # reused
+    assert load_or_build_suite(lake, "t", [], "v2", "y", ["0", "1", "yes"])["built_from_version"] == "v1"  # new labels: the gate's job
     assert load_or_build_suite(lake, "t", [], "v2", "y", ["0", "1"], rebuild=True)["checks"] == []  # rebuilt
     assert load_or_build_suite(lake, "t", a, "v3", "z", ["0", "1"])["target"] == "z"                # other target
 

@@ -70,7 +70,7 @@ def pack_model(booster: xgb.Booster, # a trained booster
             for n in (MODEL_FILE, METADATA_FILE): tf.add(Path(d)/n, arcname=n)
     return tar_path
 
-# %% ../../nbs/platform/04_endpoint.ipynb #6e4820c8
+# %% ../../nbs/platform/04_endpoint.ipynb #d7b055f6
 class ServedModel:
     "An XGBoost booster and its feature order, loaded from a model directory."
     def __init__(self, model_dir: str | Path, # folder with xgboost-model.json and feature_metadata.json
@@ -83,7 +83,11 @@ class ServedModel:
         self.metadata = json.loads((model_dir/METADATA_FILE).read_text())
         self.features = list(self.metadata.get("features") or [])
         if not self.features: raise ModelPackageError(f"{model_dir/METADATA_FILE} has no 'features' list.")
-        self.booster = xgb.Booster(); self.booster.load_model(str(model_dir/MODEL_FILE))
+        self.booster = xgb.Booster()
+        try: self.booster.load_model(str(model_dir/MODEL_FILE))
+        except (xgb.core.XGBoostError, UnicodeDecodeError, ValueError) as e:  # XGBoost's own error may not even decode
+            raise ModelPackageError(f"{model_dir/MODEL_FILE} is not an XGBoost JSON model ({type(e).__name__}); save "
+                                    "one with Booster.save_model('xgboost-model.json'). Pickles are never loaded.") from None
         self.booster.set_param({"nthread": nthread})
         if self.booster.num_features() != len(self.features):
             raise ModelPackageError(f"the booster expects {self.booster.num_features()} features but "
@@ -151,13 +155,16 @@ def _finite(X: np.ndarray, features: list[str], what: str) -> np.ndarray:
         raise PayloadError(400, f"{what} {i + 1}, column {j + 1} ({features[j]!r}): {X[i, j]} is not a finite number.")
     return X
 
-# %% ../../nbs/platform/04_endpoint.ipynb #4bd6526f
+# %% ../../nbs/platform/04_endpoint.ipynb #2de1ef2b
 def parse_json(body: bytes,         # the request body
                features: list[str]  # the model's feature order
               ) -> np.ndarray:
     "Instances of a `{'instances': [...]}` body as a float matrix; `PayloadError` (400) says what is wrong."
     try: doc = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as e: raise PayloadError(400, f"malformed JSON: {e}.") from None
+    except ValueError as e: raise PayloadError(400, f"JSON the model cannot use: {e}.") from None  # e.g. a 5,000-digit integer
+    except RecursionError:  # the parser recurses once per nesting level: thousands of `[` are the client's mistake
+        raise PayloadError(400, "the JSON body is nested too deeply; send {\"instances\": [[values], ...]}.") from None
     inst = doc.get("instances") if isinstance(doc, dict) else None
     if not isinstance(inst, list) or not inst:
         raise PayloadError(400, 'the JSON body must be {"instances": [...]} with at least one instance (a list of '
@@ -181,6 +188,9 @@ def parse_json(body: bytes,         # the request body
         for j, v in enumerate(r):
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
                 raise _cell_error(v, i, j, features, "instance")
+            if isinstance(v, int) and abs(v) > sys.float_info.max:  # JSON integers are unbounded, floats are not
+                raise PayloadError(400, f"instance {i + 1}, feature {features[j]!r}: the integer {str(v)[:20]}… "
+                                        "is too large for a number the model can use.")
     return _finite(np.array(rows, dtype=np.float64), features, "instance")
 
 # %% ../../nbs/platform/04_endpoint.ipynb #01dc23a5

@@ -102,7 +102,7 @@ def pack_dir(src: str | Path, # folder whose *contents* go at the archive root (
     with open(dst, "wb") as f, gzip.GzipFile(fileobj=f, mode="wb", mtime=0, filename="") as gz: gz.write(buf.getvalue())
     return dst
 
-# %% ../../nbs/platform/03_sagemaker_local.ipynb #c27b656a
+# %% ../../nbs/platform/03_sagemaker_local.ipynb #23a00385
 class JobError(RuntimeError):
     "A local SageMaker job failed or was stopped; `.result` holds the job's details."
     def __init__(self, message: str, result=None): super().__init__(message); self.result = result
@@ -139,6 +139,21 @@ def _kill_group(pgid: int, proc: subprocess.Popen | None = None, grace: float = 
                 time.sleep(0.05)
     finally: _live_groups.discard(pgid)
 
+def _find_prctl():
+    "libc's `prctl` on Linux, looked up once in the parent (a forked child must not import or load libraries)."
+    if not sys.platform.startswith("linux"): return None
+    import ctypes
+    try: return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError): return None
+
+_PRCTL = _find_prctl()
+
+def _die_with_parent(parent_pid: int):
+    "In a child process before it runs the script: be SIGKILLed when the parent dies (Linux; elsewhere a no-op)."
+    if _PRCTL is None: return
+    _PRCTL(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent_pid: os.kill(os.getpid(), signal.SIGKILL)  # the parent died before prctl took hold
+
 def run_logged(cmd: list[str],           # the command (e.g. [sys.executable, "train.py", ...])
                log_path: Path,            # file that receives stdout and stderr, line by line
                env: dict | None = None,   # the complete environment of the child
@@ -152,7 +167,8 @@ def run_logged(cmd: list[str],           # the command (e.g. [sys.executable, "t
     start = time.monotonic()
     with open(log_path, "w", buffering=1) as log:
         proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                                cwd=cwd, start_new_session=True, text=True, errors="replace", bufsize=1)
+                                cwd=cwd, start_new_session=True, text=True, errors="replace", bufsize=1,
+                                preexec_fn=lambda ppid=os.getpid(): _die_with_parent(ppid))
         _live_groups.add(proc.pid)
         def pump():
             for line in proc.stdout:
