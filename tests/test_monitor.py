@@ -173,8 +173,8 @@ CHECK_TYPES = {"data_type_check", "completeness_check", "baseline_drift_check", 
 def _hour_capture(root, df, hour, prefix):
     "Capture records of `df` (one row per request, with inference ids) placed in `hour`'s partition."
     cap = DataCapture(root, "live", "AllTraffic")
-    recs = [cap.record(r.to_csv(header=False, index=False).encode(), "text/csv", b"0.5\n", "text/csv",
-                       inference_id=f"{prefix}-{i}") for i, (_, r) in enumerate(df.iterrows())]
+    recs = [cap.record(df.iloc[[i]].to_csv(header=False, index=False).encode(), "text/csv", b"0.5\n", "text/csv",
+                       inference_id=f"{prefix}-{i}") for i in range(len(df))]
     return simulate_capture_hour(recs, root, "e", "AllTraffic", hour)
 
 
