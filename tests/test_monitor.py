@@ -330,3 +330,12 @@ def test_retrain_request_and_dataset(tmp_path):
     raw = pd.DataFrame({"id": [1], "n": [5], "c": ["b"], "y": ["no"]})
     new = retrain_dataset(raw, enc, [1, 0], meta, "y", "yes")
     assert list(new.columns) == list(raw.columns) and new.y.tolist() == ["no", "yes", "no"] and new.id.isna().sum() == 2
+
+
+def test_retrain_dataset_leaves_out_held_out_rows():
+    meta = {"numeric": ["n"], "features": ["n", "c=a", "c=b"], "categorical": {"c": ["a", "b"]}}
+    raw = pd.DataFrame({"n": [1, 2, 2, 3], "c": ["a", "a", "b", "b"], "y": ["no", "yes", "no", "yes"]})
+    enc = pd.DataFrame([[5.0, 1, 0]], columns=meta["features"])
+    out = retrain_dataset(raw, enc, [1], meta, "y", "yes", exclude=decode_rows(pd.DataFrame([[2.0, 1, 0], [3.0, 0, 1]], columns=meta["features"]), meta))
+    assert out.attrs["excluded"] == 2
+    assert out[["n", "c", "y"]].values.tolist() == [[1, "a", "no"], [2, "b", "no"], [5.0, "a", "yes"]]
