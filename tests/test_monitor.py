@@ -7,8 +7,20 @@ import pytest
 
 from ml_lifecycle.platform.storage import Lake
 from ml_lifecycle.platform.endpoint import DataCapture
+from datetime import datetime, timezone
+
+from scipy.spatial.distance import jensenshannon
+
+from ml_lifecycle.platform.aws import AwsRecorder, validate_request
 from ml_lifecycle.monitor import (baseline_job, captured_frame, drift_distances, monitoring_run, simulate_shift,
-                                  suggest_constraints, pick_shift_features)
+                                  suggest_constraints, pick_shift_features, simulate_capture_hour, capture_hours,
+                                  read_hour, hourly_monitoring_run, drift_violations, drift_over_time, onehot_groups,
+                                  ground_truth_records, write_ground_truth, read_ground_truth, join_ground_truth,
+                                  model_quality_statistics, model_quality_constraints, check_model_quality,
+                                  model_quality_run, metric_datapoints, put_metrics, read_metrics, metric_series,
+                                  put_metric_data_requests, data_quality_metrics, evaluate_alarm, alarm_requests,
+                                  monitoring_schedule_requests, model_quality_schedule_requests, create_monitoring,
+                                  delete_monitoring, retrain_request, decode_rows, retrain_dataset, DATA_NAMESPACE)
 
 FEATURES = ["calls", "minutes", "flag", "plan"]
 
@@ -152,3 +164,178 @@ def test_drift_distances_and_constraints_helpers():
     assert c["features"][0] == {"name": "x", "inferred_type": "Fractional", "completeness": 0.75,
                                 "num_constraints": {"is_non_negative": False}}
     assert c["monitoring_config"]["distribution_constraints"]["comparison_threshold"] == 0.2
+
+
+CHECK_TYPES = {"data_type_check", "completeness_check", "baseline_drift_check", "missing_column_check",
+               "extra_column_check", "categorical_values_check", "non_negative_check"}
+
+
+def _hour_capture(root, df, hour, prefix):
+    "Capture records of `df` (one row per request, with inference ids) placed in `hour`'s partition."
+    cap = DataCapture(root, "live", "AllTraffic")
+    recs = [cap.record(df.iloc[[i]].to_csv(header=False, index=False).encode(), "text/csv", b"0.5\n", "text/csv",
+                       inference_id=f"{prefix}-{i}") for i in range(len(df))]
+    return simulate_capture_hour(recs, root, "e", "AllTraffic", hour)
+
+
+def test_simulated_hours_land_in_hourly_partitions(tmp_path):
+    _hour_capture(tmp_path, _rows(5, 0)[FEATURES], "2026-01-05T08:30", "a")
+    _hour_capture(tmp_path, _rows(3, 1)[FEATURES], datetime(2026, 1, 5, 9, tzinfo=timezone.utc), "b")
+    assert capture_hours(tmp_path, "e", "AllTraffic") == ["2026-01-05T08", "2026-01-05T09"]
+    recs = read_hour(tmp_path, "e", "AllTraffic", "2026-01-05T09")
+    assert [r["eventMetadata"]["inferenceId"] for r in recs] == ["b-0", "b-1", "b-2"]
+    assert all(r["eventMetadata"]["inferenceTime"].startswith("2026-01-05T09:") for r in recs)
+    assert (tmp_path/"e"/"AllTraffic"/"2026"/"01"/"05"/"08").is_dir()
+
+
+@pytest.mark.slow  # Spark
+def test_hourly_runs_unshifted_vs_shifted_and_rerun(spark, lake_with_baseline, tmp_path):
+    L, _, _ = lake_with_baseline
+    _hour_capture(tmp_path, _rows(400, 5)[FEATURES], "2026-01-05T08", "u")
+    _hour_capture(tmp_path, simulate_shift(_rows(400, 6)[FEATURES], ["minutes"], 1.6), "2026-01-05T09", "s")
+    runs = {h: hourly_monitoring_run(spark, L, "t", "sched", tmp_path, "e", "AllTraffic", h, FEATURES)
+            for h in capture_hours(tmp_path, "e", "AllTraffic")}
+    assert L.ls("monitoring", "t", "sched") == ["2026-01-05T08", "2026-01-05T09"]
+    for h in runs:
+        assert {"statistics.json", "constraint_violations.json"} <= set(L.ls("monitoring", "t", "sched", h))
+        st = L.read_json("monitoring", "t", "sched", h, "statistics.json")
+        assert set(st) == {"version", "dataset", "features"} and st["dataset"]["item_count"] == 400
+        assert all({"name", "inferred_type"} <= set(f) and ("numerical_statistics" in f or "string_statistics" in f)
+                   for f in st["features"])
+        for v in L.read_json("monitoring", "t", "sched", h, "constraint_violations.json")["violations"]:
+            assert set(v) == {"feature_name", "constraint_check_type", "description"} and v["constraint_check_type"] in CHECK_TYPES
+    assert runs["2026-01-05T08"]["violations"] == []
+    assert drift_violations(runs["2026-01-05T09"]) == ["minutes"]
+    before = L.ls("monitoring", "t", "sched", "2026-01-05T09")
+    again = hourly_monitoring_run(spark, L, "t", "sched", tmp_path, "e", "AllTraffic", "2026-01-05T09", FEATURES)
+    assert L.ls("monitoring", "t", "sched", "2026-01-05T09") == before and again["violations"] == runs["2026-01-05T09"]["violations"]
+    d = drift_over_time(L, "t", "sched")
+    assert list(d.index) == ["2026-01-05T08", "2026-01-05T09"] and d.loc["2026-01-05T09", "minutes"] > 0.1
+
+
+def test_onehot_groups_and_jensen_shannon_drift():
+    meta = {"numeric": ["n"], "features": ["n", "c=a", "c=b"], "categorical": {"c": ["a", "b"]}}
+    g = onehot_groups(meta)
+    assert g == {"c": ["c=a", "c=b"]}
+    base = pd.DataFrame({"n": range(100), "c=a": [1, 0] * 50, "c=b": [0, 1] * 50})
+    same = drift_distances(base, base.astype(str), {"n": "Integral"}, g).set_index("feature")
+    moved = drift_distances(base, pd.DataFrame({"n": ["1"] * 10, "c=a": ["1"] * 10, "c=b": ["0"] * 10}), {"n": "Integral"}, g)
+    assert same.loc["c", "distance"] == pytest.approx(0) and same.loc["c", "method"] == "jensenshannon"
+    assert moved.set_index("feature").loc["c", "distance"] == pytest.approx(jensenshannon([0.5, 0.5, 0], [1, 0, 0], base=2))
+
+
+def test_ground_truth_join_and_model_quality_format(tmp_path):
+    L = Lake(tmp_path/"lake")
+    cap = DataCapture(tmp_path, "e")
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    p = np.clip(y * 0.5 + rng.random(200) * 0.6, 0, 1)
+    recs = [cap.record(b"1\n", "text/csv", f"{v}\n".encode(), "text/csv", inference_id=f"id-{i}") for i, v in enumerate(p)]
+    recs.append(cap.record(b"1\n", "text/csv", b"0.5\n", "text/csv", inference_id="never-labelled"))
+    gt = ground_truth_records({f"id-{i}": v for i, v in enumerate(y)})
+    assert gt[0] == {"groundTruthData": {"data": str(y[0]), "encoding": "CSV"}, "eventMetadata": {"eventId": "id-0"}, "eventVersion": "0"}
+    write_ground_truth(L, "t", gt[:100], "2026-01-05T09")
+    write_ground_truth(L, "t", gt[100:], "2026-01-05T10")
+    write_ground_truth(L, "t", gt[100:], "2026-01-05T10")  # re-upload of the same file: replaced
+    assert L.ls("groundtruth", "t", "2026", "01", "05") == ["09", "10"]
+    joined = join_ground_truth(recs, read_ground_truth(L, "t", ["2026-01-05T09", "2026-01-05T10"]))
+    assert len(joined) == 200 and joined.attrs == {"unlabelled": 1, "mismatched": 0}
+    assert (joined.label.to_numpy() == y).all() and np.allclose(joined.probability, p, atol=1e-6)
+    base = model_quality_statistics(y, p, 0.5, evaluation_time="baseline")
+    cons = model_quality_constraints(base, {"auc": 0.05})
+    assert cons == {"version": 0.0, "binary_classification_constraints": {
+        "auc": {"threshold": round(base["binary_classification_metrics"]["auc"]["value"] - 0.05, 6), "comparison_operator": "LessThanThreshold"}}}
+    ok = model_quality_run(L, "t", "2026-01-05T08", joined, cons, 0.5)
+    doc = L.read_json("monitoring", "t", "model-quality", "2026-01-05T08", "statistics.json")
+    assert doc["version"] == 0.0 and doc["dataset"]["item_count"] == 200
+    m = doc["binary_classification_metrics"]
+    assert {"auc", "f1", "precision", "recall", "accuracy", "confusion_matrix"} <= set(m)
+    assert set(m["auc"]) == {"value", "standard_deviation"} and 0 < m["auc"]["standard_deviation"] < 0.1
+    assert sum(m["confusion_matrix"][a][b] for a in "01" for b in "01") == 200
+    assert ok["violations"] == [] and L.read_json("monitoring", "t", "model-quality", "2026-01-05T08", "constraint_violations.json") == {"violations": []}
+    bad = model_quality_run(L, "t", "2026-01-05T09", joined.assign(probability=rng.random(200)), cons, 0.5)
+    v = L.read_json("monitoring", "t", "model-quality", "2026-01-05T09", "constraint_violations.json")["violations"]
+    assert v == bad["violations"] and [x["metric_name"] for x in v] == ["auc"]
+    assert v[0]["constraint_check_type"] == "LessThanThreshold" and set(v[0]) == {"metric_name", "constraint_check_type", "description"}
+
+
+def test_metrics_store_is_idempotent_and_requests_validate(tmp_path):
+    L = Lake(tmp_path)
+    dims = {"Endpoint": "e", "MonitoringSchedule": "s"}
+    a = metric_datapoints(DATA_NAMESPACE, dims, "2026-01-05T08", {"feature_baseline_drift_x": 0.05, "auc": 0.9})
+    b = metric_datapoints(DATA_NAMESPACE, dims, "2026-01-05T09", {"feature_baseline_drift_x": 0.3})
+    put_metrics(L, "t", a); put_metrics(L, "t", b)
+    store = put_metrics(L, "t", a.assign(value=[0.06, 0.9]))  # the 08:00 hour again, corrected
+    assert len(store) == 3 and len(read_metrics(L, "t")) == 3
+    assert metric_series(store, "feature_baseline_drift_x").tolist() == [0.06, 0.3]
+    reqs = put_metric_data_requests(pd.concat([a] * 600, ignore_index=True))
+    assert [len(r["MetricData"]) for r in reqs] == [1000, 200]
+    for r in reqs: validate_request("cloudwatch", "PutMetricData", r)
+    assert reqs[0]["MetricData"][0]["Dimensions"] == [{"Name": "Endpoint", "Value": "e"}, {"Name": "MonitoringSchedule", "Value": "s"}]
+    rec = AwsRecorder()
+    cw = rec.client("cloudwatch")
+    for r in put_metric_data_requests(store): cw.put_metric_data(**r)
+    assert rec.ops() == ["PutMetricData"] and len(rec.find("PutMetricData")[0]["MetricData"]) == 3
+
+
+def test_data_quality_metrics_names():
+    run = {"drift": pd.DataFrame({"feature": ["a", "b"], "distance": [0.3, 0.01]}),
+           "violations": [{"feature_name": "a", "constraint_check_type": "baseline_drift_check", "description": ""}]}
+    assert data_quality_metrics(run) == {"feature_baseline_drift_a": 0.3, "feature_baseline_drift_b": 0.01,
+                                         "baseline_drift_check_violations": 1.0, "constraint_violations": 1.0}
+
+
+def test_alarm_rule_n_of_m():
+    s = pd.Series([0, 1, 0, 0, 1, 1, 0], index=[f"h{i}" for i in range(7)], dtype=float)
+    a = evaluate_alarm(s, 1, "GreaterThanOrEqualToThreshold", evaluation_periods=3, datapoints_to_alarm=2)
+    assert a.state.tolist() == ["INSUFFICIENT_DATA", "OK", "OK", "OK", "OK", "ALARM", "ALARM"]
+    assert a.breaching.tolist() == [False, True, False, False, True, True, False]
+    assert evaluate_alarm(s, 1, evaluation_periods=1, datapoints_to_alarm=1).state.tolist()[1] == "ALARM"
+    assert evaluate_alarm(pd.Series([0.9, 0.8, 0.7]), 0.85, "LessThanThreshold", 2, 2).state.tolist() == ["INSUFFICIENT_DATA", "OK", "ALARM"]
+    with pytest.raises(ValueError, match="datapoints_to_alarm"): evaluate_alarm(s, 1, evaluation_periods=2, datapoints_to_alarm=3)
+
+
+def test_aws_requests_validate_and_are_sent_with_recorder():
+    topic = "arn:aws:sns:us-east-1:111122223333:e-monitoring"
+    alarm = alarm_requests("e-data-drift", DATA_NAMESPACE, "baseline_drift_check_violations", {"Endpoint": "e"}, 1,
+                           "GreaterThanOrEqualToThreshold", 3, 2, topic)["put_metric_alarm"]
+    validate_request("cloudwatch", "PutMetricAlarm", alarm)
+    validate_request("sns", "CreateTopic", {"Name": "e-monitoring"})
+    role, img = "arn:aws:iam::111122223333:role/R", "156813124566.dkr.ecr.us-east-1.amazonaws.com/sagemaker-model-monitor-analyzer"
+    dq = monitoring_schedule_requests("e", "s3://b/p/baseline", "s3://b/p/reports", img, role, kms_key_id="k")
+    mq = model_quality_schedule_requests("e", "s3://b/p/mqb", "s3://b/p/groundtruth", "s3://b/p/mq", img, role, 0.3)
+    for reqs in (dq, mq):
+        for op, params in reqs.items(): validate_request("sagemaker", op, params)
+    assert mq["create_model_quality_job_definition"]["ModelQualityJobInput"]["GroundTruthS3Input"] == {"S3Uri": "s3://b/p/groundtruth"}
+    rec = AwsRecorder(responses={"CreateTopic": {"TopicArn": topic}})
+    clients = [rec.client(s) for s in ("sagemaker", "cloudwatch", "sns")]
+    assert create_monitoring(*clients, [dq, mq], [alarm | {"AlarmActions": ["x"]}], "e-monitoring") == topic
+    assert rec.find("PutMetricAlarm")[0]["AlarmActions"] == [topic]
+    assert rec.find("CreateMonitoringSchedule")[1]["MonitoringScheduleConfig"]["MonitoringType"] == "ModelQuality"
+    delete_monitoring(*clients, [dq, mq], ["e-data-drift"], topic)
+    assert rec.ops()[-6:] == ["DeleteMonitoringSchedule", "DeleteDataQualityJobDefinition", "DeleteMonitoringSchedule",
+                              "DeleteModelQualityJobDefinition", "DeleteAlarms", "DeleteTopic"]
+
+
+def test_retrain_request_and_dataset(tmp_path):
+    L = Lake(tmp_path)
+    r1 = retrain_request(L, "t", "e-data-drift", "2026-01-05T11:00:00Z", "drift", {"x": 1})
+    r2 = retrain_request(L, "t", "e-data-drift", "2026-01-05T11:00:00Z", "drift", {"x": 2})
+    assert r1["id"] == r2["id"] == "e-data-drift-2026-01-05t11-00-00z"
+    assert L.ls("monitoring", "t", "retrain_requests") == [f"{r1['id']}.json"]
+    assert L.read_json("monitoring", "t", "retrain_requests", f"{r1['id']}.json")["metrics"] == {"x": 2}
+    meta = {"numeric": ["n"], "features": ["n", "c=a", "c=b"], "categorical": {"c": ["a", "b"]}}
+    enc = pd.DataFrame([[1.0, 1, 0], [2.0, 0, 1]], columns=meta["features"])
+    assert decode_rows(enc, meta).to_dict("list") == {"n": [1.0, 2.0], "c": ["a", "b"]}
+    raw = pd.DataFrame({"id": [1], "n": [5], "c": ["b"], "y": ["no"]})
+    new = retrain_dataset(raw, enc, [1, 0], meta, "y", "yes")
+    assert list(new.columns) == list(raw.columns) and new.y.tolist() == ["no", "yes", "no"] and new.id.isna().sum() == 2
+
+
+def test_retrain_dataset_leaves_out_held_out_rows():
+    meta = {"numeric": ["n"], "features": ["n", "c=a", "c=b"], "categorical": {"c": ["a", "b"]}}
+    raw = pd.DataFrame({"n": [1, 2, 2, 3], "c": ["a", "a", "b", "b"], "y": ["no", "yes", "no", "yes"]})
+    enc = pd.DataFrame([[5.0, 1, 0]], columns=meta["features"])
+    out = retrain_dataset(raw, enc, [1], meta, "y", "yes", exclude=decode_rows(pd.DataFrame([[2.0, 1, 0], [3.0, 0, 1]], columns=meta["features"]), meta))
+    assert out.attrs["excluded"] == 2
+    assert out[["n", "c", "y"]].values.tolist() == [[1, "a", "no"], [2, "b", "no"], [5.0, "a", "yes"]]
