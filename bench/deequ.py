@@ -1,0 +1,96 @@
+"""Deequ at scale: 01_validate's verification suite (VerificationSuite) and column profiling (ColumnProfilerRunner)
+on 1M and 10M rows amplified from mlc_churn: rows/s, growth from 1M to 10M, peak memory of Python + JVM."""
+from __future__ import annotations
+import json, shutil, sys, time
+from pathlib import Path
+
+import numpy as np
+
+from common import CACHE, PeakRSS, loadavg, row
+
+HOW = ("mlc_churn amplified with 00_ingest's `amplify_rows` (resampled rows, 2 % jitter) in 1M-row chunks written "
+       "as Parquet; read with Spark and cached (load + cache time reported apart); suite = 01_validate's checks "
+       "built from the 5,000 source rows (profile → suggestions → build_suite); verify = `validate.verify` on all rows; "
+       "profile = `validate.profile_columns` (ColumnProfilerRunner, all rows, all columns); peak RSS = psutil "
+       "sampling (0.2 s) of this process and its children (the Spark JVM); one run each")
+
+CHUNK = 1_000_000
+
+
+def amplified(n: int, quick: bool = False) -> Path:
+    "`n` amplified rows as Parquet part files (cached)."
+    from ml_lifecycle.platform.config import read_source
+    from ml_lifecycle.ingest import amplify_rows
+    root = CACHE/f"deequ-{n}"
+    if (root/"_SUCCESS").exists(): return root
+    shutil.rmtree(root, ignore_errors=True); root.mkdir(parents=True)
+    src = read_source("modeldata/mlc_churn")
+    chunk = min(n, CHUNK)
+    for i, start in enumerate(range(0, n, chunk)):
+        amplify_rows(src, min(chunk, n - start), seed=42 + i, keep=("churn",)).to_parquet(root/f"part-{i:05d}.parquet", index=False)
+    (root/"_SUCCESS").touch()
+    return root
+
+
+def suite_for(spark, src_df) -> list[dict]:
+    "01_validate's check suite, derived from the (un-amplified) source as the notebook does."
+    from ml_lifecycle.validate import (build_suite, column_kinds, label_value, profile_columns, suggest_constraints,
+                                       target_labels)
+    kinds, labels = column_kinds(src_df, "churn"), target_labels(src_df, "churn")
+    suite, _ = build_suite(suggest_constraints(spark, src_df), profile_columns(spark, src_df), kinds, "churn", labels,
+                           label_value(src_df, "churn", "yes"))
+    return suite
+
+
+def timed(fn, *a, **k):
+    with PeakRSS() as m:
+        t0 = time.perf_counter(); out = fn(*a, **k); s = time.perf_counter() - t0
+    return out, s, m.gib
+
+
+def run(quick: bool = False, steps=("verify", "profile")) -> dict:
+    from ml_lifecycle.platform.config import read_source
+    from ml_lifecycle.platform.spark import get_spark, stop_spark
+    from ml_lifecycle.validate import profile_columns, verify
+    sizes = [5_000, 10_000] if quick else [1_000_000, 10_000_000]
+    spark = get_spark()
+    rows, details, res = [], {}, {}
+    try:
+        src_df = spark.createDataFrame(read_source("modeldata/mlc_churn")).cache()
+        suite = suite_for(spark, src_df)
+        verify(spark, src_df, suite); profile_columns(spark, src_df)  # warm-up (JIT, class loading), not counted
+        details["checks"] = len(suite)
+        for n in sizes:
+            path = amplified(n, quick)
+            load0 = loadavg()
+            df = spark.read.parquet(str(path)).cache()
+            _, t_load, _ = timed(df.count)
+            r = {"load_cache_s": t_load}
+            if "verify" in steps:
+                v, r["verify_s"], r["verify_gib"] = timed(verify, spark, df, suite)
+                r["verify_status"], r["constraints"] = v["status"], v["constraints"]
+            if "profile" in steps:
+                _, r["profile_s"], r["profile_gib"] = timed(profile_columns, spark, df)
+            r["load"] = [load0, loadavg()]
+            df.unpersist()
+            res[n] = r
+            case = f"{n:,} rows × {len(df.columns)} columns"
+            rows.append(row(case, "read Parquet + cache", round(t_load, 1), "s", how=HOW))
+            if "verify" in steps:
+                rows.append(row(case, f"verify ({r['constraints']} constraints, {r['verify_status']})",
+                                f"{r['verify_s']:.1f} s, {n / r['verify_s']:,.0f} rows/s, peak {r['verify_gib']} GiB", ""))
+            if "profile" in steps:
+                rows.append(row(case, "profile (all columns)",
+                                f"{r['profile_s']:.1f} s, {n / r['profile_s']:,.0f} rows/s, peak {r['profile_gib']} GiB", ""))
+            details[case] = r
+        a, b = sizes
+        for step in steps:
+            g = res[b][f"{step}_s"] / res[a][f"{step}_s"]
+            rows.append(row(f"{a:,} → {b:,} rows", f"{step} time growth", round(g, 1), "×", "≤ 11×", g <= 11))
+    finally:
+        stop_spark()
+    return {"rows": rows, "details": details, "how": HOW}
+
+
+if __name__ == "__main__":
+    print(json.dumps(run("--quick" in sys.argv), indent=1, default=str))
