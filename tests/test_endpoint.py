@@ -10,7 +10,7 @@ import xgboost as xgb
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from ml_lifecycle.platform.endpoint import (MAX_PAYLOAD, DataCapture, LocalEndpoint, ModelPackageError, ServedModel,
+from ml_lifecycle.platform.endpoint import (MAX_PAYLOAD, DataCapture, EndpointError, LocalEndpoint, ModelPackageError, ServedModel,
                                             make_app, pack_model, read_capture, safe_extract, to_csv_payload)
 
 FEATURES = ["a", "b", "c"]
@@ -290,3 +290,200 @@ def test_bad_package_fails_before_serving(model_tar, tmp_path):
     wrong = pack_model(bst, {"features": ["a", "b"]}, tmp_path/"wrong.tar.gz")
     with pytest.raises(ModelPackageError, match="expects 3 features"):
         LocalEndpoint(wrong).start()
+
+
+# ---- the production server: gunicorn + uvicorn workers, variants, shadow, capture from several workers ----
+
+from concurrent.futures import ThreadPoolExecutor
+
+
+@pytest.fixture(scope="module")
+def multi(model_tar, tmp_path_factory):
+    "A two-worker endpoint (each worker loads the model)."
+    tar, bst, X = model_tar
+    ep = LocalEndpoint(tar, endpoint_name=ENDPOINT, workers=2).start()
+    yield ep, bst, X
+    ep.stop()
+
+
+BAD_REQUESTS = [  # body, Content-Type, Accept, expected status, words the message must contain
+    (b'1,"2\n', "text/csv", None, 400, "malformed CSV"),
+    (b"1,2\n", "text/csv", None, 400, "row 1 has 2 columns"),
+    (b"1,2,3\n4,5\n", "text/csv", None, 400, "row 2 has 2 columns"),
+    (b"0,1,2,3\n", "text/csv", None, 400, "without a label"),
+    (b"1,2,3\n4,five,6\n", "text/csv", None, 400, "row 2, column 2 ('b'): 'five' is not a number"),
+    (b"1,2,inf\n", "text/csv", None, 400, "row 1, column 3 ('c'): inf is not a finite number"),
+    (b"", "text/csv", None, 400, "no CSV rows"),
+    (b"a,b,c\n1,2,3\n", "text/csv", None, 400, "header"),
+    (b"{not json", "application/json", None, 400, "malformed JSON"),
+    (b"", "application/json", None, 400, "malformed JSON"),
+    (b"[[1, 2, 3]]", "application/json", None, 400, '"instances"'),
+    (b'{"instances": []}', "application/json", None, 400, "at least one instance"),
+    (b'{"instances": [[1, 2]]}', "application/json", None, 400, "instance 1 has 2 values"),
+    (b'{"instances": [[1, 2, 3], [1, true, 3]]}', "application/json", None, 400, "instance 2, column 2 ('b')"),
+    (b'{"instances": [{"a": 1, "state": "KS"}]}', "application/json", None, 400, "unknown feature"),
+    (b'{"instances": ["1,2,3"]}', "application/json", None, 400, "instance 1 is a str"),
+    (b"1,2,3\n" * (MAX_PAYLOAD // 6 + 1), "text/csv", None, 413, "6 MB"),
+    (b"1,2,3\n", "application/x-npy", None, 415, "not supported"),
+    (b"1,2,3\n", "", None, 415, "not supported"),
+    (b"1,2,3\n", "text/csv", "image/png", 406, "Accept"),
+]
+
+
+@pytest.mark.parametrize("body,ctype,accept,status,expected", BAD_REQUESTS,
+                         ids=[f"{s}-{e[:30]}" for *_, s, e in BAD_REQUESTS])
+def test_bad_request_table_on_workers(multi, body, ctype, accept, status, expected):
+    "Every client mistake gets its status and a message that names it; all workers keep serving."
+    ep, bst, X = multi
+    workers = ep.worker_pids()
+    r = _post(ep, body, ctype, accept)
+    assert r.status_code == status, r.text
+    assert expected in r.json()["message"], r.json()["message"]
+    assert r.headers["x-amzn-errortype"] == "ValidationError"
+    for _ in range(4):  # several requests, so both workers answer a good one
+        good = _post(ep, to_csv_payload(X[:3]))
+        assert good.status_code == 200
+        np.testing.assert_array_equal(np.float32(good.text.split()), bst.predict(xgb.DMatrix(X[:3])))
+    assert ep.worker_pids() == workers  # no worker died or was replaced
+
+
+def test_model_failure_and_timeout_are_5xx_with_reason(tmp_path):
+    "A model that cannot serve → 500 ModelError with the reason; a slow one → 504; the workers survive."
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(90, 3))
+    mc = xgb.train({"objective": "multi:softprob", "num_class": 3, "nthread": 1}, xgb.DMatrix(X, np.arange(90) % 3), 2)
+    tar = pack_model(mc, {"features": FEATURES}, tmp_path/"multiclass.tar.gz")  # deployed by mistake
+    with LocalEndpoint(tar, workers=2) as ep:
+        workers = ep.worker_pids()
+        for _ in range(3):
+            r = _post(ep, to_csv_payload(X[:2]))
+            assert r.status_code == 500 and r.headers["x-amzn-errortype"] == "ModelError"
+            assert "binary classifiers" in r.json()["message"]
+        assert requests.get(ep.url + "/ping", timeout=5).status_code == 200 and ep.worker_pids() == workers
+    bst = xgb.train({"objective": "binary:logistic", "nthread": 1}, xgb.DMatrix(X, np.arange(90) % 2), 50)
+    tar = pack_model(bst, {"features": FEATURES}, tmp_path/"slow.tar.gz")
+    with LocalEndpoint(tar, model_timeout=1e-6) as ep:  # no model answers within a microsecond
+        r = _post(ep, to_csv_payload(np.tile(X, (50, 1))))
+        assert r.status_code == 504 and "did not answer within" in r.json()["message"]
+        assert requests.get(ep.url + "/ping", timeout=5).status_code == 200
+
+
+def test_worker_crash_is_replaced_and_stop_leaves_no_process(model_tar):
+    tar, bst, X = model_tar
+    ep = LocalEndpoint(tar, workers=2).start()
+    try:
+        before = ep.worker_pids()
+        assert len(before) == 2 and all(_alive(p) for p in before)
+        os.kill(before[0], 9)  # a worker dies (OOM killer, segfault...)
+        for _ in range(10): np.testing.assert_array_equal(ep.invoke(X[:1]), bst.predict(xgb.DMatrix(X[:1])))
+        deadline = time.time() + 15
+        while (len(ep.worker_pids()) < 2 or before[0] in ep.worker_pids()) and time.time() < deadline: time.sleep(0.1)
+        after = ep.worker_pids()
+        assert len(after) == 2 and before[0] not in after and before[1] in after
+    finally:
+        master, workers = ep.pid, ep.worker_pids()
+        ep.stop()
+    assert not _alive(master) and not any(_alive(w) for w in workers)
+    with pytest.raises(ProcessLookupError): os.killpg(master, 0)  # nothing left in the group
+
+
+def _lines_are_records(files):
+    recs = []
+    for f in files:
+        for line in f.read_text().splitlines():
+            recs.append(json.loads(line))  # a torn or interleaved line would not parse
+    return recs
+
+
+def test_capture_from_several_workers_and_sampling(model_tar, tmp_path):
+    tar, bst, X = model_tar
+    body = to_csv_payload(X[:2])
+    with LocalEndpoint(tar, endpoint_name=ENDPOINT, capture_root=tmp_path/"all", workers=2) as ep:
+        with ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(lambda i: _post(ep, body, **{"X-Amzn-SageMaker-Inference-Id": f"id-{i}"}).status_code,
+                                  range(300)))
+    assert codes == [200] * 300
+    files = sorted((tmp_path/"all").rglob("*.jsonl"))
+    hours = {f.parent for f in files}
+    assert all(len([f for f in files if f.parent == h]) <= 2 for h in hours)  # one file per worker per hour
+    recs = _lines_are_records(files)
+    assert sorted(r["eventMetadata"]["inferenceId"] for r in recs) == sorted(f"id-{i}" for i in range(300))
+    assert all(r["captureData"]["endpointInput"]["data"] == body.decode() for r in recs)
+    assert all(len(r["captureData"]["endpointOutput"]["data"].split()) == 2 for r in recs)
+    with LocalEndpoint(tar, endpoint_name=ENDPOINT, capture_root=tmp_path/"some", workers=2,
+                       sampling_percentage=25) as ep:
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda i: _post(ep, body), range(400)))
+    n = len(_lines_are_records(sorted((tmp_path/"some").rglob("*.jsonl"))))
+    assert 60 <= n <= 140, n  # binomial(400, 0.25): mean 100, sd 8.7; this band is ±4.6 sd
+
+
+@pytest.fixture(scope="module")
+def two_models(model_tar, tmp_path_factory):
+    tar, bst, X = model_tar
+    y = (X[:, 1] > 0).astype(int)  # another model: it learns a different rule, so its answers differ
+    other = xgb.train({"objective": "binary:logistic", "max_depth": 3, "nthread": 1}, xgb.DMatrix(X, y), 5)
+    tar_b = pack_model(other, {"features": FEATURES}, tmp_path_factory.mktemp("pkg_b")/"model.tar.gz")
+    return {"model-a": tar, "model-b": tar_b}, {"model-a": bst, "model-b": other}, X
+
+
+def test_weighted_variants_target_header_and_weight_updates(two_models):
+    models, boosters, X = two_models
+    variants = [{"VariantName": "Blue", "ModelName": "model-a", "InitialVariantWeight": 4},
+                {"VariantName": "Green", "ModelName": "model-b", "InitialVariantWeight": 1}]
+    ref = {"Blue": boosters["model-a"].predict(xgb.DMatrix(X[:1])), "Green": boosters["model-b"].predict(xgb.DMatrix(X[:1]))}
+    assert ref["Blue"][0] != ref["Green"][0]
+    with LocalEndpoint(endpoint_name=ENDPOINT, variants=variants, models=models, workers=2) as ep:
+        rt = _runtime(ep)
+        def call(**kw):
+            r = rt.invoke_endpoint(EndpointName=ENDPOINT, ContentType="text/csv", Body=to_csv_payload(X[:1]), **kw)
+            v = r["InvokedProductionVariant"]
+            np.testing.assert_array_equal(np.float32(r["Body"].read().decode().split()), ref[v])  # the variant's model answered
+            return v
+        seen = [call() for _ in range(600)]
+        share = seen.count("Green") / len(seen)
+        assert 0.14 <= share <= 0.26, share  # 1/5 = 0.2; sd 0.016
+        assert {call(TargetVariant="Green") for _ in range(20)} == {"Green"}
+        with pytest.raises(ClientError) as e:
+            call(TargetVariant="Purple")
+        assert e.value.response["Error"]["Code"] == "ValidationError" and "Purple" in e.value.response["Error"]["Message"]
+        workers = ep.worker_pids()
+        assert ep.update_weights({"Blue": 0, "Green": 1}) == {"Blue": 0.0, "Green": 1.0}
+        assert {call() for _ in range(60)} == {"Green"}  # every worker, at once, without a restart
+        ep.update_weights({"Blue": 1})
+        ep.update_weights({"Green": 0})  # two updates in a row (within a millisecond) both count
+        assert {call() for _ in range(60)} == {"Blue"} and ep.worker_pids() == workers
+        assert ep.weights == {"Blue": 1.0, "Green": 0.0}
+        with pytest.raises(ValueError, match="no production variant"): ep.update_weights({"Purple": 1})
+        with pytest.raises(ValueError, match="above 0"): ep.update_weights({"Blue": 0})
+
+
+def test_shadow_variant_is_captured_never_returned(two_models, tmp_path):
+    models, boosters, X = two_models
+    with LocalEndpoint(endpoint_name=ENDPOINT, models=models, workers=2, capture_root=tmp_path,
+                       variants=[{"VariantName": "Prod", "ModelName": "model-a", "InitialVariantWeight": 1}],
+                       shadow_variants=[{"VariantName": "Shadow", "ModelName": "model-b", "InitialVariantWeight": 1}]) as ep:
+        answers = [_post(ep, to_csv_payload(X[i:i + 2])) for i in range(40)]
+        with pytest.raises(EndpointError, match="400"):
+            _raise_for(_post(ep, b"1,2,3\n", **{"X-Amzn-SageMaker-Target-Variant": "Shadow"}))
+        time.sleep(0.5)  # shadow predictions run after the response was sent
+    assert {r.headers["x-amzn-invoked-production-variant"] for r in answers} == {"Prod"}
+    for i, r in enumerate(answers):  # the caller always got production's answer
+        np.testing.assert_array_equal(np.float32(r.text.split()), boosters["model-a"].predict(xgb.DMatrix(X[i:i + 2])))
+    prod, shadow = read_capture(tmp_path, ENDPOINT, "Prod"), read_capture(tmp_path, ENDPOINT, "Shadow")
+    assert len(prod) == len(shadow) == 40
+    by_id = {r["eventMetadata"]["eventId"]: r for r in prod}
+    for s in shadow:
+        p = by_id[s["eventMetadata"]["eventId"]]  # the same request, answered twice
+        assert s["captureData"]["endpointInput"] == p["captureData"]["endpointInput"]
+        rows = np.array([[float(v) for v in line.split(",")] for line in s["captureData"]["endpointInput"]["data"].split()])
+        np.testing.assert_array_equal(np.float32(s["captureData"]["endpointOutput"]["data"].split()),
+                                      boosters["model-b"].predict(xgb.DMatrix(rows)))
+    with pytest.raises(ValueError, match="needs data capture"):
+        LocalEndpoint(endpoint_name=ENDPOINT, models=models, variants=[{"VariantName": "P", "ModelName": "model-a"}],
+                      shadow_variants=[{"VariantName": "S", "ModelName": "model-b"}])
+
+
+def _raise_for(r):
+    if r.status_code != 200: raise EndpointError(r.status_code, r.json()["message"])
+    return r
