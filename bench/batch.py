@@ -49,42 +49,17 @@ def pandas_transform(model_dir: Path, input_dir: Path, output_dir: Path) -> dict
     return {"rows": n}
 
 
-# --- TEMPORARY stand-in ------------------------------------------------------------------------------------------
-# Used only while `ml_lifecycle.deploy.batch_transform` (branch `serve`) has not landed in this branch. It has the
-# agreed signature and writes the same outputs: one Spark task per input file (like SageMaker spreading files over
-# instances), pandas + inplace_predict inside each task. Delete when the real one is merged.
-def _standin_batch_transform(model, input_uri, output_uri, spark=None, content_type="text/csv", **_) -> dict:
-    from ml_lifecycle.platform.spark import get_spark
-    spark = spark or get_spark()
-    model_json = (Path(model)/"xgboost-model.json").read_bytes()
-    src, dst = Path(str(input_uri).removeprefix("file://")), Path(str(output_uri).removeprefix("file://"))
-    rel = [str(f.relative_to(src)) for f in input_files(src)]
-    def score(names):
-        import numpy as np, pandas as pd, xgboost as xgb
-        b = xgb.Booster(); b.load_model(bytearray(model_json)); b.set_param({"nthread": 1})
-        for r in names:
-            X = pd.read_csv(src/r, header=None, dtype=np.float32).to_numpy()
-            p = b.inplace_predict(X)
-            out = dst/(r + ".out"); out.parent.mkdir(parents=True, exist_ok=True)
-            pd.Series(p).to_csv(out, header=False, index=False)
-            yield len(p)
-    n = sum(spark.sparkContext.parallelize(rel, len(rel)).mapPartitions(score).collect())
-    return {"rows": n, "files": len(rel), "output_uri": str(dst), "implementation": "bench stand-in (temporary)"}
-
-
-def batch_transform_impl():
-    "The product's batch_transform if present, else the temporary stand-in; and which one it is."
-    try:
-        from ml_lifecycle.deploy import batch_transform
-        return batch_transform, "ml_lifecycle.deploy.batch_transform"
-    except ImportError:
-        return _standin_batch_transform, "TEMPORARY stand-in (bench/batch.py)"
+def prepare(quick: bool = False) -> None:
+    "Make the features fixture, the model and the CSV inputs (cached)."
+    feat = features_fixture(quick); model_fixture(feat, quick)
+    for n in ([20_000] if quick else [1_000_000, 10_000_000]): batch_input(feat, n, 5_000 if quick else ROWS_PER_FILE)
 
 
 def run(quick: bool = False) -> dict:
     from ml_lifecycle.platform.spark import get_spark, stop_spark
     feat = features_fixture(quick); model_dir = model_fixture(feat, quick)
-    bt, impl = batch_transform_impl()
+    from ml_lifecycle.deploy import batch_transform as bt
+    impl = "ml_lifecycle.deploy.batch_transform"
     sizes = [20_000] if quick else [1_000_000, 10_000_000]
     per = 5_000 if quick else ROWS_PER_FILE
     spark = get_spark()

@@ -94,7 +94,7 @@ def run(quick: bool = False) -> dict:
     feat = features_fixture(quick); model_dir = model_fixture(feat, quick)
     X, _ = read_split(feat["test"])
     line = (Path(feat["test"])/"data.csv").read_text().splitlines()[0].split(",", 1)[1]  # first test row, no label
-    dur, reps, conns = (2, 1, 4) if quick else (10, 3, 16)
+    dur, reps, conns = (1, 1, 4) if quick else (10, 3, 16)
     wparam = endpoint_workers_param()
     workers = [1] + ([2] if wparam and not quick else [])
     rows, details = [], {"workers_param": wparam}
@@ -115,7 +115,7 @@ def run(quick: bool = False) -> dict:
                 assert abs(pa - pb) < 1e-5, f"the two servers disagree: {a!r} vs {b!r}"
                 servers = {"LocalEndpoint": (ours.url + "/invocations", tmp/"ours.csv"),
                            "mlflow models serve": (theirs.url + "/invocations", tmp/"mlflow.csv")}
-                for url, body in servers.values(): wrk(url, body, tmp/"post.lua", 4, 3)  # warm-up, not counted
+                for url, body in servers.values(): wrk(url, body, tmp/"post.lua", 4, 1 if quick else 3)  # warm-up, not counted
                 res = {k: {"c1": [], "cN": []} for k in servers}
                 load0 = loadavg()
                 for _ in range(reps):

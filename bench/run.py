@@ -61,10 +61,17 @@ def main(argv=None) -> int:
     a = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     a.add_argument("--only", help=f"comma-separated subset of {BENCHMARKS}")
     a.add_argument("--quick", action="store_true", help="tiny sizes: checks the harness, not the figures")
-    a.add_argument("--results", default=str(HERE/"results"), help="folder for <timestamp>.json and .md")
+    a.add_argument("--prepare", action="store_true", help="only build the cached inputs (fixtures, amplified data)")
+    a.add_argument("--results", help="folder for <timestamp>.json and .md (default: bench/results, or the cache with --quick)")
     a.add_argument("--child", help=argparse.SUPPRESS); a.add_argument("--out", help=argparse.SUPPRESS)
     o = a.parse_args(argv)
     if o.child: child(o.child, o.quick, Path(o.out)); return 0
+    if o.prepare:
+        import importlib
+        for n in (o.only.split(",") if o.only else BENCHMARKS):
+            if hasattr(m := importlib.import_module(n), "prepare"):
+                print(f"[bench] preparing {n} ...", flush=True); m.prepare(o.quick)
+        return 0
     names = o.only.split(",") if o.only else BENCHMARKS
     if bad := [n for n in names if n not in BENCHMARKS]: a.error(f"unknown benchmark(s) {bad}; pick from {BENCHMARKS}")
     os.environ.setdefault("SPARK_VERSION", "3.5"); CACHE.mkdir(parents=True, exist_ok=True)
@@ -81,7 +88,7 @@ def main(argv=None) -> int:
         if r.get("error"): print(f"[bench] {n} FAILED: {r['error']}\n{r.get('traceback', '')}", flush=True)
         results.append(r)
     meta["load_end"] = loadavg()
-    res_dir = Path(o.results); res_dir.mkdir(parents=True, exist_ok=True)
+    res_dir = Path(o.results or (CACHE/"results-quick" if o.quick else HERE/"results")); res_dir.mkdir(parents=True, exist_ok=True)
     (res_dir/f"{stamp}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
     (res_dir/f"{stamp}.md").write_text(markdown(meta, results))
     print(f"\n{meta['machine']}, commit {meta['commit']}, load {meta['load_start']} → {meta['load_end']}\n")

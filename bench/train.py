@@ -69,6 +69,12 @@ def interpreter_start() -> float:
     return time.perf_counter() - t0
 
 
+def prepare(quick: bool = False) -> None:
+    "The features fixture and the amplified train split (cached)."
+    feat = features_fixture(quick)
+    if not quick: amplified_features(feat, 100_000)
+
+
 def run(quick: bool = False) -> dict:
     feat = features_fixture(quick)
     reps = 1 if quick else 3

@@ -164,9 +164,9 @@ def _score_partition(key: str, raw, n_features: int, parts_uri: str):
     import pyarrow as pa, pyarrow.compute as pc, pyarrow.csv as pcsv
     read_opts = pcsv.ReadOptions(column_names=[f"f{i}" for i in range(n_features)])
     conv = pcsv.ConvertOptions(column_types={f"f{i}": pa.float64() for i in range(n_features)})
-    write_opts = pcsv.WriteOptions(include_header=False)
 
     def run(batches):
+        write_opts = pcsv.WriteOptions(include_header=False)  # made in the task: WriteOptions cannot be pickled
         booster = _booster(key, raw)
         fs, base = fsspec.core.url_to_fs(parts_uri)
         parts = {}  # (file, split start) -> [path, open file, rows]
