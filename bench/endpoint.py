@@ -37,6 +37,17 @@ def wrk(url: str, body_file: Path, lua: Path, connections: int, seconds: int) ->
             "rps": d["requests"] / (d["duration_us"] / 1e6)}
 
 
+def in_process(model_dir: Path, line: str, n: int = 2000) -> dict:
+    "Latency floor without HTTP: parse_csv + ServedModel.predict + format_predictions of the same row, in this process."
+    from ml_lifecycle.platform.endpoint import ServedModel, format_predictions, parse_csv
+    m = ServedModel(model_dir, nthread=1); body = (line + "\n").encode(); ts = []
+    for _ in range(n):
+        t0 = time.perf_counter(); format_predictions(m.predict(parse_csv(body, m.features)), "text/csv")
+        ts.append(time.perf_counter() - t0)
+    ms = np.array(ts[n // 10:]) * 1e3
+    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+
+
 def free_port() -> int:
     with socket.socket() as s: s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
 
@@ -100,9 +111,10 @@ def run(quick: bool = False) -> dict:
     rows, details = [], {"workers_param": wparam}
     with tempfile.TemporaryDirectory(prefix="bench-endpoint-") as tmp:
         tmp = Path(tmp)
-        (tmp/"ours.csv").write_text(line + "\n"); (tmp/"mlflow.csv").write_text(",".join(feat["features"]) + "\n" + line + "\n")
-        (tmp/"post.lua").write_text(LUA)
+        (tmp/"ours.csv").write_text(line + "\n"); (tmp/"empty").write_text(""); (tmp/"mlflow.csv").write_text(",".join(feat["features"]) + "\n" + line + "\n")
+        (tmp/"post.lua").write_text(LUA); (tmp/"get.lua").write_text(LUA.replace('"POST"', '"GET"'))
         mlm = mlflow_model(model_dir, feat["features"])
+        floor = in_process(model_dir, line, 200 if quick else 2000)
         for w in workers:
             kw = {wparam: w} if wparam else {}
             ours = LocalEndpoint(model_dir, nthread=1, **kw).start()
@@ -122,6 +134,7 @@ def run(quick: bool = False) -> dict:
                     for k, (url, body) in servers.items():
                         res[k]["c1"].append(wrk(url, body, tmp/"post.lua", 1, dur))
                         res[k]["cN"].append(wrk(url, body, tmp/"post.lua", conns, dur))
+                ping = wrk(ours.url + "/ping", tmp/"empty", tmp/"get.lua", 1, dur)  # the HTTP stack without the model
                 load1 = loadavg()
             finally:
                 ours.stop(); theirs.stop()
@@ -136,8 +149,10 @@ def run(quick: bool = False) -> dict:
                      row(case, f"mlflow serve p50 / p99, c={conns}", f"{t['cN_p50_ms']:.2f} / {t['cN_p99_ms']:.2f}", "ms"),
                      row(case, f"throughput LocalEndpoint / mlflow, c={conns}", f"{o['cN_rps']:.0f} / {t['cN_rps']:.0f}", "req/s"),
                      row(case, "throughput ratio", round(o["cN_rps"] / t["cN_rps"], 2), "×", "≥ 2×", o["cN_rps"] / t["cN_rps"] >= 2),
+                     row(case, "LocalEndpoint GET /ping p50 / p99, c=1 (HTTP stack alone)", f"{ping['p50_ms']:.2f} / {ping['p99_ms']:.2f}", "ms"),
+                     row(case, "in-process parse + predict + format p50 / p99 (no HTTP)", f"{floor['p50_ms']:.2f} / {floor['p99_ms']:.2f}", "ms"),
                      row(case, "start-up to /ping 200: LocalEndpoint / mlflow", f"{ours.startup_s:.1f} / {theirs.startup_s:.1f}", "s")]
-            details[case] = {"raw": res, "median": m, "load_during": [load0, load1]}
+            details[case] = {"raw": res, "median": m, "ping": ping, "in_process": floor, "load_during": [load0, load1]}
     return {"rows": rows, "details": details, "how": HOW.format(dur=dur, reps=reps)}
 
 
