@@ -61,12 +61,14 @@ SIZES = {True: [5_000, 10_000], False: [1_000_000, 10_000_000]}
 
 
 def run(quick: bool = False, steps=("verify", "profile")) -> dict:
+    """Verify then profile at each size; each step's figures are kept as soon as they exist (a step that kills the
+    JVM, e.g. with OutOfMemoryError, is reported as that step's error, the figures before it stay)."""
     from ml_lifecycle.platform.config import read_source
     from ml_lifecycle.platform.spark import get_spark, stop_spark
     from ml_lifecycle.validate import profile_columns, verify
     sizes = SIZES[quick]
     spark = get_spark()
-    rows, details, res = [], {}, {}
+    rows, details, res, failed = [], {}, {}, None
     try:
         src_df = spark.createDataFrame(read_source("modeldata/mlc_churn")).cache()
         suite = suite_for(spark, src_df, quick)
@@ -75,34 +77,39 @@ def run(quick: bool = False, steps=("verify", "profile")) -> dict:
         details["checks"] = len(suite)
         for n in sizes:
             path = amplified(n, quick)
-            load0 = loadavg()
+            r = res[n] = {"load": [loadavg()]}
             df = spark.read.parquet(str(path)).cache()
-            _, t_load, _ = timed(df.count)
-            r = {"load_cache_s": t_load}
-            if "verify" in steps:
-                v, r["verify_s"], r["verify_gib"] = timed(verify, spark, df, suite)
-                r["verify_status"], r["constraints"] = v["status"], v["constraints"]
-            if "profile" in steps:
-                _, r["profile_s"], r["profile_gib"] = timed(profile_columns, spark, df.select(df.columns[:4]) if quick else df)
-            r["load"] = [load0, loadavg()]
-            df.unpersist()
-            res[n] = r
+            _, r["load_cache_s"], _ = timed(df.count)
             case = f"{n:,} rows × {len(df.columns)} columns"
-            rows.append(row(case, "read Parquet + cache", round(t_load, 1), "s", how=HOW))
-            if "verify" in steps:
-                rows.append(row(case, f"verify ({r['constraints']} constraints, {r['verify_status']})",
-                                f"{r['verify_s']:.1f} s, {n / r['verify_s']:,.0f} rows/s, peak {r['verify_gib']} GiB", ""))
-            if "profile" in steps:
-                rows.append(row(case, "profile (4 columns)" if quick else "profile (all columns)",
-                                f"{r['profile_s']:.1f} s, {n / r['profile_s']:,.0f} rows/s, peak {r['profile_gib']} GiB", ""))
+            rows.append(row(case, "read Parquet + cache", round(r["load_cache_s"], 1), "s", how=HOW))
+            for step in steps:
+                try:
+                    if step == "verify":
+                        v, r["verify_s"], r["verify_gib"] = timed(verify, spark, df, suite)
+                        rows.append(row(case, f"verify ({v['constraints']} constraints, {v['status']})",
+                                        f"{r['verify_s']:.1f} s, {n / r['verify_s']:,.0f} rows/s, peak {r['verify_gib']} GiB", ""))
+                    else:
+                        _, r["profile_s"], r["profile_gib"] = timed(profile_columns, spark, df.select(df.columns[:4]) if quick else df)
+                        rows.append(row(case, "profile (4 columns)" if quick else "profile (all columns)",
+                                        f"{r['profile_s']:.1f} s, {n / r['profile_s']:,.0f} rows/s, peak {r['profile_gib']} GiB", ""))
+                except Exception as e:
+                    failed = f"{step} at {n:,} rows: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+                    rows.append(row(case, f"{step} FAILED", failed, "")); break
+                finally:
+                    (CACHE/"deequ-progress.json").write_text(json.dumps(res, indent=1, default=str))
+            if failed: break
+            r["load"].append(loadavg()); df.unpersist()
             details[case] = r
         a, b = sizes
         for step in steps:
-            g = res[b][f"{step}_s"] / res[a][f"{step}_s"]
-            rows.append(row(f"{a:,} → {b:,} rows", f"{step} time growth", round(g, 1), "×", "≤ 11×", g <= 11))
+            if f"{step}_s" in res.get(a, {}) and f"{step}_s" in res.get(b, {}):
+                g = res[b][f"{step}_s"] / res[a][f"{step}_s"]
+                rows.append(row(f"{a:,} → {b:,} rows", f"{step} time growth", round(g, 1), "×", "≤ 11×", g <= 11))
     finally:
-        stop_spark()
-    return {"rows": rows, "details": details, "how": HOW}
+        try: stop_spark()
+        except Exception: pass  # the JVM may be gone (OutOfMemoryError)
+    if failed: details["failed"] = failed
+    return {"rows": rows, "details": {**details, "by_size": res}, "how": HOW}
 
 
 if __name__ == "__main__":
