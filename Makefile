@@ -4,7 +4,7 @@ VENV  := .venv/bin
 export SPARK_VERSION := 3.5
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup run test unit notebooks check readme docs lab clean
+.PHONY: setup run test unit notebooks check readme docs lab bench clean
 
 setup:            ## venv, Java check, Maven jars, Jupyter kernel (idempotent)
 	@bash scripts/setup.sh
@@ -29,6 +29,12 @@ readme: setup     ## README.md from nbs/index.ipynb
 
 docs: setup       ## the docs site in _site/ from the last green run (make run first)
 	@$(VENV)/python docs/build.py
+
+bench: setup      ## benchmarks (bench/README.md): prints a table, writes bench/results/; ARGS="--only train --quick"
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk) >/dev/null; } \
+	  || echo "[bench] note: wrk not found (apt-get install wrk); the endpoint benchmark needs it"
+	@$(VENV)/python bench/run.py $(ARGS)
 
 lab: setup        ## open the notebooks in JupyterLab
 	@$(VENV)/jupyter lab nbs

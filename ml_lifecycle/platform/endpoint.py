@@ -20,10 +20,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 # %% auto #0
-__all__ = ['MAX_PAYLOAD', 'MODEL_FILE', 'METADATA_FILE', 'CSV_TYPES', 'JSON_TYPES', 'DEFAULT_VARIANT', 'log', 'ModelPackageError',
-           'safe_extract', 'pack_model', 'ServedModel', 'PayloadError', 'media_type', 'parse_csv', 'parse_json',
-           'choose_accept', 'format_predictions', 'capture_encoding', 'DataCapture', 'read_capture', 'utc_now_iso',
-           'VariantRouter', 'make_app', 'build_app', 'serve', 'spec_for_model', 'main', 'EndpointError',
+__all__ = ['MAX_PAYLOAD', 'MODEL_FILE', 'METADATA_FILE', 'CSV_TYPES', 'JSON_TYPES', 'DEFAULT_VARIANT', 'log', 'INLINE_ROWS',
+           'ModelPackageError', 'safe_extract', 'pack_model', 'ServedModel', 'PayloadError', 'media_type', 'parse_csv',
+           'parse_json', 'choose_accept', 'format_predictions', 'capture_encoding', 'DataCapture', 'read_capture',
+           'utc_now_iso', 'VariantRouter', 'make_app', 'build_app', 'serve', 'spec_for_model', 'main', 'EndpointError',
            'LocalEndpoint', 'to_csv_payload']
 
 # %% ../../nbs/platform/04_endpoint.ipynb #201652a2
@@ -382,6 +382,8 @@ def _error(status: int, message: str, variant: str | None) -> JSONResponse:
     if variant: headers["x-Amzn-Invoked-Production-Variant"] = variant
     return JSONResponse({"error": kind, "message": message}, status_code=status, headers=headers)
 
+INLINE_ROWS = 16  # requests of at most this many rows are scored on the event loop (no thread hop, no timeout)
+
 async def _read_body(request: Request, limit: int) -> bytes:
     cl = request.headers.get("content-length")
     if cl and cl.isdigit() and int(cl) > limit:
@@ -413,6 +415,7 @@ def make_app(model: ServedModel | None,            # the loaded model (single-va
         return Response("", status_code=200 if all(router.models.values()) else 503)
 
     async def predict(m: ServedModel, X: np.ndarray) -> np.ndarray:
+        if len(X) <= INLINE_ROWS: return m.predict(X)  # well under a millisecond: cheaper than a thread hop
         return await asyncio.wait_for(run_in_threadpool(m.predict, X), model_timeout)
 
     async def shadow(names, X, body, raw_type, accept, event_id, inference_id, attrs, sampled):
