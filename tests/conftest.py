@@ -14,12 +14,11 @@ def series(tmp_path_factory):
     return run_series({"lake": str(tmp/"lake")}, runs_dir=tmp/"runs", progress=False, raise_on_error=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def spark():
-    "One Spark session (with Deequ) for every test that needs one, stopped at the end."
-    from ml_lifecycle.platform.spark import get_spark, stop_spark
-    yield get_spark()
-    stop_spark()
+    "The shared Spark session (with Deequ): the live one, or a new one where an earlier module stopped it (stopped at exit)."
+    from ml_lifecycle.platform.spark import get_spark
+    return get_spark()
 
 
 BUCKET = "ml-lifecycle-ci"

@@ -237,9 +237,15 @@ ACCOUNT_IN_ARN = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:(\d{12}):")
 ACCOUNT_IN_HOST = re.compile(r"\b(\d{12})\.dkr\.ecr\.")
 # AWS's documented example keys are fine to show (e.g. AKIAIOSFODNN7EXAMPLE)
 ALLOWED = re.compile(r"EXAMPLE|AKIAIOSFODNN7|wJalrXUtnFEMI/K7MDENG")
-# SageMaker's public algorithm/framework image registries (account ids published in the SageMaker docs)
-PUBLIC_ECR = {"683313688378", "246618743249", "257758044811", "811284229777", "433757028032", "825641698319",
-              "492215442770", "501404015308", "720646828776", "763104351884", "382416733822", "174872318107"}
+# AWS-owned image registries (algorithm, framework and Model Monitor images): the account ids the SageMaker SDK
+# itself resolves image URIs with, read from its `image_uri_config/*.json` (public, documented per region)
+def _sdk_registries() -> set[str]:
+    import sagemaker.core
+    ids = set()
+    for f in (Path(sagemaker.core.__file__).parent/"image_uri_config").glob("*.json"):
+        ids |= set(re.findall(r'"(\d{12})"', f.read_text()))
+    return ids
+PUBLIC_ECR = _sdk_registries()
 
 
 def scan_text(text: str) -> list[str]:
@@ -260,6 +266,8 @@ def test_secret_scanner_finds_what_it_should():
     assert scan_text("-----BEGIN RSA " + "PRIVATE KEY-----")
     assert scan_text("arn:aws:iam::" + "987654321098" + ":role/x")
     assert not scan_text("arn:aws:iam::111122223333:role/SageMakerRole arn:aws:iam::123456789012:role/x")
+    assert not scan_text("156813124566.dkr.ecr.us-east-1.amazonaws.com/sagemaker-model-monitor-analyzer")  # AWS's image
+    assert scan_text("987654321098.dkr.ecr.us-east-1.amazonaws.com/my-private-image")
     assert not scan_text("AKIAIOSFODNN7EXAMPLE aws_access_key_id='local'")
 
 

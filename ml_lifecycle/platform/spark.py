@@ -37,6 +37,15 @@ def _s3a_conf() -> dict:
     if endpoint := os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"):
         conf |= {"spark.hadoop.fs.s3a.endpoint": endpoint, "spark.hadoop.fs.s3a.path.style.access": "true",
                  "spark.hadoop.fs.s3a.connection.ssl.enabled": str(endpoint.startswith("https")).lower()}
+        # An S3-compatible server (moto, MinIO): give s3a the credentials Python resolves now, because PySpark keeps
+        # one JVM per process and that JVM still has the environment it started with, perhaps without them.
+        import boto3
+        if (creds := boto3.Session().get_credentials()) is not None:
+            c = creds.get_frozen_credentials()
+            conf |= {"spark.hadoop.fs.s3a.access.key": c.access_key, "spark.hadoop.fs.s3a.secret.key": c.secret_key,
+                     "spark.hadoop.fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"}
+            if c.token: conf |= {"spark.hadoop.fs.s3a.session.token": c.token, "spark.hadoop.fs.s3a.aws.credentials.provider":
+                                 "org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider"}
     return conf
 
 def get_spark(app_name: str = "ml_lifecycle", # shown in Spark's logs
