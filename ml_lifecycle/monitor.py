@@ -737,6 +737,24 @@ def evaluation_metrics(L: Lake, table: str, # the lake and table
     return {k: m[k]["value"] for k in QUALITY_METRICS if k in m}
 
 # %% ../nbs/08_monitor.ipynb #e08bce54
+def _monitoring_requests(kind: str, name: str,  # 'DataQuality' or 'ModelQuality'; job definition and schedule name
+                         baseline: dict, app: dict, job_input: dict, # the kind's BaselineConfig, AppSpecification, JobInput
+                         output_uri: str, role_arn: str, schedule: str, instance_type: str,
+                         kms_key_id: str | None, max_runtime: int  # KMS key for outputs and volume; job time limit (s)
+                        ) -> tuple[dict, dict]:
+    "A monitoring job definition of `kind` and the hourly schedule that runs it (the parts both kinds share)."
+    out = {"MonitoringOutputs": [{"S3Output": {"S3Uri": output_uri, "LocalPath": "/opt/ml/processing/output",
+                                               "S3UploadMode": "EndOfJob"}}]}
+    cluster = {"InstanceCount": 1, "InstanceType": instance_type, "VolumeSizeInGB": 20}
+    if kms_key_id: out["KmsKeyId"] = cluster["VolumeKmsKeyId"] = kms_key_id
+    job = {"JobDefinitionName": name, f"{kind}BaselineConfig": baseline, f"{kind}AppSpecification": app,
+           f"{kind}JobInput": job_input, f"{kind}JobOutputConfig": out, "JobResources": {"ClusterConfig": cluster},
+           "RoleArn": role_arn, "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime}}
+    sched = {"MonitoringScheduleName": name,
+             "MonitoringScheduleConfig": {"ScheduleConfig": {"ScheduleExpression": schedule},
+                                          "MonitoringJobDefinitionName": name, "MonitoringType": kind}}
+    return job, sched
+
 def monitoring_schedule_requests(endpoint_name: str,  # the endpoint to monitor
                                  baseline_uri: str,   # s3:// folder with statistics.json and constraints.json
                                  output_uri: str,     # s3:// folder for the reports
@@ -748,22 +766,14 @@ def monitoring_schedule_requests(endpoint_name: str,  # the endpoint to monitor
                                 ) -> dict:
     "boto3 requests for create_data_quality_job_definition and create_monitoring_schedule."
     name = f"{endpoint_name}-data-quality"[:63]
-    job = {"JobDefinitionName": name,
-           "DataQualityBaselineConfig": {"ConstraintsResource": {"S3Uri": f"{baseline_uri}/constraints.json"},
-                                         "StatisticsResource": {"S3Uri": f"{baseline_uri}/statistics.json"}},
-           "DataQualityAppSpecification": {"ImageUri": image_uri},
-           "DataQualityJobInput": {"EndpointInput": {"EndpointName": endpoint_name,
-                                                     "LocalPath": "/opt/ml/processing/input/endpoint"}},
-           "DataQualityJobOutputConfig": {"MonitoringOutputs": [{"S3Output": {
-               "S3Uri": output_uri, "LocalPath": "/opt/ml/processing/output", "S3UploadMode": "EndOfJob"}}]},
-           "JobResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": instance_type, "VolumeSizeInGB": 20}},
-           "RoleArn": role_arn, "StoppingCondition": {"MaxRuntimeInSeconds": 3600}}
-    if kms_key_id:
-        job["DataQualityJobOutputConfig"]["KmsKeyId"] = kms_key_id
-        job["JobResources"]["ClusterConfig"]["VolumeKmsKeyId"] = kms_key_id
-    sched = {"MonitoringScheduleName": name,
-             "MonitoringScheduleConfig": {"ScheduleConfig": {"ScheduleExpression": schedule},
-                                          "MonitoringJobDefinitionName": name, "MonitoringType": "DataQuality"}}
+    job, sched = _monitoring_requests(
+        "DataQuality", name,
+        baseline={"ConstraintsResource": {"S3Uri": f"{baseline_uri}/constraints.json"},
+                  "StatisticsResource": {"S3Uri": f"{baseline_uri}/statistics.json"}},
+        app={"ImageUri": image_uri},
+        job_input={"EndpointInput": {"EndpointName": endpoint_name, "LocalPath": "/opt/ml/processing/input/endpoint"}},
+        output_uri=output_uri, role_arn=role_arn, schedule=schedule, instance_type=instance_type,
+        kms_key_id=kms_key_id, max_runtime=3600)
     return {"create_data_quality_job_definition": job, "create_monitoring_schedule": sched}
 
 def model_quality_schedule_requests(endpoint_name: str,   # the endpoint to monitor
@@ -779,22 +789,15 @@ def model_quality_schedule_requests(endpoint_name: str,   # the endpoint to moni
                                    ) -> dict:
     "boto3 requests for create_model_quality_job_definition and its create_monitoring_schedule."
     name = f"{endpoint_name}-model-quality"[:63]
-    job = {"JobDefinitionName": name,
-           "ModelQualityBaselineConfig": {"ConstraintsResource": {"S3Uri": f"{baseline_uri}/constraints.json"}},
-           "ModelQualityAppSpecification": {"ImageUri": image_uri, "ProblemType": "BinaryClassification"},
-           "ModelQualityJobInput": {"EndpointInput": {"EndpointName": endpoint_name, "LocalPath": "/opt/ml/processing/input/endpoint",
-                                                      "ProbabilityThresholdAttribute": float(threshold)},
-                                    "GroundTruthS3Input": {"S3Uri": ground_truth_uri}},
-           "ModelQualityJobOutputConfig": {"MonitoringOutputs": [{"S3Output": {
-               "S3Uri": output_uri, "LocalPath": "/opt/ml/processing/output", "S3UploadMode": "EndOfJob"}}]},
-           "JobResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": instance_type, "VolumeSizeInGB": 20}},
-           "RoleArn": role_arn, "StoppingCondition": {"MaxRuntimeInSeconds": 1800}}
-    if kms_key_id:
-        job["ModelQualityJobOutputConfig"]["KmsKeyId"] = kms_key_id
-        job["JobResources"]["ClusterConfig"]["VolumeKmsKeyId"] = kms_key_id
-    sched = {"MonitoringScheduleName": name,
-             "MonitoringScheduleConfig": {"ScheduleConfig": {"ScheduleExpression": schedule},
-                                          "MonitoringJobDefinitionName": name, "MonitoringType": "ModelQuality"}}
+    job, sched = _monitoring_requests(
+        "ModelQuality", name,
+        baseline={"ConstraintsResource": {"S3Uri": f"{baseline_uri}/constraints.json"}},
+        app={"ImageUri": image_uri, "ProblemType": "BinaryClassification"},
+        job_input={"EndpointInput": {"EndpointName": endpoint_name, "LocalPath": "/opt/ml/processing/input/endpoint",
+                                     "ProbabilityThresholdAttribute": float(threshold)},
+                   "GroundTruthS3Input": {"S3Uri": ground_truth_uri}},
+        output_uri=output_uri, role_arn=role_arn, schedule=schedule, instance_type=instance_type,
+        kms_key_id=kms_key_id, max_runtime=1800)
     return {"create_model_quality_job_definition": job, "create_monitoring_schedule": sched}
 
 def create_monitoring(sm, cw, sns,              # boto3 clients: sagemaker, cloudwatch, sns
