@@ -52,3 +52,9 @@ def s3_server():
         for k, v in saved.items():
             if v is None: os.environ.pop(k, None)
             else: os.environ[k] = v
+
+
+def pytest_unconfigure(config):
+    "A watchdog for the exit: if the interpreter is still alive 5 minutes after the tests, print every thread's stack and fail."
+    import faulthandler, sys
+    faulthandler.dump_traceback_later(300, exit=True, file=sys.stderr)

@@ -87,3 +87,19 @@ def test_every_stage_has_a_papermill_parameters_cell():
         tagged = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
         assert len(tagged) == 1, f"{nb.name}: {len(tagged)} cells tagged 'parameters'"
         assert all(f"{k} =" in tagged[0].source for k in ("mode", "lake", "dataset", "target", "positive_label", "seed")), nb.name
+
+
+def test_process_using_deequ_lambdas_exits_without_stop_spark():
+    "A script that runs a PyDeequ check with a Python lambda and never calls `stop_spark` still exits (CI once hung here)."
+    script = """
+from ml_lifecycle.platform.spark import get_spark
+from pydeequ.checks import Check, CheckLevel
+from pydeequ.verification import VerificationSuite, VerificationResult
+spark = get_spark()
+check = Check(spark, CheckLevel.Error, "size").hasSize(lambda n: n == 10)  # evaluated through Py4J's callback server
+result = VerificationSuite(spark).onData(spark.range(10)).addCheck(check).run()
+print(result.status)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("Success")

@@ -73,6 +73,8 @@ def get_spark(app_name: str = "ml_lifecycle", # shown in Spark's logs
     for k, v in _s3a_conf().items(): b = b.config(k, v)
     _session = b.getOrCreate()
     _session.sparkContext.setLogLevel("ERROR")
+    cb = _session.sparkContext._gateway.callback_server_parameters  # see the note below
+    cb.daemonize = cb.daemonize_connections = True
     atexit.register(stop_spark)
     return _session
 
