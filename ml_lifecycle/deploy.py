@@ -4,10 +4,11 @@
 
 # %% ../nbs/07_deploy.ipynb #402e07af
 from __future__ import annotations
-import hashlib, io, json, re, shutil, tarfile, tempfile, time, uuid
+import hashlib, io, json, os, re, shutil, tarfile, tempfile, time, uuid
 from pathlib import Path, PurePosixPath
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 import numpy as np
 import pandas as pd
 import requests as http
@@ -22,9 +23,9 @@ from .platform.storage import Lake, LakeError
 
 # %% auto #0
 __all__ = ['INFERENCE_SCRIPT', 'DeployError', 'approved_model', 'fetch_model', 'split_rows', 'endpoint_name_for', 'invoke_csv',
-           'latency_profile', 'bad_request_table', 'TransformError', 'batch_transform', 'previous_model',
-           'send_traffic', 'variant_auc', 'check_step', 'canary_rollout', 'compare_shadow', 'model_request',
-           'endpoint_config_request', 'weights_request', 'transform_job_request', 'validate_requests',
+           'latency_profile', 'bad_request_table', 'TransformError', 'byte_ranges', 'read_lines', 'batch_transform',
+           'previous_model', 'send_traffic', 'variant_auc', 'check_step', 'canary_rollout', 'compare_shadow',
+           'model_request', 'endpoint_config_request', 'weights_request', 'transform_job_request', 'validate_requests',
            'deploy_sagemaker', 'sagemaker_weights', 'delete_sagemaker']
 
 # %% ../nbs/07_deploy.ipynb #9440a3eb
@@ -147,56 +148,66 @@ class TransformError(DeployError):
 
 _BOOSTERS: dict = {}  # in each Spark Python worker: the broadcast booster, loaded once per model
 
-def _booster(key: str, raw) -> xgb.Booster:
+def _booster(key: str, raw, nthread: int = 1) -> xgb.Booster:
     if key not in _BOOSTERS:
-        b = xgb.Booster(); b.load_model(bytearray(raw.value)); b.set_param({"nthread": 1})
-        _BOOSTERS.clear(); _BOOSTERS[key] = b
+        b = xgb.Booster(); b.load_model(bytearray(raw.value)); _BOOSTERS.clear(); _BOOSTERS[key] = b
+    _BOOSTERS[key].set_param({"nthread": nthread})
     return _BOOSTERS[key]
 
-def _norm(uri: str) -> str:
-    "A file URI or path as a bare path (Spark's `file:/x`, `file:///x`, `s3a://b/k` → `/x`, `b/k`)."
-    from urllib.parse import unquote, urlparse
-    u = urlparse(uri)
-    return unquote(u.path) if u.scheme in ("", "file") else unquote(f"{u.netloc}{u.path}")
+def byte_ranges(sizes: dict,       # file -> size in bytes
+                split_bytes: int   # the most bytes one task reads
+               ) -> list[tuple[str, int, int]]:
+    "Cut files into `(file, start, end)` ranges of at most `split_bytes`, in order (an empty file is one empty range)."
+    return [(f, s, min(s + split_bytes, n)) for f, n in sizes.items() for s in range(0, max(n, 1), split_bytes)]
 
-def _score_partition(key: str, raw, n_features: int, parts_uri: str):
-    "The function Spark runs on each partition: parse CSV lines, predict, write one part file per input split."
-    import pyarrow as pa, pyarrow.compute as pc, pyarrow.csv as pcsv
-    read_opts = pcsv.ReadOptions(column_names=[f"f{i}" for i in range(n_features)])
-    conv = pcsv.ConvertOptions(column_types={f"f{i}": pa.float64() for i in range(n_features)})
+def read_lines(f,              # a binary file object (local or fsspec)
+               start: int,     # the range [start, end) of bytes this task owns
+               end: int,
+               block: int = 8 << 20 # bytes read at a time
+              ):
+    "Yield blocks of whole lines: the lines whose first byte lies in [start, end) (Hadoop's rule for line splits)."
+    if start > 0:
+        f.seek(start - 1)
+        f.readline()  # the line under way at `start` belongs to the range before (if byte start-1 is a newline, none is)
+    pos, carry = f.tell(), b""
+    while pos < end:
+        buf = f.read(min(block, end - pos))
+        if not buf: break
+        pos += len(buf)
+        data = carry + buf
+        cut = data.rfind(b"\n") + 1
+        if cut: yield data[:cut]
+        carry = data[cut:]
+    if carry: yield carry + f.readline()  # the last line began inside the range: read it to its end
 
-    def run(batches):
+_AWS_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
+           "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")  # what the driver's S3 client uses, handed to the tasks
+
+def _score_range(key: str, raw, n_features: int, parts_uri: str, nthread: int, env: dict):
+    "The function Spark runs on each partition (one byte range): read it, parse, predict, write one part file."
+    import pyarrow as pa, pyarrow.csv as pcsv
+    read_opts = dict(column_names=[f"f{i}" for i in range(n_features)], use_threads=False)
+    conv = dict(column_types={f"f{i}": pa.float64() for i in range(n_features)})
+
+    def run(ranges):
+        os.environ.update(env)  # Python workers inherit the JVM's environment, which may predate these settings
+        booster = _booster(key, raw, nthread)
+        fs_out, base = fsspec.core.url_to_fs(parts_uri)
         write_opts = pcsv.WriteOptions(include_header=False)  # made in the task: WriteOptions cannot be pickled
-        booster = _booster(key, raw)
-        fs, base = fsspec.core.url_to_fs(parts_uri)
-        parts = {}  # (file, split start) -> [path, open file, rows]
-        try:
-            for rb in batches:
-                starts = rb.column("start").to_numpy()
-                codes = pc.dictionary_encode(rb.column("file")).indices.to_numpy()
-                cuts = [0, *(np.flatnonzero((np.diff(starts) != 0) | (np.diff(codes) != 0)) + 1), len(rb)]
-                for a, b in zip(cuts[:-1], cuts[1:]):  # runs of lines from one split of one file, in order
-                    group = (rb.column("file")[a].as_py(), int(starts[a]))
-                    lines = rb.column("value").slice(a, b - a)
-                    text = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, b - a], pa.int32()), lines), "\n")[0]
-                    try: table = pcsv.read_csv(pa.py_buffer(text.as_buffer()), read_opts, convert_options=conv)
+        for i, uri, start, end in ranges:
+            n, path = 0, f"{base}/{i:06d}.part"
+            with fsspec.open(uri, "rb") as f, fs_out.open(path, "wb") as out:
+                for block in read_lines(f, start, end):
+                    if not block.strip(): continue  # blank lines are not records
+                    try: table = pcsv.read_csv(pa.py_buffer(block), pcsv.ReadOptions(**read_opts),
+                                               convert_options=pcsv.ConvertOptions(**conv))
                     except pa.ArrowInvalid as e:
-                        raise TransformError(f"{group[0]}: {e} (each line holds {n_features} numeric features in "
+                        raise TransformError(f"{uri}: {e} (each line holds {n_features} numeric features in "
                                              "the model's order, without a header or a label)") from None
-                    if table.num_rows != b - a:
-                        raise TransformError(f"{group[0]}: {b - a} lines gave {table.num_rows} records; quoted "
-                                             "newlines are not supported.")
                     p = booster.inplace_predict(np.column_stack([c.to_numpy() for c in table.columns]))
-                    if group not in parts:
-                        path = f"{base}/{uuid.uuid4().hex}.part"
-                        parts[group] = [path, fs.open(path, "wb"), 0]
-                    pcsv.write_csv(pa.table({"p": pa.array(np.asarray(p, np.float32), pa.float32())}),
-                                   parts[group][1], write_opts)
-                    parts[group][2] += len(p)
-        finally:
-            for _, f, _ in parts.values(): f.close()
-        for (file, start), (path, _, n) in parts.items():
-            yield pa.RecordBatch.from_pydict({"file": [file], "start": [start], "rows": [n], "part": [path]})
+                    pcsv.write_csv(pa.table({"p": pa.array(np.asarray(p, np.float32), pa.float32())}), out, write_opts)
+                    n += len(p)
+            yield i, n, path
     return run
 
 def batch_transform(model: str | Path,         # a model directory or a local model.tar.gz
@@ -205,11 +216,10 @@ def batch_transform(model: str | Path,         # a model directory or a local mo
                     spark=None,                 # a SparkSession (default: the shared one)
                     content_type: str = "text/csv", # input content type (CSV lines, SplitType=Line)
                     accept: str = "text/csv",   # output content type (one probability per line, AssembleWith=Line)
-                    split_mb: int = 64,         # input split size: a larger file is read by several tasks
-                    batch_rows: int = 65536     # rows per Arrow batch scored at once
+                    split_mb: float = 64,       # the most one task reads: a larger file is read by several tasks
+                    nthread: int | None = None  # XGBoost threads per task (default: the cores left to each task)
                    ) -> dict:
     "Score every file under `input_uri` with Spark into `<output_uri>/<relative path>.out`; returns {files, rows, seconds}."
-    from pyspark.sql import functions as F
     if media_type(content_type) != "text/csv" or media_type(accept) != "text/csv":
         raise TransformError(f"content_type={content_type!r}, accept={accept!r}: batch transform reads and writes "
                              "text/csv (one record per line).")
@@ -223,53 +233,48 @@ def batch_transform(model: str | Path,         # a model directory or a local mo
         n_features, raw = len(ServedModel(model_dir).features), (model_dir/MODEL_FILE).read_bytes()
     in_fs, in_root = fsspec.core.url_to_fs(input_uri.replace("s3a://", "s3://", 1))
     if not in_fs.exists(in_root): raise TransformError(f"{input_uri} does not exist.")
-    if in_fs.isfile(in_root): files, base = [in_root], in_root.rsplit("/", 1)[0]
-    else:
-        files = sorted(f for f in in_fs.find(in_root) if not PurePosixPath(f).name.startswith(("_", ".")))
-        base = in_root.rstrip("/")
-    if not files: raise TransformError(f"{input_uri} holds no input files.")
-    rel = {_norm(f): f[len(base):].lstrip("/") for f in files}
-    scheme = "s3a://" if input_uri.startswith(("s3://", "s3a://")) else "file://"
+    if in_fs.isfile(in_root): found, base = {in_root: in_fs.info(in_root)}, in_root.rsplit("/", 1)[0]
+    else: found, base = in_fs.find(in_root, detail=True), in_root.rstrip("/")
+    sizes = {f: int(info["size"]) for f, info in sorted(found.items())
+             if info["type"] == "file" and not PurePosixPath(f).name.startswith(("_", "."))}
+    if not sizes: raise TransformError(f"{input_uri} holds no input files.")
+    ranges = byte_ranges(sizes, max(1, int(split_mb * 2**20)))
+    sc = spark.sparkContext
+    if nthread is None:  # local mode: the driver's cores shared by the tasks that run at once
+        nthread = max(1, (os.cpu_count() or 1) // min(len(ranges), sc.defaultParallelism)) if sc.master.startswith("local") else 1
     out_fs, out_root = fsspec.core.url_to_fs(output_uri.replace("s3a://", "s3://", 1))
     out_root = out_root.rstrip("/")
     parts = f"{out_root}/_temporary/{uuid.uuid4().hex}"
     out_fs.makedirs(parts, exist_ok=True)
-    conf = {"spark.sql.files.maxPartitionBytes": str(int(split_mb * 1024 * 1024)),
-            "spark.sql.execution.arrow.maxRecordsPerBatch": str(int(batch_rows))}
-    old = {k: spark.conf.get(k, None) for k in conf}
-    bc = spark.sparkContext.broadcast(raw)
+    local = all(isinstance(fs, LocalFileSystem) for fs in (in_fs, out_fs))
+    env = {} if local else {k: os.environ[k] for k in _AWS_ENV if k in os.environ}
+    bc = sc.broadcast(raw)
     try:
-        for k, v in conf.items(): spark.conf.set(k, v)
-        lines = (spark.read.text([scheme + f for f in files])
-                 .select("value", F.col("_metadata.file_path").alias("file"),
-                         F.col("_metadata.file_block_start").alias("start"))
-                 .where(F.length(F.trim("value")) > 0))  # a blank line is not a record
-        done = lines.mapInArrow(_score_partition(hashlib.sha256(raw).hexdigest(), bc, n_features,
-                                                 out_fs.unstrip_protocol(parts)),
-                                "file string, start long, rows long, part string").collect()  # one small row per split
+        tasks = [(i, in_fs.unstrip_protocol(f), s, e) for i, (f, s, e) in enumerate(ranges)]
+        done = dict((i, (n, p)) for i, n, p in sc.parallelize(tasks, len(tasks)).mapPartitions(
+            _score_range(hashlib.sha256(raw).hexdigest(), bc, n_features, out_fs.unstrip_protocol(parts), nthread, env)
+        ).collect())
     except Exception as e:
         msg = str(e)
         if "TransformError:" in msg:
             raise TransformError(msg[msg.rindex("TransformError:") + 15:].strip().splitlines()[0]) from None
         raise
     finally:
-        for k, v in old.items():
-            if v is None: spark.conf.unset(k)
-            else: spark.conf.set(k, v)
         bc.destroy()
-    by_file: dict = {}
-    for r in done: by_file.setdefault(_norm(r["file"]), []).append((r["start"], r["part"], r["rows"]))
     rows = 0
-    for f, r in rel.items():  # each file's splits, in order, into <relative path>.out, renamed into place
-        dest = f"{out_root}/{r}.out"
+    for f in sizes:  # each file's ranges, in order, into <relative path>.out, published by a rename
+        dest = f"{out_root}/{f[len(base):].lstrip('/')}.out"
         out_fs.makedirs(dest.rsplit("/", 1)[0], exist_ok=True)
-        with out_fs.open(dest + ".tmp", "wb") as out:
-            for _, part, n in sorted(by_file.get(f, [])):
-                with out_fs.open(part, "rb") as src: shutil.copyfileobj(src, out, 4 << 20)
-                rows += n
-        out_fs.mv(dest + ".tmp", dest)
+        mine = [done[i] for i, (g, _, _) in enumerate(ranges) if g == f]
+        if len(mine) == 1: out_fs.mv(mine[0][1], dest)  # one range: its part is the output
+        else:
+            with out_fs.open(dest + ".tmp", "wb") as out:
+                for _, part in mine:
+                    with out_fs.open(part, "rb") as src: shutil.copyfileobj(src, out, 4 << 20)
+            out_fs.mv(dest + ".tmp", dest)
+        rows += sum(n for n, _ in mine)
     out_fs.rm(f"{out_root}/_temporary", recursive=True)
-    return {"files": len(files), "rows": rows, "seconds": round(time.perf_counter() - t0, 2), "output_uri": output_uri}
+    return {"files": len(sizes), "rows": rows, "seconds": round(time.perf_counter() - t0, 2), "output_uri": output_uri}
 
 # %% ../nbs/07_deploy.ipynb #b1404243
 def previous_model(L: Lake, table: str, # the lake and table

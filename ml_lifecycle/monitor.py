@@ -30,10 +30,10 @@ from .prepare import MISSING
 # %% auto #0
 __all__ = ['MONITOR_TYPES', 'KINDS', 'HOUR_FMT', 'QUALITY_METRICS', 'COMPARISONS', 'DATA_NAMESPACE', 'MODEL_NAMESPACE',
            'METRIC_COLUMNS', 'METRIC_KEY', 'METRICS_FILE', 'infer_types', 'compute_statistics', 'suggest_constraints',
-           'baseline_job', 'send_traffic', 'pick_shift_features', 'simulate_shift', 'hour_of', 'simulate_capture_hour',
-           'capture_hours', 'read_hour', 'captured_frame', 'onehot_groups', 'drift_distances', 'ks_noise_level',
-           'check_constraints', 'monitoring_run', 'hourly_monitoring_run', 'drift_violations', 'drift_over_time',
-           'ground_truth_records', 'write_ground_truth', 'read_ground_truth', 'join_ground_truth',
+           'baseline_job', 'invoke_with_ids', 'pick_shift_features', 'simulate_shift', 'hour_of',
+           'simulate_capture_hour', 'capture_hours', 'read_hour', 'captured_frame', 'onehot_groups', 'drift_distances',
+           'ks_noise_level', 'check_constraints', 'monitoring_run', 'hourly_monitoring_run', 'drift_violations',
+           'drift_over_time', 'ground_truth_records', 'write_ground_truth', 'read_ground_truth', 'join_ground_truth',
            'model_quality_statistics', 'model_quality_constraints', 'check_model_quality', 'model_quality_baseline',
            'model_quality_run', 'data_quality_metrics', 'model_quality_metrics', 'metric_datapoints', 'read_metrics',
            'put_metrics', 'metric_series', 'put_metric_data_requests', 'evaluate_alarm', 'alarm_requests',
@@ -183,11 +183,11 @@ def baseline_job(spark, L: Lake, table: str,    # the SparkSession, lake and tab
     return {"uri": uri, "statistics": statistics, "constraints": constraints, "manifest": manifest}
 
 # %% ../nbs/08_monitor.ipynb #d00f5bfc
-def send_traffic(runtime, endpoint_name: str,  # a sagemaker-runtime client and the endpoint
-                 rows: pd.DataFrame,            # encoded feature rows (no label), in the model's order
-                 rows_per_request: int = 1,     # rows per invoke_endpoint call
-                 id_prefix: str = "req",        # inference ids are '<id_prefix>-<n>'
-                 max_workers: int = 4           # calls in flight at once
+def invoke_with_ids(runtime, endpoint_name: str,  # a sagemaker-runtime client and the endpoint
+                    rows: pd.DataFrame,            # encoded feature rows (no label), in the model's order
+                    rows_per_request: int = 1,     # rows per invoke_endpoint call
+                    id_prefix: str = "req",        # inference ids are '<id_prefix>-<n>'
+                    max_workers: int = 4           # calls in flight at once
                 ) -> list[str]:
     "Send `rows` as CSV in batches, each call with an `InferenceId`; returns the ids, one per call, in row order."
     chunks = [rows.iloc[i:i + rows_per_request] for i in range(0, len(rows), rows_per_request)]

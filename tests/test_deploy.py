@@ -1,13 +1,14 @@
 "Unit tests of ml_lifecycle.deploy: Spark batch transform, canary rollout and rollback, shadow comparison, SageMaker requests."
-import json, os
+import io, json, os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import xgboost as xgb
+from hypothesis import given, settings, strategies as st
 
-from ml_lifecycle.deploy import (DeployError, TransformError, batch_transform, canary_rollout, check_step,
+from ml_lifecycle.deploy import (DeployError, TransformError, batch_transform, byte_ranges, read_lines, canary_rollout, check_step,
                                  compare_shadow, delete_sagemaker, deploy_sagemaker, endpoint_config_request,
                                  model_request, sagemaker_weights, send_traffic, transform_job_request,
                                  validate_requests, weights_request)
@@ -31,6 +32,22 @@ def pkg(tmp_path_factory):
 
 def _write(path: Path, X):
     path.parent.mkdir(parents=True, exist_ok=True); path.write_bytes(to_csv_payload(X))
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines=st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"")), max_size=10),
+       final_newline=st.booleans(), split=st.integers(1, 20), block=st.integers(1, 9))
+def test_byte_ranges_read_every_line_once_in_order(lines, final_newline, split, block):
+    "Whatever the split size and read block, the ranges' lines joined are the file: nothing lost, nothing read twice."
+    data = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
+    ranges = byte_ranges({"f": len(data)}, split)
+    assert [r[1] for r in ranges] == list(range(0, max(len(data), 1), split))
+    got = [b"".join(read_lines(io.BytesIO(data), s, e, block)) for _, s, e in ranges]
+    assert b"".join(got) == data
+    at = 0
+    for (_, s, e), g in zip(ranges, got):  # a range holds whole lines, the ones that begin inside it
+        if g: assert s <= at < e and data[at - 1:at] in (b"", b"\n") and (g.endswith(b"\n") or at + len(g) == len(data))
+        at += len(g)
 
 
 @pytest.mark.slow

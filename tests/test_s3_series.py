@@ -43,6 +43,34 @@ def test_spark_reads_and_writes_s3a(s3_server, tmp_path):
         stop_spark()
 
 
+@pytest.mark.slow
+@pytest.mark.s3
+def test_batch_transform_reads_and_writes_s3(s3_server, tmp_path):
+    "Batch transform's tasks read their byte ranges from the bucket and write the `.out` files there."
+    import numpy as np, xgboost as xgb
+    from ml_lifecycle.deploy import batch_transform
+    from ml_lifecycle.platform.endpoint import pack_model, to_csv_payload
+    from ml_lifecycle.platform.spark import get_spark, stop_spark
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 4)); y = (X[:, 0] + rng.normal(size=400) > 0).astype(float)
+    bst = xgb.train({"objective": "binary:logistic", "nthread": 1}, xgb.DMatrix(X, label=y), 10)
+    tar = pack_model(bst, {"features": [f"x{i}" for i in range(4)], "label": "y"}, tmp_path/"model.tar.gz")
+    prefix = f"transform-{uuid.uuid4().hex[:6]}"
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=BUCKET, Key=f"{prefix}/in/a.csv", Body=to_csv_payload(X[:250]))
+    s3.put_object(Bucket=BUCKET, Key=f"{prefix}/in/b.csv", Body=to_csv_payload(X[250:]))
+    stop_spark()   # a JVM (and its Python workers) started before the server has none of its settings
+    try:
+        res = batch_transform(tar, f"s3://{BUCKET}/{prefix}/in", f"s3://{BUCKET}/{prefix}/out", spark=get_spark(), split_mb=0.002)
+    finally:
+        stop_spark()
+    assert res["files"] == 2 and res["rows"] == 400
+    got = np.concatenate([np.float32(s3.get_object(Bucket=BUCKET, Key=f"{prefix}/out/{n}.csv.out")["Body"].read().split())
+                          for n in "ab"])
+    np.testing.assert_array_equal(got, bst.predict(xgb.DMatrix(X)))
+    assert sorted(_keys(f"{prefix}/out")) == ["a.csv.out", "b.csv.out"]
+
+
 def _keys(prefix: str) -> list[str]:
     s3, keys = boto3.client("s3"), []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix + "/"):
