@@ -13,7 +13,9 @@ HOW = ("input: headerless CSV part files of {per:,} rows (features only, in the 
        "(seeded) from 03_prepare's validation+test splits; both sides read every file, predict with the same booster "
        "and write one `<file>.out` per input file; wall time from call to return (Spark session already started, "
        "a warm-up on a small input excluded); pandas: one process, pandas.read_csv (C engine) + inplace_predict "
-       "(XGBoost's default threads) + Series.to_csv; median of {reps} interleaved runs at 1M, one at 10M")
+       "(XGBoost's default threads) + Series.to_csv, and the same with nthread=1 (one core); Spark: `batch_transform`'s "
+       "defaults (the input cut into byte ranges spread evenly over the cores, each task reads its ranges itself, "
+       "XGBoost nthread = cores / tasks); median of {reps} interleaved runs at 1M, one at 10M")
 
 
 def batch_input(feat: dict, n: int, per_file: int = ROWS_PER_FILE) -> Path:
@@ -35,10 +37,11 @@ def input_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(("_", ".")))
 
 
-def pandas_transform(model_dir: Path, input_dir: Path, output_dir: Path) -> dict:
-    "The single-process baseline a user would write: read, predict, write, file by file."
+def pandas_transform(model_dir: Path, input_dir: Path, output_dir: Path, nthread: int | None = None) -> dict:
+    "The single-process baseline a user would write: read, predict, write, file by file (XGBoost's threads unless `nthread`)."
     import pandas as pd, xgboost as xgb
     b = xgb.Booster(model_file=str(model_dir/"xgboost-model.json"))
+    if nthread: b.set_param({"nthread": nthread})
     n = 0
     for f in input_files(input_dir):
         X = pd.read_csv(f, header=None, dtype=np.float32).to_numpy()
@@ -73,26 +76,28 @@ def run(quick: bool = False) -> dict:
                 src = batch_input(feat, n, per)
                 size_mb = sum(f.stat().st_size for f in input_files(src)) / 1e6
                 reps = 1 if n >= 5_000_000 else (1 if quick else 3)
-                S, Pd = [], []
+                S, Pd, P1 = [], [], []
                 for i in range(reps):
                     for name, fn, acc in (("spark", lambda o: bt(str(model_dir), str(src), str(o), spark=spark), S),
-                                          ("pandas", lambda o: pandas_transform(model_dir, src, o), Pd)):
+                                          ("pandas", lambda o: pandas_transform(model_dir, src, o), Pd),
+                                          ("pandas1", lambda o: pandas_transform(model_dir, src, o, nthread=1), P1)):
                         out = tmp/f"{name}-{n}-{i}"
                         t0 = time.perf_counter(); r = fn(out); acc.append(time.perf_counter() - t0)
                         if i == 0 and name == "pandas":  # the two agree, file by file
                             f0 = input_files(src)[0].name + ".out"
                             a = np.loadtxt(tmp/f"spark-{n}-0"/f0, max_rows=1000); b = np.loadtxt(out/f0, max_rows=1000)
                             assert np.allclose(a, b, atol=1e-6), "Spark and pandas outputs differ"
-                        if name == "pandas":
-                            shutil.rmtree(out, ignore_errors=True); shutil.rmtree(tmp/f"spark-{n}-{i}", ignore_errors=True)
-                s, p = median(S), median(Pd)
+                        if name != "spark": shutil.rmtree(out, ignore_errors=True)
+                    shutil.rmtree(tmp/f"spark-{n}-{i}", ignore_errors=True)
+                s, p, p1 = median(S), median(Pd), median(P1)
                 base[n] = (s, p)
                 case = f"{n:,} rows ({len(input_files(src))} files, {size_mb:,.0f} MB CSV)"
                 rows += [row(case, "Spark batch_transform", round(s, 1), "s", how=HOW.format(per=per, reps=3)),
                          row(case, "pandas single process", round(p, 1), "s"),
                          row(case, "rows/s Spark / pandas", f"{n / s:,.0f} / {n / p:,.0f}", "rows/s"),
-                         row(case, "speed-up Spark vs pandas", round(p / s, 2), "×", "≥ 1.5×", p / s >= 1.5)]
-                details[case] = {"spark_s": S, "pandas_s": Pd, "mb": size_mb}
+                         row(case, "speed-up Spark vs pandas", round(p / s, 2), "×", "≥ 1.5×", p / s >= 1.5),
+                         row(case, "pandas on one core (nthread=1): time; Spark's speed-up over it", f"{p1:.1f} s; {p1 / s:.2f}×", "")]
+                details[case] = {"spark_s": S, "pandas_s": Pd, "pandas_1thread_s": P1, "mb": size_mb}
             if len(sizes) == 2:
                 (s1, p1), (s2, p2) = base[sizes[0]], base[sizes[1]]
                 k = sizes[1] / sizes[0]

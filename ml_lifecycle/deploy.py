@@ -157,8 +157,12 @@ def _booster(key: str, raw, nthread: int = 1) -> xgb.Booster:
 def byte_ranges(sizes: dict,       # file -> size in bytes
                 split_bytes: int   # the most bytes one task reads
                ) -> list[tuple[str, int, int]]:
-    "Cut files into `(file, start, end)` ranges of at most `split_bytes`, in order (an empty file is one empty range)."
-    return [(f, s, min(s + split_bytes, n)) for f, n in sizes.items() for s in range(0, max(n, 1), split_bytes)]
+    "Cut each file into equal `(file, start, end)` ranges of at most `split_bytes`, in order (an empty file: one empty range)."
+    out = []
+    for f, n in sizes.items():
+        step = -(-n // max(1, -(-n // split_bytes))) if n else 1  # ceil(n / ceil(n / split_bytes)): equal parts
+        out += [(f, s, min(s + step, n)) for s in range(0, max(n, 1), step)]
+    return out
 
 def read_lines(f,              # a binary file object (local or fsspec)
                start: int,     # the range [start, end) of bytes this task owns
@@ -204,7 +208,9 @@ def _score_range(key: str, raw, n_features: int, parts_uri: str, nthread: int, e
                     except pa.ArrowInvalid as e:
                         raise TransformError(f"{uri}: {e} (each line holds {n_features} numeric features in "
                                              "the model's order, without a header or a label)") from None
-                    p = booster.inplace_predict(np.column_stack([c.to_numpy() for c in table.columns]))
+                    X = np.empty((table.num_rows, n_features), np.float32, order="F")  # XGBoost's dtype; a column
+                    for j, col in enumerate(table.columns): X[:, j] = col.to_numpy()   # at a time is a contiguous copy
+                    p = booster.inplace_predict(X)
                     pcsv.write_csv(pa.table({"p": pa.array(np.asarray(p, np.float32), pa.float32())}), out, write_opts)
                     n += len(p)
             yield i, n, path
@@ -216,7 +222,7 @@ def batch_transform(model: str | Path,         # a model directory or a local mo
                     spark=None,                 # a SparkSession (default: the shared one)
                     content_type: str = "text/csv", # input content type (CSV lines, SplitType=Line)
                     accept: str = "text/csv",   # output content type (one probability per line, AssembleWith=Line)
-                    split_mb: float = 64,       # the most one task reads: a larger file is read by several tasks
+                    split_mb: float | None = None, # the most one range holds (None: the input spread evenly over the cores)
                     nthread: int | None = None  # XGBoost threads per task (default: the cores left to each task)
                    ) -> dict:
     "Score every file under `input_uri` with Spark into `<output_uri>/<relative path>.out`; returns {files, rows, seconds}."
@@ -238,8 +244,9 @@ def batch_transform(model: str | Path,         # a model directory or a local mo
     sizes = {f: int(info["size"]) for f, info in sorted(found.items())
              if info["type"] == "file" and not PurePosixPath(f).name.startswith(("_", "."))}
     if not sizes: raise TransformError(f"{input_uri} holds no input files.")
-    ranges = byte_ranges(sizes, max(1, int(split_mb * 2**20)))
     sc = spark.sparkContext
+    split = int(split_mb * 2**20) if split_mb else -(-sum(sizes.values()) // sc.defaultParallelism)
+    ranges = byte_ranges(sizes, max(1, split))  # memory stays bounded either way: a task reads in 8 MB blocks
     if nthread is None:  # local mode: the driver's cores shared by the tasks that run at once
         nthread = max(1, (os.cpu_count() or 1) // min(len(ranges), sc.defaultParallelism)) if sc.master.startswith("local") else 1
     out_fs, out_root = fsspec.core.url_to_fs(output_uri.replace("s3a://", "s3://", 1))
@@ -251,7 +258,8 @@ def batch_transform(model: str | Path,         # a model directory or a local mo
     bc = sc.broadcast(raw)
     try:
         tasks = [(i, in_fs.unstrip_protocol(f), s, e) for i, (f, s, e) in enumerate(ranges)]
-        done = dict((i, (n, p)) for i, n, p in sc.parallelize(tasks, len(tasks)).mapPartitions(
+        slices = min(len(tasks), 4 * sc.defaultParallelism)  # a Spark task costs ≈ 40 ms: several small ranges share one
+        done = dict((i, (n, p)) for i, n, p in sc.parallelize(tasks, slices).mapPartitions(
             _score_range(hashlib.sha256(raw).hexdigest(), bc, n_features, out_fs.unstrip_protocol(parts), nthread, env)
         ).collect())
     except Exception as e:

@@ -41,7 +41,8 @@ def test_byte_ranges_read_every_line_once_in_order(lines, final_newline, split, 
     "Whatever the split size and read block, the ranges' lines joined are the file: nothing lost, nothing read twice."
     data = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
     ranges = byte_ranges({"f": len(data)}, split)
-    assert [r[1] for r in ranges] == list(range(0, max(len(data), 1), split))
+    assert all(e - s <= split for _, s, e in ranges) and len(ranges) == max(1, -(-len(data) // split))
+    assert [r[1] for r in ranges] == [0, *[r[2] for r in ranges[:-1]]] and ranges[-1][2] == len(data)
     got = [b"".join(read_lines(io.BytesIO(data), s, e, block)) for _, s, e in ranges]
     assert b"".join(got) == data
     at = 0
