@@ -90,7 +90,7 @@ def run(quick: bool = False, steps=("verify", "profile")) -> dict:
                         rows.append(row(case, f"verify ({v['constraints']} constraints, {v['status']})",
                                         f"{r['verify_s']:.1f} s, {n / r['verify_s']:,.0f} rows/s, peak {r['verify_gib']} GiB", ""))
                     else:
-                        df.unpersist()  # the profiler reads the Parquet files itself (see HOW: the cache starved it)
+                        df.unpersist()  # the profiler reads the Parquet files itself, with the whole heap
                         pq = spark.read.parquet(str(path))
                         _, r["profile_s"], r["profile_gib"] = timed(profile_columns, spark, pq.select(pq.columns[:4]) if quick else pq)
                         rows.append(row(case, "profile (4 columns)" if quick else "profile (all columns)",
