@@ -81,14 +81,16 @@ def features_fixture(quick: bool = False) -> dict:
                 "metadata": str(root/"feature_metadata.json"), "features": meta["features"], "source": "synthetic (quick)"}
     from ml_lifecycle.platform.storage import Lake
     lake = CACHE/"lake"; L = Lake(str(lake))
-    try: ptr = L.pointer("mlc_churn", "features")
+    local = lambda u: str(u).removeprefix("file://")
+    try:
+        ptr = L.pointer("mlc_churn", "features")
+        if not Path(local(ptr["metadata"])).exists(): raise FileNotFoundError(ptr["metadata"])  # the cache was moved
     except Exception:
         from ml_lifecycle.platform.runner import run_series, stage_notebooks
         nbs = [p for p in stage_notebooks() if p.stem in ("00_ingest", "01_validate", "03_prepare")]
         print(f"[bench] making the features fixture: {[p.stem for p in nbs]} into {lake}", flush=True)
         run_series({"lake": str(lake)}, notebooks=nbs, runs_dir=CACHE/"runs", progress=False)
         ptr = L.pointer("mlc_churn", "features")
-    local = lambda u: str(u).removeprefix("file://")
     meta = json.loads(Path(local(ptr["metadata"])).read_text())
     return {"train": local(ptr["train"]), "validation": local(ptr["validation"]), "test": local(ptr["test"]),
             "metadata": local(ptr["metadata"]), "features": meta["features"], "source": "mlc_churn via 00/01/03 notebooks"}

@@ -91,26 +91,32 @@ def _in_lake(rec, P) -> list[str]:
             if c["Bucket"] != bucket or not c["Key"].startswith(prefix + "/")]
 
 
+def _recorded_job(P, start, op: str, kind: str) -> tuple:
+    "Run `start()` under a recorder; the one `op` request it made, validated and checked for the account's security settings."
+    rec = sagemaker_recorder(P.role_arn, execution_role_policy(P))
+    with rec.install():
+        res = start()
+    [req] = rec.find(op)
+    validate_request("sagemaker", op, req)
+    _check_job_security(req, P, kind)
+    assert not _in_lake(rec, P), "the SDK staged code outside the lake prefix"
+    assert not _unencrypted(rec), "uploads without the lake's KMS key"
+    return req, res, rec
+
+
 @pytest.mark.slow
 def test_training_job_request(P):
     "04_train in aws mode: the SDK's CreateTrainingJob carries the account's settings and validates."
     from ml_lifecycle.platform.sagemaker_local import run_training_job_aws, training_job_spec
     from ml_lifecycle.train import ENTRY_POINT, METRIC_DEFINITIONS, script_dir
-    rec = sagemaker_recorder(P.role_arn, execution_role_policy(P))
     feats = P.lake + "/features/mlc_churn/version=abc"
     spec = training_job_spec(ENTRY_POINT, script_dir(), {"num_round": 10, "max_depth": 3},
                              {"train": feats + "/train", "validation": feats + "/validation"}, job_name="xgb-abc",
                              output_path=P.lake + "/models/mlc_churn", metric_definitions=METRIC_DEFINITIONS,
                              **job_settings(P))
-    with rec.install():
-        res = run_training_job_aws(spec, wait=False)
-    [req] = rec.find("CreateTrainingJob")
-    validate_request("sagemaker", "CreateTrainingJob", req)
-    _check_job_security(req, P, "training")
+    req, res, rec = _recorded_job(P, lambda: run_training_job_aws(spec, wait=False), "CreateTrainingJob", "training")
     assert req["HyperParameters"]["max_depth"] == "3" and res.status == "InProgress"
     assert {d["Name"] for d in req["AlgorithmSpecification"]["MetricDefinitions"]} >= {"validation:auc"}
-    assert not _in_lake(rec, P), "the SDK staged code outside the lake prefix"
-    assert not _unencrypted(rec), "uploads without the lake's KMS key"
     assert "ListBuckets" not in rec.ops() or rec.find("CreateBucket") == []
 
 
@@ -121,14 +127,8 @@ def test_processing_job_request(P, tmp_path):
     code = tmp_path/"job.py"; code.write_text("print('hello')\n")
     spec = processing_job_spec(code, inputs={"data": P.lake + "/raw/t"}, outputs={"out": P.lake + "/features/t"},
                                arguments=["--in", "{input:data}"], job_name="prepare-demo", **job_settings(P))
-    rec = sagemaker_recorder(P.role_arn, execution_role_policy(P))
-    with rec.install():
-        run_processing_job_aws(spec, wait=False)
-    [req] = rec.find("CreateProcessingJob")
-    validate_request("sagemaker", "CreateProcessingJob", req)
-    _check_job_security(req, P, "processing")
+    req, _, _ = _recorded_job(P, lambda: run_processing_job_aws(spec, wait=False), "CreateProcessingJob", "processing")
     assert req["AppSpecification"]["ContainerArguments"] == ["--in", "/opt/ml/processing/input/data"]
-    assert not _in_lake(rec, P) and not _unencrypted(rec)
 
 
 @pytest.mark.slow
@@ -138,15 +138,9 @@ def test_prepare_pyspark_job_request(P):
     args = prepare_arguments("churn", "yes", 42, (0.7, 0.15, 0.15), "v1")
     spec = pyspark_job_spec(P.lake + "/raw/mlc_churn/version=v1", P.lake + "/features/mlc_churn/version=f1", args,
                             job_name="prepare-f1", **job_settings(P))
-    rec = sagemaker_recorder(P.role_arn, execution_role_policy(P))
-    with rec.install():
-        run_pyspark_job_aws(spec, wait=False)
-    [req] = rec.find("CreateProcessingJob")
-    validate_request("sagemaker", "CreateProcessingJob", req)
-    _check_job_security(req, P, "processing")
+    req, _, _ = _recorded_job(P, lambda: run_pyspark_job_aws(spec, wait=False), "CreateProcessingJob", "processing")
     assert req["ProcessingJobName"].startswith("prepare-f1")
     assert "spark" in req["AppSpecification"]["ImageUri"]
-    assert not _in_lake(rec, P) and not _unencrypted(rec)
 
 
 @pytest.mark.slow
