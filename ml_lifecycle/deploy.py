@@ -263,17 +263,18 @@ def batch_transform(model: str | Path,         # a model directory or a local mo
             _score_range(hashlib.sha256(raw).hexdigest(), bc, n_features, out_fs.unstrip_protocol(parts), nthread, env)
         ).collect())
     except Exception as e:
+        out_fs.rm(parts, recursive=True)  # a failed job leaves no parts behind (and publishes nothing)
         msg = str(e)
         if "TransformError:" in msg:
             raise TransformError(msg[msg.rindex("TransformError:") + 15:].strip().splitlines()[0]) from None
         raise
     finally:
         bc.destroy()
-    rows = 0
-    for f in sizes:  # each file's ranges, in order, into <relative path>.out, published by a rename
+    rows, by_file = 0, {}
+    for i, (f, _, _) in enumerate(ranges): by_file.setdefault(f, []).append(done[i])  # ranges are in file order
+    for f, mine in by_file.items():  # each file's ranges, in order, into <relative path>.out, published by a rename
         dest = f"{out_root}/{f[len(base):].lstrip('/')}.out"
         out_fs.makedirs(dest.rsplit("/", 1)[0], exist_ok=True)
-        mine = [done[i] for i, (g, _, _) in enumerate(ranges) if g == f]
         if len(mine) == 1: out_fs.mv(mine[0][1], dest)  # one range: its part is the output
         else:
             with out_fs.open(dest + ".tmp", "wb") as out:

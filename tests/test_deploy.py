@@ -91,6 +91,7 @@ def test_batch_transform_bad_inputs_name_the_file(spark, pkg, tmp_path):
     with pytest.raises(TransformError, match="text/csv"):
         batch_transform(tar, str(tmp_path/"cols"), str(tmp_path/"o4"), spark=spark, content_type="application/x-npy")
     assert not (tmp_path/"o1"/"ok.csv.out").exists()  # a failed job publishes nothing
+    assert not list((tmp_path/"o1").rglob("*.part"))   # and leaves no parts behind
 
 
 @pytest.mark.slow
