@@ -18,9 +18,8 @@ HOW = ("wall time of `run_training_job` (job folder, channel copy, subprocess wi
 def hyperparameters(rounds: int, checkpoint_frequency: int = 50, cv: bool = False) -> dict:
     "04_train's default hyperparameters; without `cv`, a fixed number of rounds (no CV, no early stopping)."
     from ml_lifecycle.train import DEFAULT_HYPERPARAMETERS
-    if cv: return {**DEFAULT_HYPERPARAMETERS, "num_round": rounds, "checkpoint_frequency": checkpoint_frequency, "seed": 42}
-    return {**DEFAULT_HYPERPARAMETERS, "num_round": rounds, "early_stopping_rounds": 0, "cv_folds": 0,
-            "checkpoint_frequency": checkpoint_frequency, "seed": 42}
+    hps = {**DEFAULT_HYPERPARAMETERS, "num_round": rounds, "checkpoint_frequency": checkpoint_frequency, "seed": 42}
+    return hps if cv else hps | {"early_stopping_rounds": 0, "cv_folds": 0}
 
 
 def run_runner(feat: dict, hps: dict, work: Path) -> dict:

@@ -190,21 +190,22 @@ _AWS_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAUL
 def _score_range(key: str, raw, n_features: int, parts_uri: str, nthread: int, env: dict):
     "The function Spark runs on each partition (one byte range): read it, parse, predict, write one part file."
     import pyarrow as pa, pyarrow.csv as pcsv
-    read_opts = dict(column_names=[f"f{i}" for i in range(n_features)], use_threads=False)
-    conv = dict(column_types={f"f{i}": pa.float64() for i in range(n_features)})
+    names = [f"f{i}" for i in range(n_features)]
 
     def run(ranges):
         os.environ.update(env)  # Python workers inherit the JVM's environment, which may predate these settings
         booster = _booster(key, raw, nthread)
         fs_out, base = fsspec.core.url_to_fs(parts_uri)
-        write_opts = pcsv.WriteOptions(include_header=False)  # made in the task: WriteOptions cannot be pickled
+        # Arrow's options are made in the task (WriteOptions cannot be pickled), once for all its blocks
+        read_opts = pcsv.ReadOptions(column_names=names, use_threads=False)
+        conv = pcsv.ConvertOptions(column_types={n: pa.float64() for n in names})
+        write_opts = pcsv.WriteOptions(include_header=False)
         for i, uri, start, end in ranges:
             n, path = 0, f"{base}/{i:06d}.part"
             with fsspec.open(uri, "rb") as f, fs_out.open(path, "wb") as out:
                 for block in read_lines(f, start, end):
-                    if not block.strip(): continue  # blank lines are not records
-                    try: table = pcsv.read_csv(pa.py_buffer(block), pcsv.ReadOptions(**read_opts),
-                                               convert_options=pcsv.ConvertOptions(**conv))
+                    if block.isspace(): continue  # blank lines are not records (no copy, unlike strip())
+                    try: table = pcsv.read_csv(pa.py_buffer(block), read_opts, convert_options=conv)
                     except pa.ArrowInvalid as e:
                         raise TransformError(f"{uri}: {e} (each line holds {n_features} numeric features in "
                                              "the model's order, without a header or a label)") from None

@@ -188,7 +188,7 @@ def invoke_with_ids(runtime, endpoint_name: str,  # a sagemaker-runtime client a
                     rows_per_request: int = 1,     # rows per invoke_endpoint call
                     id_prefix: str = "req",        # inference ids are '<id_prefix>-<n>'
                     max_workers: int = 4           # calls in flight at once
-                ) -> list[str]:
+                   ) -> list[str]:
     "Send `rows` as CSV in batches, each call with an `InferenceId`; returns the ids, one per call, in row order."
     chunks = [rows.iloc[i:i + rows_per_request] for i in range(0, len(rows), rows_per_request)]
     ids = [f"{id_prefix}-{k:05d}" for k in range(len(chunks))]

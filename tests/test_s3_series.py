@@ -59,8 +59,7 @@ def test_batch_transform_reads_and_writes_s3(s3_server, tmp_path):
     s3 = boto3.client("s3")
     s3.put_object(Bucket=BUCKET, Key=f"{prefix}/in/a.csv", Body=to_csv_payload(X[:250]))
     s3.put_object(Bucket=BUCKET, Key=f"{prefix}/in/b.csv", Body=to_csv_payload(X[250:]))
-    stop_spark()   # a JVM (and its Python workers) started before the server has none of its settings
-    try:
+    try:  # the session (and its Python workers) may predate the server: batch_transform hands the tasks its settings
         res = batch_transform(tar, f"s3://{BUCKET}/{prefix}/in", f"s3://{BUCKET}/{prefix}/out", spark=get_spark(), split_mb=0.002)
     finally:
         stop_spark()
