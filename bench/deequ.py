@@ -37,13 +37,14 @@ def suite_for(spark, src_df, quick: bool = False) -> list[dict]:
     """01_validate's check suite. Full: the suite the notebook saved in the features fixture's lake
     (`quality/mlc_churn/checks.json`). Quick: built from the source's profile without Deequ's suggestions."""
     from ml_lifecycle.platform.storage import Lake
-    from ml_lifecycle.validate import build_suite, column_kinds, label_value, profile_columns, target_labels
+    from ml_lifecycle.validate import build_suite, profile_columns
+    from ml_lifecycle.platform.schema import column_kinds, target_labels
     if not quick:
         from common import features_fixture
         features_fixture(False)
         return Lake(str(CACHE/"lake")).read_json("quality", "mlc_churn", "checks.json")["checks"]
-    kinds, labels = column_kinds(src_df, "churn"), target_labels(src_df, "churn")
-    suite, _ = build_suite([], [], kinds, "churn", labels, label_value(src_df, "churn", "yes"))
+    kinds, labels = column_kinds(src_df.schema, ["churn"]), target_labels(src_df, "churn")
+    suite, _ = build_suite([], [], kinds, "churn", labels, "yes")
     return suite
 
 

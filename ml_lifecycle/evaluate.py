@@ -22,13 +22,15 @@ import mlflow, mlflow.xgboost
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
+from .platform.schema import label_key, resolve_column
 from .platform.storage import Lake, LakeError
 
 # %% auto #0
 __all__ = ['EvaluationError', 'candidate_pointer', 'lake_relpath', 'safe_extract', 'load_model', 'check_features', 'read_split',
            'score', 'binary_metrics', 'expected_cost', 'choose_threshold', 'plot_costs', 'model_quality_report',
-           'baseline_scores', 'plot_evaluation', 'shap_values', 'mean_abs_shap', 'facet_mask', 'pretraining_bias',
-           'posttraining_bias', 'champion_auc', 'gate', 'write_evaluation', 'register_model', 'publish_decision']
+           'baseline_scores', 'plot_evaluation', 'shap_values', 'mean_abs_shap', 'facet_column', 'facet_mask',
+           'choose_facet', 'pretraining_bias', 'posttraining_bias', 'auc_difference', 'champion_auc', 'gate',
+           'write_evaluation', 'register_model', 'publish_decision']
 
 # %% ../nbs/06_evaluate.ipynb #5b3426a2
 class EvaluationError(ValueError):
@@ -270,14 +272,55 @@ def mean_abs_shap(shap: pd.DataFrame, top: int = 10) -> pd.Series:
     return shap.drop(columns="bias").abs().mean().sort_values(ascending=False).head(top)
 
 # %% ../nbs/06_evaluate.ipynb #7593a998
-def facet_mask(X: np.ndarray, features: list[str], facet: str, value: str) -> np.ndarray:
-    "Boolean mask of the rows in facet d (`<facet>=<value>` one-hot column == 1)."
-    col = f"{facet}={value}"
-    if col not in features:
-        raise EvaluationError(f"facet column {col!r} is not among the encoded features "
-                              f"(those of {facet!r}: {[f for f in features if f.startswith(facet + '=')] or 'none'})")
-    return np.asarray(X)[:, features.index(col)] == 1
+def facet_column(X: np.ndarray, # encoded feature rows
+                 meta: dict,    # feature_metadata.json (numeric columns, categorical levels, feature names)
+                 facet: str,    # a feature column (lake name)
+                ) -> pd.Series:
+    "The values of raw column `facet` recovered from the encoding: the level of a categorical, the value of a 0/1 column."
+    X, num, cat = np.asarray(X), meta["numeric"], meta["categorical"]
+    if facet in cat:
+        start = len(num) + sum(len(cat[c]) for c in list(cat)[:list(cat).index(facet)])
+        block = X[:, start:start + len(cat[facet])]
+        return pd.Series(np.where(block.max(axis=1) == 1, np.array(cat[facet], dtype=object)[block.argmax(axis=1)], None))
+    if facet in num and set(np.unique(X[:, num.index(facet)])) <= {0.0, 1.0}:
+        return pd.Series(X[:, num.index(facet)].astype(int).astype(str))
+    usable = [c for c in cat] + [c for c in num if set(np.unique(X[:, num.index(c)])) <= {0.0, 1.0}]
+    raise EvaluationError(f"facet {facet!r} is not a categorical or 0/1 feature of the model: pass one of {usable}.")
 
+def facet_mask(X: np.ndarray, # encoded feature rows
+               meta: dict,    # feature_metadata.json
+               facet: str,    # a categorical or 0/1 feature column
+               value,         # the group d: a level of `facet` (compared by label key)
+              ) -> np.ndarray:
+    "Boolean mask of the rows in facet d (`facet` == `value`)."
+    col = facet_column(X, meta, facet)
+    levels = sorted({str(v) for v in col.dropna()})
+    if label_key(value) not in {label_key(v) for v in levels}:
+        raise EvaluationError(f"facet_value {value!r} is not a level of {facet!r}: pass one of {levels}.")
+    return col.map(lambda v: v is not None and label_key(v) == label_key(value)).to_numpy(dtype=bool)
+
+# %% ../nbs/06_evaluate.ipynb #282fdc11
+def choose_facet(X: np.ndarray,         # encoded training rows
+                 meta: dict,            # feature_metadata.json
+                 importance: pd.Series, # mean |SHAP| per encoded feature (all features)
+                 max_levels: int = 10,  # most levels a categorical facet may have
+                 min_share: float = 0.05, # smallest share of rows a group d may hold
+                ) -> dict | None:
+    "The facet the model relies on most among categorical (2–`max_levels` levels) and 0/1 columns, with its smallest group ≥ `min_share`; None if none."
+    best = None
+    for c in [*meta["categorical"], *meta["numeric"]]:
+        try: col = facet_column(X, meta, c)
+        except EvaluationError: continue
+        shares = col.value_counts(normalize=True)
+        groups = shares[shares >= min_share].sort_values(kind="stable")
+        if not 2 <= len(shares) <= max_levels or groups.empty: continue
+        names = [f for f in meta["features"] if f == c or f.startswith(c + "=")] if c in meta["categorical"] else [c]
+        weight = float(importance.reindex(names).fillna(0).sum())
+        if best is None or weight > best["importance"]:
+            best = {"facet": c, "value": str(groups.index[0]), "share": float(groups.iloc[0]), "importance": weight}
+    return best
+
+# %% ../nbs/06_evaluate.ipynb #6fcda6bc
 def pretraining_bias(y, # 0/1 labels
                      d, # boolean mask of facet d
                     ) -> dict:
@@ -295,6 +338,24 @@ def posttraining_bias(pred, # 0/1 predicted labels (decisions)
     qa, qd = float(p[~d].mean()), float(p[d].mean())
     return {"DPPL": qa - qd, "DI": qd / qa if qa else float("nan"), "q_a": qa, "q_d": qd}
 
+# %% ../nbs/06_evaluate.ipynb #f341b1fb
+def auc_difference(y,                 # 0/1 labels
+                   a,                 # scores of model a
+                   b,                 # scores of model b, same rows
+                   n_boot: int = 500, # bootstrap resamples
+                   seed: int = 0,     # seed of the resampling
+                  ) -> dict:
+    "AUC(a) − AUC(b) with its paired, stratified bootstrap standard error and 95 % interval."
+    y, a, b = np.asarray(y).astype(int), np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    pos, neg, rng = np.flatnonzero(y == 1), np.flatnonzero(y == 0), np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n_boot):   # resample each class on its own: every resample keeps both classes
+        i = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
+        diffs.append(roc_auc_score(y[i], a[i]) - roc_auc_score(y[i], b[i]))
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return {"diff": float(roc_auc_score(y, a) - roc_auc_score(y, b)), "se": float(np.std(diffs, ddof=1)),
+            "low": float(low), "high": float(high)}
+
 # %% ../nbs/06_evaluate.ipynb #e144ef6d
 def champion_auc(L: Lake, # the data lake
                  table: str, # table name
@@ -303,6 +364,7 @@ def champion_auc(L: Lake, # the data lake
                  y: np.ndarray, # test labels
                  X: np.ndarray, # test features
                  workdir: str | Path, # local scratch folder
+                 scores=None, # the candidate's test scores: adds the noise `tolerance` (1.96 × bootstrap SE)
                 ) -> dict | None:
     "The champion's AUC on this test split (re-scored when its features match), or None when there is no champion."
     if not L.exists("_pointers", table, "champion.json"): return None
@@ -313,7 +375,9 @@ def champion_auc(L: Lake, # the data lake
     try:
         b, meta = load_model(L, ch["model_data"], workdir)
         check_features(meta, b, features)
-        return info | {"auc": float(roc_auc_score(y, score(b, X))), "how": "re-scored on this test split"}
+        s = score(b, X)
+        tol = 1.96 * auc_difference(y, scores, s)["se"] if scores is not None else 0.0
+        return info | {"auc": float(roc_auc_score(y, s)), "tolerance": tol, "how": "re-scored on this test split"}
     except (EvaluationError, LakeError) as e:
         recorded = (ch.get("metrics") or {}).get("test:auc")
         if recorded is None: raise EvaluationError(f"the champion {ch['job_name']} can be neither re-scored ({e}) "
@@ -321,20 +385,23 @@ def champion_auc(L: Lake, # the data lake
         return info | {"auc": float(recorded), "how": f"recorded AUC (cannot re-score: {e})"}
 
 # %% ../nbs/06_evaluate.ipynb #31060c38
-def gate(metrics: dict, # `binary_metrics` of the candidate
-         min_auc: float = 0.85, # minimum test ROC-AUC
-         min_f1: float = 0.0, # minimum test F1 at the decision threshold
-         baseline_auc: float | None = None, # the baseline's test AUC; the candidate must beat it
-         champion: dict | None = None, # `champion_auc` result; the candidate must not be worse
+def gate(metrics: dict,                     # `binary_metrics` of the candidate (needs 'auc', 'f1')
+         min_auc: float | None = None,      # optional absolute floor for the test ROC-AUC
+         min_f1: float | None = None,       # optional absolute floor for the test F1 at the decision threshold
+         baseline_auc: float | None = None, # the baseline's test AUC: the candidate must beat it by more than `min_auc_gain`
+         champion: dict | None = None,      # `champion_auc` result: the candidate must not be worse beyond its `tolerance`
+         min_auc_gain: float = 0.0,         # margin over the baseline's AUC
         ) -> dict:
     "Approve only if every check passes: {'approved', 'reasons' (failed checks), 'checks' (all)}."
-    checks = [("auc >= min_auc", metrics["auc"], min_auc, metrics["auc"] >= min_auc),
-              ("f1 >= min_f1", metrics["f1"], min_f1, metrics["f1"] >= min_f1)]
+    auc, checks = metrics["auc"], []
     if baseline_auc is not None:
-        checks.append(("auc > baseline auc", metrics["auc"], baseline_auc, metrics["auc"] > baseline_auc))
+        checks.append((f"auc > baseline auc + {min_auc_gain:g}", auc, baseline_auc + min_auc_gain, auc > baseline_auc + min_auc_gain))
     if champion and champion.get("auc") is not None:
-        checks.append((f"auc >= champion {champion['job_name']} auc", metrics["auc"], champion["auc"],
-                       metrics["auc"] >= champion["auc"]))
+        tol = float(champion.get("tolerance") or 0.0)
+        checks.append((f"auc >= champion {champion['job_name']} auc - noise {tol:.4f}", auc, champion["auc"] - tol,
+                       auc >= champion["auc"] - tol))
+    if min_auc is not None: checks.append(("auc >= min_auc", auc, min_auc, auc >= min_auc))
+    if min_f1 is not None: checks.append(("f1 >= min_f1", metrics["f1"], min_f1, metrics["f1"] >= min_f1))
     rows = [{"check": c, "value": round(float(v), 4), "required": round(float(r), 4), "passed": bool(ok)}
             for c, v, r, ok in checks]
     reasons = [f"{r['check']} failed: {r['value']:.4f} vs {r['required']:.4f}" for r in rows if not r["passed"]]

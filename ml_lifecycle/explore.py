@@ -18,7 +18,8 @@ from scipy import stats
 
 from .platform.spark import get_spark, stop_spark
 from .platform.storage import Lake
-from .validate import column_kinds, is_positive, label_value, load_version
+from .platform.schema import column_kinds, is_positive, label_text, label_key
+from .platform.spark import load_version
 
 # %% auto #0
 __all__ = ['save_figure', 'target_balance', 'plot_target_balance', 'numeric_summary', 'plot_outliers', 'histogram_edges',
@@ -40,9 +41,9 @@ def save_figure(lake: Lake, fig, *parts, dpi: int = 100) -> str:
 
 # %% ../nbs/02_explore.ipynb #eb4954f4
 def target_balance(df: DataFrame, target: str, positive_label) -> pd.DataFrame:
-    "Rows per target value (in string form) with their share, and which is the positive class."
-    pos = label_value(df, target, positive_label)
-    rows = df.groupBy(F.col(target).cast("string").alias("label")).count().collect()
+    "Rows per target value (its label key) with their share, and which is the positive class."
+    pos = label_key(positive_label)
+    rows = df.groupBy(label_text(target, df.schema[target].dataType).alias("label")).count().collect()
     tb = pd.DataFrame([r.asDict() for r in rows], columns=["label", "count"]).sort_values("label", na_position="last")
     tb["share"] = tb["count"] / tb["count"].sum()
     tb["positive"] = tb["label"] == pos

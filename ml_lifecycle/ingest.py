@@ -17,24 +17,9 @@ from .platform.config import read_source
 from .platform.storage import Lake, utcnow
 
 # %% auto #0
-__all__ = ['PANDAS_TYPES', 'GLUE_TYPES', 'clean_name', 'clean_columns', 'drop_missing_target', 'amplify_rows', 'SchemaDriftError',
-           'load_schema', 'apply_schema', 'schema_diff', 'review_schema', 'content_checksum', 'arrow_schema',
-           'glue_table', 'glue_request', 'register_glue_table', 's3_write_options', 'secure_lake', 'ingest']
-
-# %% ../nbs/00_ingest.ipynb #eb5045b1
-def clean_name(name: str # a column name from the source
-              ) -> str:
-    "A lower-case, underscore-separated version of `name` that Spark, Parquet and Glue accept."
-    s = re.sub(r"[^0-9a-zA-Z]+", "_", str(name)).strip("_").lower()
-    return ("c_" + s if s[:1].isdigit() else s) or "column"
-
-def clean_columns(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    "Rename the columns of `df` with `clean_name`; returns the frame and the {old: new} mapping."
-    mapping = {c: clean_name(c) for c in df.columns}
-    if len(set(mapping.values())) < len(mapping):
-        dup = pd.Series(list(mapping.values())).value_counts()
-        raise ValueError(f"columns collide after cleaning: {list(dup[dup > 1].index)}; rename them in the source.")
-    return df.rename(columns=mapping), mapping
+__all__ = ['PANDAS_TYPES', 'GLUE_TYPES', 'drop_missing_target', 'amplify_rows', 'SchemaDriftError', 'load_schema', 'apply_schema',
+           'schema_diff', 'review_schema', 'content_checksum', 'arrow_schema', 'glue_table', 'glue_request',
+           'register_glue_table', 's3_write_options', 'secure_lake', 'ingest']
 
 # %% ../nbs/00_ingest.ipynb #daee8d0c
 def drop_missing_target(df: pd.DataFrame, # the source data, columns cleaned

@@ -18,10 +18,15 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, Window
 from sklearn.metrics import roc_auc_score
 
+try:  # written absolute (nbdev keeps a nested import as it is): this file also runs as a processing job's script
+    from ml_lifecycle.platform.schema import column_kinds, is_positive, label_text
+except ModuleNotFoundError as e:
+    raise ModuleNotFoundError("prepare.py needs the ml_lifecycle package beside it: ship it with the job") from e
+
 # %% auto #0
-__all__ = ['LABEL', 'MISSING', 'SPLITS', 'PIPELINE_VERSION', 'add_label', 'column_roles', 'check_fractions', 'row_key',
-           'assign_splits', 'split_counts', 'screen_columns', 'fit_encoder', 'encoder_metadata', 'encode',
-           'transform_rows', 'write_splits', 'prepare_features', 'features_version', 'prepare_arguments', 'script_path',
+__all__ = ['LABEL', 'MISSING', 'SPLITS', 'PIPELINE_VERSION', 'add_label', 'check_fractions', 'row_key', 'assign_splits',
+           'split_counts', 'screen_columns', 'fit_encoder', 'encoder_metadata', 'encode', 'transform_rows',
+           'write_splits', 'prepare_features', 'features_version', 'prepare_arguments', 'script_path',
            'pyspark_job_spec', 'run_pyspark_job_aws', 'run_prepare', 'processing_args', 'main']
 
 # %% ../nbs/03_prepare.ipynb #6bf40e58
@@ -31,37 +36,17 @@ SPLITS = ("train", "validation", "test")
 PIPELINE_VERSION = 1         # bump when the feature logic changes: part of the content address
 _INTERNAL = ("split", "__u", "__key")  # helper columns the pipeline adds
 
-def _target_text(sdf: DataFrame, target: str):
-    "The target as text, the way Python's `str` writes it (`True`, not Spark's `true`)."
-    if isinstance(sdf.schema[target].dataType, T.BooleanType):
-        return F.when(F.col(target), F.lit("True")).when(~F.col(target), F.lit("False"))
-    return F.col(target).cast("string")
-
 def add_label(sdf: DataFrame,      # the validated data
               target: str,         # the target column
               positive_label: str  # the target value that counts as positive
              ) -> DataFrame:
-    "Add the 0/1 column `label` (1 where str(target) == positive_label) and drop rows with no target."
+    "Add the 0/1 column `label` (1 where the target's label key is `positive_label`'s) and drop rows with no target."
     if target not in sdf.columns:
         raise ValueError(f"target {target!r} is not a column of the data: pass one of {sdf.columns}.")
     clash = [c for c in (LABEL, *_INTERNAL) if c in sdf.columns and c != target]
     if clash: raise ValueError(f"column(s) {clash} clash with names the pipeline adds; rename them upstream.")
     return (sdf.where(F.col(target).isNotNull())
-               .withColumn(LABEL, (_target_text(sdf, target) == F.lit(str(positive_label))).cast("int")))
-
-# %% ../nbs/03_prepare.ipynb #f5d4f109
-def column_roles(schema: T.StructType, # the Spark schema of the data
-                 target: str           # the target column, which is not a feature
-                ) -> dict:
-    "Sort the columns of `schema` (in schema order) into `numeric`, `categorical` and `unsupported`."
-    roles = {"numeric": [], "categorical": [], "unsupported": []}
-    for f in schema.fields:
-        if f.name in (target, LABEL, *_INTERNAL): continue
-        t = f.dataType
-        kind = ("categorical" if isinstance(t, (T.StringType, T.BooleanType)) else
-                "numeric" if isinstance(t, T.NumericType) else "unsupported")
-        roles[kind].append(f.name)
-    return roles
+               .withColumn(LABEL, is_positive(sdf, target, positive_label)))
 
 # %% ../nbs/03_prepare.ipynb #faafa847
 def check_fractions(fractions) -> tuple:
@@ -124,7 +109,7 @@ def _single_feature_auc(y: np.ndarray, x: pd.Series, categorical: bool) -> float
     return round(float(max(a, 1 - a)), 6)
 
 def screen_columns(train: DataFrame,      # the training split (raw columns + label)
-                   roles: dict,           # from `column_roles`
+                   roles: dict,           # from `column_kinds`
                    target: str,           # the target column
                    id_ratio: float = 0.95,  # distinct/present ratio that marks an identifier
                    leak_auc: float = 0.99,  # single-feature AUC that marks a suspected leak
@@ -134,11 +119,11 @@ def screen_columns(train: DataFrame,      # the training split (raw columns + la
                   ) -> pd.DataFrame:
     "One row per column: kind, distinct count, missing rate, single-feature AUC, action (keep/drop) and reason."
     num, cat = roles["numeric"], roles["categorical"]
-    cols, tt = num + cat, _target_text(train, target)
+    cols, tt = num + cat, label_text(target, train.schema[target].dataType)
     aggs = [F.count(F.lit(1)).alias("__rows")]
     for i, c in enumerate(cols):
         x = F.nanvl(F.col(c).cast("double"), F.lit(None)) if c in num else F.col(c)
-        same = (F.col(c).cast("string") == tt) | (F.col(c).cast("double") == F.col(LABEL).cast("double"))
+        same = (label_text(c, train.schema[c].dataType) == tt) | (F.col(c).cast("double") == F.col(LABEL).cast("double"))
         aggs += [F.count(x).alias(f"p{i}"), F.countDistinct(x).alias(f"d{i}"),
                  F.sum(F.when(same, 1).otherwise(0)).alias(f"s{i}")]
     stats = train.agg(*aggs).first().asDict()
@@ -163,7 +148,7 @@ def screen_columns(train: DataFrame,      # the training split (raw columns + la
         if r["reason"].startswith("leak") and not drop_leaks: r["action"] = "keep (flagged)"
         elif not r["reason"]: r["action"] = "keep"
         rows.append(r)
-    for c in roles["unsupported"]:
+    for c in roles["other"]:
         rows.append(dict(column=c, kind="unsupported", type=types[c].simpleString(), distinct=None,
                          missing_rate=None, auc=float("nan"), action="drop", reason=f"unsupported type {types[c].simpleString()}"))
     return pd.DataFrame(rows, columns=["column", "kind", "type", "distinct", "missing_rate", "auc", "action", "reason"])
@@ -291,7 +276,7 @@ def prepare_features(spark,                    # a SparkSession
     "Run the feature pipeline on `input_uri` and write the three splits and `feature_metadata.json` to `out_dir`."
     fractions, out_dir = check_fractions(fractions), Path(out_dir)
     raw = spark.read.parquet(str(input_uri))
-    roles = column_roles(raw.schema, target)
+    roles = column_kinds(raw.schema, exclude=(target, LABEL, *_INTERNAL))
     data = assign_splits(add_label(raw, target, positive_label), seed, fractions).persist()
     try:
         counts = split_counts(data)

@@ -11,9 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pyspark.sql.functions as F
 from pyspark.sql import Column, DataFrame, SparkSession
-from pyspark.sql.types import BooleanType, NumericType, StringType
 
-from .platform.spark import get_spark, stop_spark
+from pyspark.sql.types import StringType
+from .platform.schema import column_kinds, is_positive, label_sql, target_labels
+from .platform.spark import get_spark, load_version, stop_spark
 from .platform.storage import Lake
 from pydeequ.checks import Check, CheckLevel, ConstrainableDataTypes
 from pydeequ.analyzers import Completeness, Size
@@ -24,49 +25,11 @@ from pydeequ.suggestions import ConstraintSuggestionRunner, DEFAULT
 from pydeequ.verification import VerificationResult, VerificationSuite
 
 # %% auto #0
-__all__ = ['CONSTRAINT_ORDER', 'DROPPED_RULES', 'METRIC_NAMES', 'BUILDERS', 'load_version', 'column_kinds', 'label_value',
-           'target_labels', 'is_positive', 'profile_columns', 'profile_frame', 'suggest_constraints', 'describe',
-           'check_spec', 'suggestion_to_check', 'range_checks', 'hand_written_checks', 'build_suite',
-           'load_or_build_suite', 'make_check', 'anomaly_specs', 'anomaly_strategy', 'anomaly_analyzer',
-           'repository_history', 'verify', 'QualityGateError', 'failed_checks', 'quality_gate', 'corrupt_copy']
-
-# %% ../nbs/01_validate.ipynb #4b8cc92a
-def load_version(spark: SparkSession, # the shared session (`get_spark()`)
-                 info: dict,           # a pointer such as `raw`: needs `uri` and `columns`
-                ) -> DataFrame:
-    "Read the Parquet version that pointer `info` names, with the pointer's columns in order."
-    df = spark.read.parquet(info["uri"])
-    cols = info.get("columns") or df.columns
-    if missing := [c for c in cols if c not in df.columns]:
-        raise ValueError(f"{info['uri']} lacks the column(s) {missing} that its pointer lists; re-run 00_ingest.")
-    return df.select(*cols)
-
-# %% ../nbs/01_validate.ipynb #6af9865b
-def column_kinds(df: DataFrame, # the data
-                 target: str,   # the label column (left out)
-                ) -> dict:
-    "The feature columns of `df` split by Spark type into `numeric`, `categorical` (string, boolean) and `other`."
-    kinds = {"numeric": [], "categorical": [], "other": []}
-    for f in df.schema.fields:
-        if f.name == target: continue
-        t = f.dataType
-        kinds["numeric" if isinstance(t, NumericType) else
-              "categorical" if isinstance(t, (StringType, BooleanType)) else "other"].append(f.name)
-    return kinds
-
-def label_value(df: DataFrame, target: str, label) -> str:
-    "`label` written the way Spark casts the target to string (booleans lower-case)."
-    return str(label).lower() if isinstance(df.schema[target].dataType, BooleanType) else str(label)
-
-def target_labels(df: DataFrame, target: str) -> list[str]:
-    "The distinct non-null values of `target` in string form, sorted (reads at most three)."
-    rows = (df.select(F.col(target).cast("string").alias("v")).where(F.col("v").isNotNull())
-              .distinct().limit(3).collect())
-    return sorted(r.v for r in rows)
-
-def is_positive(df: DataFrame, target: str, positive_label) -> Column:
-    "A 0/1 integer Spark column: 1 where `target` (in string form) equals `positive_label`."
-    return (F.col(target).cast("string") == label_value(df, target, positive_label)).cast("int")
+__all__ = ['CONSTRAINT_ORDER', 'DROPPED_RULES', 'METRIC_NAMES', 'BUILDERS', 'profile_columns', 'profile_frame',
+           'suggest_constraints', 'describe', 'check_spec', 'suggestion_to_check', 'range_checks',
+           'hand_written_checks', 'build_suite', 'load_or_build_suite', 'make_check', 'anomaly_specs',
+           'anomaly_strategy', 'anomaly_analyzer', 'repository_history', 'verify', 'QualityGateError', 'failed_checks',
+           'quality_gate', 'corrupt_copy']
 
 # %% ../nbs/01_validate.ipynb #2629120c
 def profile_columns(spark: SparkSession, # the shared session
@@ -202,12 +165,14 @@ def hand_written_checks(target: str,          # the label column
                         labels: list[str],    # its two labels, in string form
                         positive_label: str,  # the positive label, in string form
                         min_rows: int = 1,    # the least number of rows a version must have
+                        key_sql: str | None = None, # SQL of the target's label key (`label_sql`); None: CAST AS STRING
                        ) -> list[dict]:
     "The checks a person writes: enough rows; the target complete, within its two labels, with both present."
+    key = {"key_sql": key_sql} if key_sql else {}
     return [check_spec("hasSize", None, min=min_rows),
             check_spec("isComplete", target),
-            check_spec("isContainedIn", target, values=sorted(labels), as_string=True),
-            check_spec("hasPositiveShare", target, label=positive_label, min=0.0, max=1.0)]
+            check_spec("isContainedIn", target, values=sorted(labels), as_string=True, **key),
+            check_spec("hasPositiveShare", target, label=positive_label, min=0.0, max=1.0, **key)]
 
 # %% ../nbs/01_validate.ipynb #104491d6
 def build_suite(suggestions: list[dict], # `suggest_constraints` of the data
@@ -219,9 +184,10 @@ def build_suite(suggestions: list[dict], # `suggest_constraints` of the data
                 max_categories: int = 64, # longest value list an "is one of" check may hold
                 range_margin: float = 0.5, # widening of numeric ranges (see `range_checks`)
                 min_rows: int = 1,        # the least number of rows a version must have
+                key_sql: str | None = None, # SQL of the target's label key (`label_sql`)
                ) -> tuple[list[dict], list[dict]]:
     "The check suite (hand-written, translated suggestions, ranges) and the suggestions annotated with decisions."
-    checks = {c["id"]: c for c in hand_written_checks(target, labels, positive_label, min_rows)}
+    checks = {c["id"]: c for c in hand_written_checks(target, labels, positive_label, min_rows, key_sql)}
     reviewed = []
     for s in suggestions:
         if s["column"] == target: spec, why = None, "the target has hand-written checks"
@@ -267,6 +233,7 @@ def _readable(message: str, deequ_constraint: str) -> str:
 def _at_least(m): return lambda x: x >= m
 def _at_most(m): return lambda x: x <= m
 def _strictly_between(a, b): return lambda x: a < x < b
+def _key(c: str, p: dict) -> str: return p.get("key_sql") or f"CAST(`{c}` AS STRING)"  # the target's label key in SQL
 def _sql_str(v) -> str: return "'" + str(v).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 BUILDERS = {
@@ -276,10 +243,10 @@ BUILDERS = {
     "hasDataType":      lambda ck, c, p: ck.hasDataType(c, ConstrainableDataTypes[p["datatype"]]),
     "isNonNegative":    lambda ck, c, p: ck.isNonNegative(c),
     "isInRange":        lambda ck, c, p: ck.hasMin(c, _at_least(p["min"])).hasMax(c, _at_most(p["max"])),
-    "isContainedIn":    lambda ck, c, p: (ck.satisfies(f"`{c}` IS NULL OR CAST(`{c}` AS STRING) IN ({', '.join(map(_sql_str, p['values']))})",
+    "isContainedIn":    lambda ck, c, p: (ck.satisfies(f"`{c}` IS NULL OR {_key(c, p)} IN ({', '.join(map(_sql_str, p['values']))})",
                                                        f"{c} is one of {len(p['values'])} values", _at_least(1.0))
                                           if p.get("as_string") else ck.isContainedIn(c, [str(v) for v in p["values"]])),
-    "hasPositiveShare": lambda ck, c, p: ck.satisfies(f"CAST(`{c}` AS STRING) = {_sql_str(p['label'])}",
+    "hasPositiveShare": lambda ck, c, p: ck.satisfies(f"{_key(c, p)} = {_sql_str(p['label'])}",
                                                       f"share of {c} = {p['label']}", _strictly_between(p["min"], p["max"])),
 }
 
@@ -392,10 +359,12 @@ def corrupt_copy(df: DataFrame,      # clean data
                  kinds: dict,        # `column_kinds(df, target)`
                  fraction: float = 0.02, # share of rows to damage (at least one row)
                  seed: int = 42,     # picks the rows (through a content hash)
+                 categorical: list[str] | None = None, # text columns whose domain is checked (default: every text column)
                 ) -> tuple[DataFrame, list[dict]]:
     "A copy of `df` with nulls, a negative and an out-of-range number and an unseen category injected; and what was done."
     num = kinds["numeric"]
-    cat = [f.name for f in df.schema.fields if f.name in kinds["categorical"] and isinstance(f.dataType, StringType)]
+    cat = [f.name for f in df.schema.fields if f.name in (kinds["categorical"] if categorical is None else categorical)
+           and f.name != target and isinstance(f.dataType, StringType)]
     v = df.withColumn("__h", F.xxhash64(*[F.col(c) for c in df.columns], F.lit(seed)))
     k = max(1, round(fraction * df.count()))
     cut = v.select("__h").orderBy("__h").limit(k).agg(F.max("__h")).first()[0]  # the k smallest hashes

@@ -277,12 +277,13 @@ def test_shap_contributions_sum_to_margin():
 
 def test_bias_metrics_clarify_definitions():
     from ml_lifecycle.evaluate import facet_mask, pretraining_bias, posttraining_bias
-    X = np.array([[1, 0], [1, 0], [1, 0], [1, 0], [0, 1], [0, 1]]); feats = ["plan=no", "plan=yes"]
-    d = facet_mask(X, feats, "plan", "yes")
+    X = np.array([[1, 0], [1, 0], [1, 0], [1, 0], [0, 1], [0, 1]])
+    meta = {"numeric": [], "categorical": {"plan": ["no", "yes"]}, "features": ["plan=no", "plan=yes"]}
+    d = facet_mask(X, meta, "plan", "yes")
     assert d.tolist() == [False] * 4 + [True] * 2
     pre = pretraining_bias([1, 0, 0, 0, 1, 1], d)
     assert abs(pre["CI"] - 1/3) < 1e-12 and abs(pre["DPL"] - (0.25 - 1.0)) < 1e-12
     post = posttraining_bias([1, 0, 0, 0, 1, 0], d)
     assert abs(post["DPPL"] - (0.25 - 0.5)) < 1e-12 and abs(post["DI"] - 2.0) < 1e-12
-    with pytest.raises(EvaluationError, match="not among the encoded features"): facet_mask(X, feats, "plan", "maybe")
+    with pytest.raises(EvaluationError, match="is not a level of 'plan'"): facet_mask(X, meta, "plan", "maybe")
     with pytest.raises(EvaluationError, match="both facets"): pretraining_bias([0, 1], np.array([True, True]))

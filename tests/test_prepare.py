@@ -7,8 +7,9 @@ import pandas as pd
 import pyspark.sql.functions as F
 import pytest
 
+from ml_lifecycle.platform.schema import column_kinds
 from ml_lifecycle.platform.storage import Lake, LakeError
-from ml_lifecycle.prepare import (LABEL, MISSING, SPLITS, add_label, assign_splits, check_fractions, column_roles,
+from ml_lifecycle.prepare import (LABEL, MISSING, SPLITS, add_label, assign_splits, check_fractions,
                                   encode, encoder_metadata, features_version, fit_encoder, main, prepare_features,
                                   run_prepare, screen_columns, split_counts, transform_rows)
 
@@ -151,7 +152,7 @@ def test_leakage_check_flags_id_and_label_copies(prepared):
 def test_keep_leaks_keeps_but_reports(spark, lake):
     raw = spark.read.parquet(lake.pointer(T, "validated")["uri"])
     train = assign_splits(add_label(raw, TARGET, POS), 7).where(F.col("split") == "train")
-    rep = screen_columns(train, column_roles(raw.schema, TARGET), TARGET, drop_leaks=False).set_index("column")
+    rep = screen_columns(train, column_kinds(raw.schema, [TARGET]), TARGET, drop_leaks=False).set_index("column")
     assert rep.action["y_copy"] == "keep (flagged)" and rep.action["refund_issued"] == "keep (flagged)"
     assert rep.action["customer_id"] == "drop"                 # identifiers are never kept
 
@@ -160,7 +161,7 @@ def test_numeric_label_copy_and_constant(spark):
     pdf = pd.DataFrame({"t": ["a", "b"] * 100, "x": np.arange(200.0), "k": ["same"] * 200})
     sdf = add_label(spark.createDataFrame(pdf), "t", "a").withColumn("lbl", F.col(LABEL) * 1.0)
     sdf = assign_splits(sdf, 0)
-    rep = screen_columns(sdf, column_roles(sdf.schema, "t"), "t").set_index("column")
+    rep = screen_columns(sdf, column_kinds(sdf.schema, ["t", LABEL, "split", "__u", "__key"]), "t").set_index("column")
     assert rep.reason["lbl"] == "leak: a copy of the target"
     assert rep.reason["k"] == "constant: a single value"
     assert rep.action["x"] == "keep"                         # decimals are not identifiers

@@ -367,7 +367,8 @@ CHILD = textwrap.dedent('''
     from ml_lifecycle.platform.storage import Lake
     L = Lake(lake_root)
     if stage == "ingest":
-        from ml_lifecycle.ingest import clean_columns, ingest
+        from ml_lifecycle.ingest import ingest
+        from ml_lifecycle.platform.schema import clean_columns
         import pandas as pd
         df, _ = clean_columns(pd.read_csv(Path(lake_root).parent/"source.csv"))
         m = ingest(df, L, "faults", "source.csv", "y", "yes")
@@ -608,7 +609,8 @@ def _corrupt(df: pd.DataFrame, seed=5) -> tuple[pd.DataFrame, dict]:
 
 def _deliver(tmp: Path, df: pd.DataFrame, name: str) -> tuple[Lake, str, dict]:
     "Write `df` as the CSV `name` and ingest it as 00_ingest does; returns the lake, table and notebook parameters."
-    from ml_lifecycle.ingest import clean_columns, ingest
+    from ml_lifecycle.ingest import ingest
+    from ml_lifecycle.platform.schema import clean_columns
     csv = tmp/"data"/name; csv.parent.mkdir(exist_ok=True); df.to_csv(csv, index=False)
     params = {"lake": str(tmp/"lake"), "dataset": str(csv), "target": "y", "positive_label": "yes"}
     table, L = make_params(**params).table, Lake(tmp/"lake")

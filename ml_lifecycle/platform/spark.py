@@ -10,7 +10,7 @@ from pathlib import Path
 from .config import project_root
 
 # %% auto #0
-__all__ = ['SPARK_LINE', 'jar_dir', 'spark_jars', 'get_spark', 'stop_spark']
+__all__ = ['SPARK_LINE', 'jar_dir', 'spark_jars', 'get_spark', 'stop_spark', 'load_version']
 
 # %% ../../nbs/platform/02_spark.ipynb #9a46daba
 SPARK_LINE = "3.5"  # the Spark minor version the Deequ jar in jars/pom.xml is built for
@@ -89,3 +89,14 @@ def stop_spark():
     except Exception: pass
     _session.stop()
     _session = None
+
+# %% ../../nbs/platform/02_spark.ipynb #c25b18da
+def load_version(spark,         # the shared session (`get_spark()`)
+                 info: dict,    # a pointer such as `raw`: needs `uri` and `columns`
+                ):
+    "Read the Parquet version that pointer `info` names, with the pointer's columns in order."
+    df = spark.read.parquet(info["uri"])
+    cols = info.get("columns") or df.columns
+    if missing := [c for c in cols if c not in df.columns]:
+        raise ValueError(f"{info['uri']} lacks the column(s) {missing} that its pointer lists; re-run 00_ingest.")
+    return df.select(*cols)
