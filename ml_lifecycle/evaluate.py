@@ -281,7 +281,8 @@ def facet_column(X: np.ndarray, # encoded feature rows
     if facet in cat:
         start = len(num) + sum(len(cat[c]) for c in list(cat)[:list(cat).index(facet)])
         block = X[:, start:start + len(cat[facet])]
-        return pd.Series(np.where(block.max(axis=1) == 1, np.array(cat[facet], dtype=object)[block.argmax(axis=1)], None))
+        return pd.Series(np.where(block.max(axis=1) == 1, np.array(cat[facet], dtype=object)[block.argmax(axis=1)], None),
+                         dtype=object)
     if facet in num and set(np.unique(X[:, num.index(facet)])) <= {0.0, 1.0}:
         return pd.Series(X[:, num.index(facet)].astype(int).astype(str))
     usable = [c for c in cat] + [c for c in num if set(np.unique(X[:, num.index(c)])) <= {0.0, 1.0}]

@@ -199,12 +199,22 @@ def invoke_with_ids(runtime, endpoint_name: str,  # a sagemaker-runtime client a
     return ids
 
 # %% ../nbs/08_monitor.ipynb #678acf99
-def pick_shift_features(df: pd.DataFrame,   # baseline rows
-                        numeric: list[str], # candidate numeric features (e.g. feature_metadata['numeric'])
-                        k: int = 3          # how many
+def pick_shift_features(df: pd.DataFrame,     # baseline rows
+                        numeric: list[str],   # candidate numeric features (e.g. feature_metadata['numeric'])
+                        importance: dict | None = None, # the model's importance per feature (mean |SHAP|): most important first
+                        factor: float = 1.5,  # the simulated shift
+                        threshold: float = 0.15, # the drift check's threshold
+                        rows: int = 300,      # rows per monitored hour
+                        k: int = 3,           # how many
+                        alpha: float = 0.001, # chance that sampling noise hides a shift
                        ) -> list[str]:
-    "SIMULATION helper: the first `k` numeric features whose median is positive (scaling visibly moves them)."
-    return [c for c in numeric if c in df.columns and df[c].median() > 0][:k]
+    "SIMULATION helper: up to `k` numeric features, the model's most important first, whose shift the drift check cannot miss."
+    margin = ks_noise_level(len(df), rows, alpha)  # an hour's sample differs from its population by less, 1 - alpha of the time
+    order = sorted(numeric, key=lambda c: -(importance or {}).get(c, 0.0))
+    def effect(c):  # the KS distance the shift makes between the whole baseline and its shifted copy
+        a = pd.to_numeric(df[c], errors="coerce").dropna()
+        return sps.ks_2samp(a, simulate_shift(a.to_frame(), [c], factor)[c]).statistic if len(a) else 0.0
+    return [c for c in order if c in df.columns and effect(c) >= threshold + margin][:k]
 
 def simulate_shift(df: pd.DataFrame,      # encoded rows
                    columns: list[str],    # features to shift
