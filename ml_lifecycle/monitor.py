@@ -30,10 +30,10 @@ from .prepare import MISSING
 # %% auto #0
 __all__ = ['MONITOR_TYPES', 'KINDS', 'HOUR_FMT', 'QUALITY_METRICS', 'COMPARISONS', 'DATA_NAMESPACE', 'MODEL_NAMESPACE',
            'METRIC_COLUMNS', 'METRIC_KEY', 'METRICS_FILE', 'infer_types', 'compute_statistics', 'suggest_constraints',
-           'baseline_job', 'invoke_with_ids', 'pick_shift_features', 'simulate_shift', 'hour_of',
+           'baseline_job', 'invoke_with_ids', 'ks_noise_level', 'pick_shift_features', 'simulate_shift', 'hour_of',
            'simulate_capture_hour', 'capture_hours', 'read_hour', 'captured_frame', 'onehot_groups', 'drift_distances',
-           'ks_noise_level', 'check_constraints', 'monitoring_run', 'hourly_monitoring_run', 'drift_violations',
-           'drift_over_time', 'ground_truth_records', 'write_ground_truth', 'read_ground_truth', 'join_ground_truth',
+           'check_constraints', 'monitoring_run', 'hourly_monitoring_run', 'drift_violations', 'drift_over_time',
+           'ground_truth_records', 'write_ground_truth', 'read_ground_truth', 'join_ground_truth',
            'model_quality_statistics', 'model_quality_constraints', 'check_model_quality', 'model_quality_baseline',
            'model_quality_run', 'data_quality_metrics', 'model_quality_metrics', 'metric_datapoints', 'read_metrics',
            'put_metrics', 'metric_series', 'put_metric_data_requests', 'evaluate_alarm', 'alarm_requests',
@@ -198,6 +198,13 @@ def invoke_with_ids(runtime, endpoint_name: str,  # a sagemaker-runtime client a
     with ThreadPoolExecutor(max_workers) as ex: list(ex.map(call, range(len(chunks))))
     return ids
 
+# %% ../nbs/08_monitor.ipynb #002d0bc7
+def ks_noise_level(n: int, m: int,    # sizes of the baseline and the captured sample
+                   alpha: float = 0.01 # chance of exceeding it without any drift
+                  ) -> float:
+    "The KS distance that two samples of sizes `n` and `m` from one distribution exceed with probability `alpha`."
+    return float(sps.kstwo.ppf(1 - alpha, max(1, round(n * m / (n + m)))))
+
 # %% ../nbs/08_monitor.ipynb #678acf99
 def pick_shift_features(df: pd.DataFrame,     # baseline rows
                         numeric: list[str],   # candidate numeric features (e.g. feature_metadata['numeric'])
@@ -333,13 +340,6 @@ def drift_distances(baseline_df: pd.DataFrame,  # baseline rows (typed)
             d = jensenshannon(_level_shares(baseline_df, cols), _level_shares(captured, cols), base=2)
             out.append((c, "Categorical (one-hot)", float(d), "jensenshannon"))
     return pd.DataFrame(out, columns=["feature", "inferred_type", "distance", "method"])
-
-# %% ../nbs/08_monitor.ipynb #3b140a02
-def ks_noise_level(n: int, m: int,    # sizes of the baseline and the captured sample
-                   alpha: float = 0.01 # chance of exceeding it without any drift
-                  ) -> float:
-    "The KS distance that two samples of sizes `n` and `m` from one distribution exceed with probability `alpha`."
-    return float(sps.kstwo.ppf(1 - alpha, max(1, round(n * m / (n + m)))))
 
 # %% ../nbs/08_monitor.ipynb #81bb4f8c
 def _type_share(kind: str, counts: dict) -> float:

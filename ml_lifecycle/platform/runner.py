@@ -18,8 +18,8 @@ from .config import Params, ParameterError, default_lake, make_params, project_r
 from .storage import Lake
 
 # %% auto #0
-__all__ = ['stage_notebooks', 'NotebookFailed', 'run_notebook', 'StageResult', 'RunResult', 'new_run_id', 'run_series',
-           'write_summary', 'main']
+__all__ = ['stage_notebooks', 'NotebookFailed', 'run_notebook', 'StageSkipped', 'StageResult', 'RunResult', 'new_run_id',
+           'run_series', 'write_summary', 'main']
 
 # %% ../../nbs/platform/05_runner.ipynb #3f47793a
 def stage_notebooks(nbs_dir: str | Path | None = None # folder of the stage notebooks (default: <repo>/nbs)
@@ -64,6 +64,10 @@ def run_notebook(nb: str | Path,                 # the notebook to run
         if backend is not None: os.environ["MPLBACKEND"] = backend
     return out
 
+# %% ../../nbs/platform/05_runner.ipynb #e55cd7e3
+class StageSkipped(RuntimeError):
+    "Raised by a stage that has nothing to do for a stated reason (07_deploy when no model was approved); the series goes on."
+
 # %% ../../nbs/platform/05_runner.ipynb #792d5884
 @dataclass
 class StageResult:
@@ -72,6 +76,7 @@ class StageResult:
     status: str            # 'ok', 'failed' or 'skipped'
     seconds: float = 0.0
     output: str = ""
+    note: str = ""         # why a stage was skipped
 
 @dataclass
 class RunResult:
@@ -119,6 +124,9 @@ def run_series(parameters: dict | None = None,   # papermill parameters for ever
                 out = run_notebook(nb, run_dir/nb.name, parameters, kernel=kernel)
                 res.stages.append(StageResult(nb.name, "ok", time.perf_counter() - t0, str(out)))
             except NotebookFailed as e:
+                if e.ename == "StageSkipped":  # the stage said it has nothing to do, and why: the series goes on
+                    res.stages.append(StageResult(nb.name, "skipped", time.perf_counter() - t0, str(e.output), e.evalue))
+                    continue
                 res.error = e
                 res.stages.append(StageResult(nb.name, "failed", time.perf_counter() - t0, str(e.output)))
     finally:
@@ -145,7 +153,7 @@ def write_summary(res: RunResult, # the run to summarise
              f"- wall time: {total:.1f} s", "", "| stage | status | seconds | key figures |", "|---|---|---:|---|"]
     for s in res.stages:
         f = figures.get(Path(s.notebook).stem, {}).get("figures", {}) if s.status == "ok" else {}
-        lines.append(f"| {s.notebook} | {s.status} | {s.seconds:.1f} | {_fmt(f) if f else ''} |")
+        lines.append(f"| {s.notebook} | {s.status} | {s.seconds:.1f} | {_fmt(f) if f else s.note} |")
     if res.error: lines += ["", "## Failure", "", "```", str(res.error), "```"]
     res.run_dir.mkdir(parents=True, exist_ok=True)
     res.summary.write_text("\n".join(lines) + "\n")
