@@ -108,11 +108,21 @@ def _single_feature_auc(y: np.ndarray, x: pd.Series, categorical: bool) -> float
     a = roc_auc_score(y[ok], x[ok])
     return round(float(max(a, 1 - a)), 6)
 
+def _level_f1(y: np.ndarray, x: pd.Series) -> tuple:
+    "The best F1 with which one value of `x` alone finds the rare class of `y`, and that value."
+    rare = int(y.mean() > 0.5) ^ 1  # the minority class: 1 unless positives are the majority
+    hit, s = (y == rare), _spark_text(x)
+    tp, n = pd.Series(hit, index=s.index).groupby(s).sum(), s.value_counts()
+    if not hit.any() or tp.empty: return 0.0, None
+    f1 = (2 * tp / (n.reindex(tp.index) + hit.sum())).fillna(0)  # 2·TP / (predicted + actual)
+    return round(float(f1.max()), 6), f1.idxmax()
+
 def screen_columns(train: DataFrame,      # the training split (raw columns + label)
                    roles: dict,           # from `column_kinds`
                    target: str,           # the target column
                    id_ratio: float = 0.95,  # distinct/present ratio that marks an identifier
                    leak_auc: float = 0.99,  # single-feature AUC that marks a suspected leak
+                   leak_level_f1: float = 0.9, # F1 with which one value alone finds the rare class: a leak
                    max_levels: int = 100,   # most levels a categorical may have
                    drop_leaks: bool = True, # leave suspected leaks out (else keep, but report)
                    sample_rows: int = 200_000 # rows used for the AUCs
@@ -144,7 +154,9 @@ def screen_columns(train: DataFrame,      # the training split (raw columns + la
         elif c in cat and distinct > max_levels: r["reason"] = f"high cardinality: {distinct:,} levels > {max_levels}"
         else:
             r["auc"] = _single_feature_auc(y, sample[c], c in cat)
+            f1, value = _level_f1(y, sample[c]) if distinct <= max_levels else (0.0, None)
             if r["auc"] >= leak_auc: r["reason"] = f"leak: single-feature AUC {r['auc']:.4f} ≥ {leak_auc}"
+            elif f1 >= leak_level_f1: r["reason"] = f"leak: the value {value} alone finds the rare class (F1 {f1:.3f} ≥ {leak_level_f1})"
         if r["reason"].startswith("leak") and not drop_leaks: r["action"] = "keep (flagged)"
         elif not r["reason"]: r["action"] = "keep"
         rows.append(r)
