@@ -23,6 +23,7 @@ from pydeequ.analyzers import (AnalysisRunner, AnalyzerContext, ApproxCountDisti
                                StandardDeviation, Sum)
 from pyspark.sql import functions as F, types as T
 
+from .platform.schema import label_key
 from .platform.storage import Lake, LakeError, utcnow
 from .platform.endpoint import DataCapture, read_capture, to_csv_payload
 from .prepare import MISSING
@@ -714,13 +715,16 @@ def retrain_dataset(raw: pd.DataFrame,     # the raw data the current model was 
                     exclude: pd.DataFrame | None = None # raw-column rows to leave out of `raw` (a held-out set)
                    ) -> pd.DataFrame:
     "`raw` (less `exclude`) plus the decoded, labelled traffic in `raw`'s columns; `.attrs['excluded']` counts the rows left out."
-    others = [v for v in raw[target].dropna().unique() if str(v) != str(positive_label)]
-    if len(others) != 1: raise ValueError(f"target {target!r} must have one value besides {positive_label!r}; found {others[:5]}.")
+    values = list(raw[target].dropna().unique())  # the raw values, whose label keys name the classes
+    pos = [v for v in values if label_key(v) == label_key(positive_label)]
+    others = [v for v in values if label_key(v) != label_key(positive_label)]
+    if len(pos) != 1 or len(others) != 1:
+        raise ValueError(f"target {target!r} must hold {positive_label!r} and one other value; found {values[:5]}.")
     new = decode_rows(encoded, metadata)
-    new[target] = np.where(np.asarray(labels, dtype=int) == 1, positive_label, others[0])
+    new[target] = np.where(np.asarray(labels, dtype=int) == 1, pos[0], others[0])
     keep = np.ones(len(raw), bool)
-    if exclude is not None and len(exclude):
-        keys = [c for c in exclude.columns if c in raw.columns]
+    if exclude is not None and len(exclude):  # numeric columns with missing values were imputed: they cannot be matched
+        keys = [c for c in exclude.columns if c in raw.columns and not (c in metadata["numeric"] and raw[c].isna().any())]
         norm = lambda df: pd.MultiIndex.from_frame(df[keys].apply(
             lambda c: pd.to_numeric(c, errors="coerce") if c.name in metadata["numeric"] else c.astype(str)))
         keep = ~norm(raw).isin(norm(exclude))
