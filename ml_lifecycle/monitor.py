@@ -23,10 +23,10 @@ from pydeequ.analyzers import (AnalysisRunner, AnalyzerContext, ApproxCountDisti
                                StandardDeviation, Sum)
 from pyspark.sql import functions as F, types as T
 
-from .platform.schema import label_key
+from .platform.schema import MISSING, label_key
 from .platform.storage import Lake, LakeError, utcnow
 from .platform.endpoint import DataCapture, read_capture, to_csv_payload
-from .prepare import MISSING
+
 
 # %% auto #0
 __all__ = ['MONITOR_TYPES', 'KINDS', 'HOUR_FMT', 'QUALITY_METRICS', 'COMPARISONS', 'DATA_NAMESPACE', 'MODEL_NAMESPACE',

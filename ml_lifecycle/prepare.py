@@ -19,19 +19,17 @@ from pyspark.sql import DataFrame, Window
 from sklearn.metrics import roc_auc_score
 
 try:  # written absolute (nbdev keeps a nested import as it is): this file also runs as a processing job's script
-    from ml_lifecycle.platform.schema import column_kinds, is_positive, label_text
+    from ml_lifecycle.platform.schema import LABEL, MISSING, column_kinds, is_positive, label_text
 except ModuleNotFoundError as e:
     raise ModuleNotFoundError("prepare.py needs the ml_lifecycle package beside it: ship it with the job") from e
 
 # %% auto #0
-__all__ = ['LABEL', 'MISSING', 'SPLITS', 'PIPELINE_VERSION', 'add_label', 'check_fractions', 'row_key', 'assign_splits',
-           'split_counts', 'screen_columns', 'fit_encoder', 'encoder_metadata', 'encode', 'transform_rows',
-           'write_splits', 'prepare_features', 'features_version', 'prepare_arguments', 'script_path',
-           'pyspark_job_spec', 'run_pyspark_job_aws', 'run_prepare', 'processing_args', 'main']
+__all__ = ['SPLITS', 'PIPELINE_VERSION', 'add_label', 'check_fractions', 'row_key', 'assign_splits', 'split_counts',
+           'screen_columns', 'fit_encoder', 'encoder_metadata', 'encode', 'transform_rows', 'write_splits',
+           'prepare_features', 'features_version', 'prepare_arguments', 'script_path', 'pyspark_job_spec',
+           'run_pyspark_job_aws', 'run_prepare', 'processing_args', 'main']
 
 # %% ../nbs/03_prepare.ipynb #6bf40e58
-LABEL = "label"              # name of the 0/1 label column in every output
-MISSING = "__missing__"      # the level that stands for a missing categorical value
 SPLITS = ("train", "validation", "test")
 PIPELINE_VERSION = 1         # bump when the feature logic changes: part of the content address
 _INTERNAL = ("split", "__u", "__key")  # helper columns the pipeline adds
