@@ -314,7 +314,7 @@ def choose_facet(X: np.ndarray,         # encoded training rows
         except EvaluationError: continue
         shares = col.value_counts(normalize=True)
         groups = shares[shares >= min_share].sort_values(kind="stable")
-        if not 2 <= len(shares) <= max_levels or groups.empty: continue
+        if not 2 <= len(shares) <= max_levels or len(groups) < 2: continue  # d and everyone else: both ≥ min_share
         names = [f for f in meta["features"] if f == c or f.startswith(c + "=")] if c in meta["categorical"] else [c]
         weight = float(importance.reindex(names).fillna(0).sum())
         if best is None or weight > best["importance"]:
