@@ -716,12 +716,11 @@ def retrain_dataset(raw: pd.DataFrame,     # the raw data the current model was 
                    ) -> pd.DataFrame:
     "`raw` (less `exclude`) plus the decoded, labelled traffic in `raw`'s columns; `.attrs['excluded']` counts the rows left out."
     values = list(raw[target].dropna().unique())  # the raw values, whose label keys name the classes
-    pos = [v for v in values if label_key(v) == label_key(positive_label)]
+    pos = next((v for v in values if label_key(v) == label_key(positive_label)), positive_label)
     others = [v for v in values if label_key(v) != label_key(positive_label)]
-    if len(pos) != 1 or len(others) != 1:
-        raise ValueError(f"target {target!r} must hold {positive_label!r} and one other value; found {values[:5]}.")
+    if len(others) != 1: raise ValueError(f"target {target!r} must have one value besides {positive_label!r}; found {others[:5]}.")
     new = decode_rows(encoded, metadata)
-    new[target] = np.where(np.asarray(labels, dtype=int) == 1, pos[0], others[0])
+    new[target] = np.where(np.asarray(labels, dtype=int) == 1, pos, others[0])
     keep = np.ones(len(raw), bool)
     if exclude is not None and len(exclude):  # numeric columns with missing values were imputed: they cannot be matched
         keys = [c for c in exclude.columns if c in raw.columns and not (c in metadata["numeric"] and raw[c].isna().any())]
