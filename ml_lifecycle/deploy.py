@@ -303,7 +303,7 @@ def send_traffic(runtime, endpoint_name: str, # a sagemaker-runtime client and t
                  n: int,                      # number of requests
                  seed: int = 0                # which rows are drawn
                 ) -> pd.DataFrame:
-    "Send `n` single-row requests routed by the endpoint's weights; per request: variant, status, ms."
+    "Send `n` single-row requests routed by the endpoint's weights; per request: variant, the model's status, ms."
     rng, out = np.random.default_rng(seed), []
     for i in rng.integers(0, len(rows), n):
         t0 = time.perf_counter()
@@ -312,7 +312,8 @@ def send_traffic(runtime, endpoint_name: str, # a sagemaker-runtime client and t
             r["Body"].read(); v, status = r["InvokedProductionVariant"], 200
         except ClientError as e:
             v = e.response["ResponseMetadata"].get("HTTPHeaders", {}).get("x-amzn-invoked-production-variant")
-            status = e.response["ResponseMetadata"]["HTTPStatusCode"]
+            status = e.response.get("OriginalStatusCode",  # a ModelError (424) carries the container's status
+                                    e.response["ResponseMetadata"]["HTTPStatusCode"])
         out.append({"variant": v, "status": status, "ms": (time.perf_counter() - t0) * 1000})
     return pd.DataFrame(out)
 

@@ -1,5 +1,5 @@
 "Unit tests of ml_lifecycle.platform.endpoint: a real uvicorn server on loopback, boto3, data capture, tar safety."
-import io, json, os, shutil, socket, subprocess, sys, tarfile, textwrap, time
+import io, json, os, re, shutil, socket, subprocess, sys, tarfile, textwrap, time
 from pathlib import Path
 
 import boto3
@@ -52,8 +52,18 @@ def _model_dir(ep):
 
 def _runtime(ep):
     return boto3.client("sagemaker-runtime", endpoint_url=ep.url, region_name="us-east-1",
-                        aws_access_key_id="local", aws_secret_access_key="local",
+                        aws_access_key_id="x", aws_secret_access_key="x",
                         config=Config(retries={"max_attempts": 1}))
+
+
+def _model_error(rt, **kw):
+    "The parsed response of an invoke_endpoint that must raise botocore's modelled `ModelError`."
+    with pytest.raises(rt.exceptions.ModelError) as e:
+        rt.invoke_endpoint(**{"EndpointName": ENDPOINT, **kw})
+    return e.value.response
+
+
+CAPTURE_NAME = re.compile(r"^\d{2}-\d{2}-\d{3}-[0-9a-f-]{36}\.jsonl$")  # SageMaker's <mm-ss-mmm>-<uuid>.jsonl
 
 
 def test_ping_and_startup(served):
@@ -95,7 +105,9 @@ def test_runtime_route_through_boto3(served):
     r = rt.invoke_endpoint(EndpointName=ENDPOINT, ContentType="text/csv", Body=to_csv_payload(X[:5]),
                            CustomAttributes="trace=1", InferenceId="boto-1", TargetVariant="AllTraffic")
     assert r["ResponseMetadata"]["HTTPStatusCode"] == 200
-    assert r["InvokedProductionVariant"] == "AllTraffic" and r["CustomAttributes"] == "trace=1"
+    assert r["InvokedProductionVariant"] == "AllTraffic"
+    assert "CustomAttributes" not in r  # echoed only when the model sets it (this container never does)
+    assert r["ContentType"] == "text/csv; charset=utf-8" and r["ResponseMetadata"]["RequestId"]
     np.testing.assert_array_equal(np.float32(r["Body"].read().decode().split()), bst.predict(xgb.DMatrix(X[:5])))
     r = rt.invoke_endpoint(EndpointName=ENDPOINT, ContentType="application/json", Accept="application/json",
                            Body=json.dumps({"instances": X[:2].tolist()}))
@@ -103,8 +115,33 @@ def test_runtime_route_through_boto3(served):
     with pytest.raises(ClientError) as e:
         rt.invoke_endpoint(EndpointName="other-endpoint", ContentType="text/csv", Body=b"1,2,3")
     assert e.value.response["Error"]["Code"] == "ValidationError" and "other-endpoint" in e.value.response["Error"]["Message"]
-    with pytest.raises(ClientError, match="production variant"):
+    with pytest.raises(ClientError, match="production variant") as e:  # SageMaker checks the variant: no ModelError
         rt.invoke_endpoint(EndpointName=ENDPOINT, ContentType="text/csv", Body=b"1,2,3", TargetVariant="Canary")
+    assert e.value.response["Error"]["Code"] == "ValidationError" and e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+def test_runtime_bad_row_is_model_error_424(served):
+    "A row the container refuses (400) reaches a boto3 caller as SageMaker's 424 ModelError, with the container's status and message."
+    ep, bst, X, _ = served
+    rt = _runtime(ep)
+    err = _model_error(rt, ContentType="text/csv", Body=b"1,2,3\n4,five,6\n")
+    assert err["Error"]["Code"] == "ModelError" and err["ResponseMetadata"]["HTTPStatusCode"] == 424
+    assert err["OriginalStatusCode"] == 400
+    assert "row 2, column 2 ('b'): 'five' is not a number" in err["OriginalMessage"]
+    assert json.loads(err["OriginalMessage"])["message"].startswith("row 2")  # the container's body, verbatim
+    assert err["Error"]["Message"].startswith("Received client error (400) from primary with message")
+    assert err["LogStreamArn"] == f"arn:aws:logs:us-east-1:000000000000:log-group:/aws/sagemaker/Endpoints/{ENDPOINT}"
+    assert err["ResponseMetadata"]["HTTPHeaders"]["x-amzn-invoked-production-variant"] == "AllTraffic"
+    assert err["ResponseMetadata"]["RequestId"]
+    with pytest.raises(ClientError) as e:  # any ClientError handler sees the same
+        rt.invoke_endpoint(EndpointName=ENDPOINT, ContentType="text/csv", Body=b"1,2\n")
+    assert e.value.response["Error"]["Code"] == "ModelError" and e.value.response["OriginalStatusCode"] == 400
+    r = rt.invoke_endpoint(EndpointName=ENDPOINT, ContentType="text/csv", Body=to_csv_payload(X[:1]))  # still serving
+    np.testing.assert_array_equal(np.float32(r["Body"].read().decode().split()), bst.predict(xgb.DMatrix(X[:1])))
+    assert "CustomAttributes" not in r
+    # the container route keeps the container's own status
+    r = _post(ep, b"1,2\n")
+    assert r.status_code == 400 and r.headers["x-amzn-errortype"] == "ValidationError"
 
 
 @pytest.mark.parametrize("body,expected", [
@@ -146,12 +183,15 @@ def test_413_over_6mb_and_415_content_type(served):
     r = _post(ep, big)
     assert r.status_code == 413 and "6 MB" in r.json()["message"]
     _still_serving(ep, X)
-    with pytest.raises(ClientError) as e:  # and through boto3's runtime route
+    with pytest.raises(ClientError) as e:  # and through boto3's runtime route: SageMaker's own limit, a bare 413
         _runtime(ep).invoke_endpoint(EndpointName=ENDPOINT, ContentType="text/csv", Body=big)
-    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413 and e.value.response["Error"]["Code"] == "413"
+    assert e.value.response["Error"]["Message"] == f"HTTP content length exceeded {MAX_PAYLOAD} bytes."
     for ctype in ("application/x-recordio-protobuf", "text/plain", ""):
         r = _post(ep, b"1,2,3", ctype)
         assert r.status_code == 415 and "text/csv" in r.json()["message"]
+    err = _model_error(_runtime(ep), ContentType="text/plain", Body=b"1,2,3")  # the container's 415, as SageMaker reports it
+    assert (err["ResponseMetadata"]["HTTPStatusCode"], err["OriginalStatusCode"]) == (424, 415)
     _still_serving(ep, X)
     r = _post(ep, to_csv_payload(X[:1]), "text/csv; charset=utf-8")  # parameters are fine
     assert r.status_code == 200
@@ -177,17 +217,20 @@ def test_model_error_is_500_and_app_keeps_serving(model_tar, tmp_path):
 
 def test_capture_files_and_fields(served):
     ep, _, X, capture = served
-    _runtime(ep).invoke_endpoint(EndpointName=ENDPOINT, ContentType="text/csv", Body=to_csv_payload(X[:2]),
-                                 InferenceId="capture-me", CustomAttributes="k=v")
-    _post(ep, json.dumps({"instances": X[:1].tolist()}), "application/json", accept="application/json")
+    rb = _runtime(ep).invoke_endpoint(EndpointName=ENDPOINT, ContentType="text/csv", Body=to_csv_payload(X[:2]),
+                                      InferenceId="capture-me", CustomAttributes="k=v")
+    rj = _post(ep, json.dumps({"instances": X[:1].tolist()}), "application/json", accept="application/json",
+               **{"X-Amzn-SageMaker-Inference-Id": "capture-json"})
     files = sorted(capture.rglob("*.jsonl"))
     assert files
-    for f in files:  # <root>/<endpoint>/<variant>/yyyy/mm/dd/hh/<uuid>.jsonl
+    for f in files:  # <root>/<endpoint>/<variant>/yyyy/mm/dd/hh/<mm-ss-mmm>-<uuid>.jsonl
         endpoint, variant, yyyy, mm, dd, hh, name = f.relative_to(capture).parts
         assert (endpoint, variant) == (ENDPOINT, "AllTraffic")
-        assert len(yyyy) == 4 and len(mm) == len(dd) == len(hh) == 2 and name.endswith(".jsonl")
-        uuid_part = name.removesuffix(".jsonl")
-        assert len(uuid_part) == 36
+        assert len(yyyy) == 4 and len(mm) == len(dd) == len(hh) == 2
+        assert CAPTURE_NAME.match(name), name
+        first = json.loads(f.read_text().splitlines()[0])["eventMetadata"]["inferenceTime"]  # 2026-01-05T08:36:19.617Z
+        assert name[:9] == f"{first[14:16]}-{first[17:19]}-{first[20:23]}"  # the minute, second, ms the file was started
+        assert (yyyy, mm, dd, hh) == (first[:4], first[5:7], first[8:10], first[11:13])
     recs = read_capture(capture, ENDPOINT)
     rec = next(r for r in recs if r["eventMetadata"].get("inferenceId") == "capture-me")
     assert set(rec) == {"captureData", "eventMetadata", "eventVersion"} and rec["eventVersion"] == "0"
@@ -195,15 +238,48 @@ def test_capture_files_and_fields(served):
     assert (inp["mode"], inp["encoding"], inp["observedContentType"]) == ("INPUT", "CSV", "text/csv")
     assert inp["data"] == to_csv_payload(X[:2]).decode()
     assert (out["mode"], out["encoding"]) == ("OUTPUT", "CSV") and len(out["data"].split()) == 2
+    # the Content-Type the server actually answered, parameters and all
+    assert out["observedContentType"] == rb["ContentType"] == rb["ResponseMetadata"]["HTTPHeaders"]["content-type"]
+    assert out["observedContentType"] == "text/csv; charset=utf-8"
+    rec_j = next(r for r in recs if r["eventMetadata"].get("inferenceId") == "capture-json")
+    assert rec_j["captureData"]["endpointOutput"]["observedContentType"] == rj.headers["content-type"] == "application/json"
+    assert rec_j["captureData"]["endpointInput"]["observedContentType"] == "application/json"
     meta = rec["eventMetadata"]
     assert set(meta) == {"eventId", "inferenceId", "customAttributes", "inferenceTime"}
     assert meta["customAttributes"] == "k=v" and meta["inferenceTime"].endswith("Z")
     js = [r for r in recs if r["captureData"]["endpointInput"]["encoding"] == "JSON"]
     assert js and js[-1]["captureData"]["endpointOutput"]["encoding"] == "JSON"
     assert all(len({r["eventMetadata"]["eventId"] for r in recs}) == len(recs) for _ in [0])
-    # errors are not captured
+    # errors are not captured, on either route
     n = len(read_capture(capture, ENDPOINT)); _post(ep, b"1,2\n")
+    with pytest.raises(ClientError): _runtime(ep).invoke_endpoint(EndpointName=ENDPOINT, ContentType="text/csv", Body=b"1,2\n")
     assert len(read_capture(capture, ENDPOINT)) == n
+
+
+def test_capture_request_content_type_as_sent(served):
+    "endpointInput.observedContentType is the request's header verbatim (parameters kept)."
+    ep, _, X, capture = served
+    r = _post(ep, to_csv_payload(X[:1]), "text/csv; charset=utf-8", **{"X-Amzn-SageMaker-Inference-Id": "ctype-param"})
+    assert r.status_code == 200
+    rec = next(r for r in read_capture(capture, ENDPOINT) if r["eventMetadata"].get("inferenceId") == "ctype-param")
+    assert rec["captureData"]["endpointInput"]["observedContentType"] == "text/csv; charset=utf-8"
+    assert rec["captureData"]["endpointInput"]["encoding"] == "CSV"
+    assert rec["captureData"]["endpointOutput"]["observedContentType"] == r.headers["content-type"]
+
+
+def test_capture_file_name_from_first_record(tmp_path):
+    "A capture file is named by its first record's minute, second and millisecond; later records of the hour join it."
+    from datetime import datetime, timezone
+    cap = DataCapture(tmp_path, "e")
+    t1, t2 = datetime(2026, 1, 5, 8, 36, 19, 617000, timezone.utc), datetime(2026, 1, 5, 8, 59, 1, 2000, timezone.utc)
+    p1 = cap.write(cap.record(b"1,2,3\n", "text/csv", b"0.5\n", "text/csv; charset=utf-8", when=t1))
+    p2 = cap.write(cap.record(b"1,2,3\n", "text/csv", b"0.5\n", "text/csv; charset=utf-8", when=t2))
+    p3 = cap.write(cap.record(b"1,2,3\n", "text/csv", b"0.5\n", "text/csv", when=t1.replace(hour=9, minute=0, second=0, microsecond=5000)))
+    cap.close()
+    assert p1 == p2 and p1.parent == tmp_path/"e"/"AllTraffic"/"2026"/"01"/"05"/"08"
+    assert CAPTURE_NAME.match(p1.name) and p1.name.startswith("36-19-617-")
+    assert p3.parent.name == "09" and p3.name.startswith("00-00-005-") and CAPTURE_NAME.match(p3.name)
+    assert len(read_capture(tmp_path, "e")) == 3
 
 
 def test_capture_base64_and_sampling(tmp_path):
@@ -347,6 +423,28 @@ def test_bad_request_table_on_workers(multi, body, ctype, accept, status, expect
     assert ep.worker_pids() == workers  # no worker died or was replaced
 
 
+@pytest.mark.parametrize("body,ctype,accept,status,expected", BAD_REQUESTS,
+                         ids=[f"{s}-{e[:30]}" for *_, s, e in BAD_REQUESTS])
+def test_bad_request_table_on_runtime_route(multi, body, ctype, accept, status, expected):
+    "Through boto3: SageMaker's own checks keep their codes (413, empty body), the container's refusals become 424 ModelError."
+    ep, bst, X = multi
+    rt = _runtime(ep)
+    kw = {"ContentType": ctype, "Body": body, **({"Accept": accept} if accept else {})}
+    with pytest.raises(ClientError) as e:
+        rt.invoke_endpoint(EndpointName=ENDPOINT, **kw)
+    err = e.value.response
+    if status == 413:  # the 6 MB limit is SageMaker's, before the container
+        assert (err["ResponseMetadata"]["HTTPStatusCode"], err["Error"]["Code"]) == (413, "413")
+    elif body == b"":  # so is a body at all
+        assert (err["ResponseMetadata"]["HTTPStatusCode"], err["Error"]["Code"]) == (400, "ValidationError")
+    else:
+        assert isinstance(e.value, rt.exceptions.ModelError)
+        assert (err["ResponseMetadata"]["HTTPStatusCode"], err["Error"]["Code"], err["OriginalStatusCode"]) == (424, "ModelError", status)
+        assert expected in json.loads(err["OriginalMessage"])["message"], err["OriginalMessage"]  # the container's body, verbatim
+    r = rt.invoke_endpoint(EndpointName=ENDPOINT, ContentType="text/csv", Body=to_csv_payload(X[:3]))
+    np.testing.assert_array_equal(np.float32(r["Body"].read().decode().split()), bst.predict(xgb.DMatrix(X[:3])))
+
+
 def test_model_failure_and_timeout_are_5xx_with_reason(tmp_path):
     "A model that cannot serve → 500 ModelError with the reason; a slow one → 504; the workers survive."
     rng = np.random.default_rng(1)
@@ -359,12 +457,18 @@ def test_model_failure_and_timeout_are_5xx_with_reason(tmp_path):
             r = _post(ep, to_csv_payload(X[:2]))
             assert r.status_code == 500 and r.headers["x-amzn-errortype"] == "ModelError"
             assert "binary classifiers" in r.json()["message"]
+        err = _model_error(_runtime(ep), EndpointName=ep.endpoint_name, ContentType="text/csv", Body=to_csv_payload(X[:2]))  # SageMaker: 424 ModelError
+        assert err["OriginalStatusCode"] == 500 and "binary classifiers" in err["OriginalMessage"]
+        assert err["Error"]["Message"].startswith("Received server error (500) from primary")
         assert requests.get(ep.url + "/ping", timeout=5).status_code == 200 and ep.worker_pids() == workers
     bst = xgb.train({"objective": "binary:logistic", "nthread": 1}, xgb.DMatrix(X, np.arange(90) % 2), 50)
     tar = pack_model(bst, {"features": FEATURES}, tmp_path/"slow.tar.gz")
     with LocalEndpoint(tar, model_timeout=1e-6) as ep:  # no model answers within a microsecond
         r = _post(ep, to_csv_payload(np.tile(X, (50, 1))))
         assert r.status_code == 504 and "did not answer within" in r.json()["message"]
+        err = _model_error(_runtime(ep), EndpointName=ep.endpoint_name, ContentType="text/csv",
+                           Body=to_csv_payload(np.tile(X, (50, 1))))
+        assert err["OriginalStatusCode"] == 504 and "timed out" in err["Error"]["Message"]
         assert requests.get(ep.url + "/ping", timeout=5).status_code == 200
 
 

@@ -78,9 +78,13 @@ class Fuzz:
             r = self.session.request(method, self.ep.url + path, data=body, headers=headers, timeout=30)
         except requests.ConnectionError:  # the server may close a connection on a malformed request; never die
             self.session = requests.Session(); self.status["closed"] += 1; self.check_alive(); return None
-        self.status[r.status_code] += 1
-        if r.status_code >= 500:
-            self.server_errors.append((r.status_code, r.text[:160], method, path, headers, body[:80]))
+        status = r.status_code
+        if status == 424:  # the Runtime route reports a container's error as ModelError: tally the container's status
+            try: status = int(r.json()["OriginalStatusCode"])
+            except (ValueError, KeyError, TypeError): pass
+        self.status[status] += 1
+        if status >= 500:
+            self.server_errors.append((status, r.text[:160], method, path, headers, body[:80]))
         return r
 
     def check_alive(self):

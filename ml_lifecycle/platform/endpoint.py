@@ -20,11 +20,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 # %% auto #0
-__all__ = ['MAX_PAYLOAD', 'MODEL_FILE', 'METADATA_FILE', 'CSV_TYPES', 'JSON_TYPES', 'DEFAULT_VARIANT', 'log', 'INLINE_ROWS',
-           'ModelPackageError', 'safe_extract', 'pack_model', 'ServedModel', 'PayloadError', 'media_type', 'parse_csv',
-           'parse_json', 'choose_accept', 'format_predictions', 'capture_encoding', 'DataCapture', 'read_capture',
-           'utc_now_iso', 'VariantRouter', 'make_app', 'build_app', 'serve', 'spec_for_model', 'main', 'EndpointError',
-           'LocalEndpoint', 'to_csv_payload']
+__all__ = ['MAX_PAYLOAD', 'MODEL_FILE', 'METADATA_FILE', 'CSV_TYPES', 'JSON_TYPES', 'DEFAULT_VARIANT', 'log', 'LOCAL_ACCOUNT',
+           'INLINE_ROWS', 'ModelPackageError', 'safe_extract', 'pack_model', 'ServedModel', 'PayloadError',
+           'media_type', 'parse_csv', 'parse_json', 'choose_accept', 'format_predictions', 'capture_encoding',
+           'DataCapture', 'read_capture', 'utc_now_iso', 'VariantRouter', 'runtime_error', 'model_error', 'make_app',
+           'build_app', 'serve', 'spec_for_model', 'main', 'EndpointError', 'LocalEndpoint', 'to_csv_payload']
 
 # %% ../../nbs/platform/04_endpoint.ipynb #201652a2
 MAX_PAYLOAD = 6 * 1024 * 1024          # SageMaker real-time invocation limit: 6 MB
@@ -250,10 +250,13 @@ class DataCapture:
         "Whether to capture the next request (a `sampling_percentage` coin flip)."
         return self._rng.random() * 100 < self.sampling_percentage
 
-    def record(self, request_body: bytes, request_type: str, response_body: bytes, response_type: str,
+    def record(self, request_body: bytes,   # the request's body
+               request_type: str,            # the request's Content-Type header, as sent
+               response_body: bytes,         # the response's body
+               response_type: str,           # the response's Content-Type header, as answered (e.g. with '; charset=utf-8')
                inference_id: str | None = None, custom_attributes: str | None = None,
                when: datetime | None = None, event_id: str | None = None) -> dict:
-        "One capture record in SageMaker's format."
+        "One capture record in SageMaker's format; `observedContentType` is each header exactly as seen."
         when = when or datetime.now(timezone.utc)
         data = {}
         if "Input" in self.capture_options:
@@ -266,8 +269,13 @@ class DataCapture:
         meta["inferenceTime"] = when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
         return {"captureData": data, "eventMetadata": meta, "eventVersion": "0"}
 
+    def file_name(self, when: datetime # the time of the file's first record
+                 ) -> str:
+        "SageMaker's name for a capture file started at `when`: `<mm-ss-mmm>-<uuid>.jsonl`."
+        return f"{when:%M-%S}-{when.microsecond // 1000:03d}-{uuid.uuid4()}.jsonl"
+
     def write(self, rec: dict) -> Path:
-        "Append `rec` to this hour's file (one file per process and hour); returns its path."
+        "Append `rec` to this hour's file (one file per process and hour, named by its first record); returns its path."
         when = datetime.strptime(rec["eventMetadata"]["inferenceTime"], "%Y-%m-%dT%H:%M:%S.%fZ")
         folder = self.folder(when)
         line = (json.dumps(rec, separators=(",", ":")) + "\n").encode()
@@ -275,7 +283,7 @@ class DataCapture:
             if folder not in self._files:
                 for f in self._files.values(): f.close()
                 folder.mkdir(parents=True, exist_ok=True)
-                self._files = {folder: open(folder/f"{uuid.uuid4()}.jsonl", "ab", buffering=0)}
+                self._files = {folder: open(folder/self.file_name(when), "ab", buffering=0)}
             f = self._files[folder]
             f.write(line)  # one write of a whole line: a reader never sees half a record
         return Path(f.name)
@@ -375,6 +383,37 @@ class VariantRouter:
         "The shadow variants that get a copy of this request."
         return [n for n, share in self.shadow_shares.items() if self._rng.random() < share]
 
+# %% ../../nbs/platform/04_endpoint.ipynb #a2f4ac0e
+LOCAL_ACCOUNT = "000000000000"  # the account id in local ARNs and messages (no AWS account is involved)
+
+def runtime_error(code: str | None, # the error botocore raises ('ModelError', 'ValidationError'...); None: a bare status
+                  status: int,      # the HTTP status
+                  message: str,     # the `Message`
+                  request_id: str,  # the `x-amzn-RequestId`
+                  variant: str | None = None, # the variant that answered, if one did
+                  **fields          # more modelled fields of the error shape (e.g. `OriginalStatusCode`)
+                 ) -> JSONResponse:
+    "An error answer of the SageMaker Runtime API, in the rest-json shape botocore parses into `code`'s exception."
+    headers = {"x-amzn-RequestId": request_id}
+    if code: headers["x-amzn-ErrorType"] = code
+    if variant: headers["x-Amzn-Invoked-Production-Variant"] = variant
+    return JSONResponse({"Message": message, **fields}, status_code=status, headers=headers)
+
+def model_error(resp: Response,     # the container's error answer (4xx or 5xx)
+                endpoint_name: str, # the endpoint
+                variant: str,       # the production variant whose container answered
+                request_id: str     # the `x-amzn-RequestId`
+               ) -> JSONResponse:
+    "SageMaker Runtime's answer to a container's error: `424 ModelError` with the container's status and body."
+    status, original = resp.status_code, bytes(resp.body).decode("utf-8", "replace")
+    group = f"/aws/sagemaker/Endpoints/{endpoint_name}"
+    if status == 504: msg = ("Your invocation timed out while waiting for a response from container primary. Review the "
+                             "latency metrics for each container, resolve the issue, and try again.")
+    else: msg = f'Received {"client" if status < 500 else "server"} error ({status}) from primary with message "{original}".'
+    msg += f" See the log group {group} (locally: LocalEndpoint.log_tail()) for more information."
+    return runtime_error("ModelError", 424, msg, request_id, variant, OriginalStatusCode=status, OriginalMessage=original,
+                         LogStreamArn=f"arn:aws:logs:us-east-1:{LOCAL_ACCOUNT}:log-group:{group}")
+
 # %% ../../nbs/platform/04_endpoint.ipynb #94284a21
 def _error(status: int, message: str, variant: str | None) -> JSONResponse:
     kind = "ModelError" if status >= 500 else "ValidationError"
@@ -418,19 +457,18 @@ def make_app(model: ServedModel | None,            # the loaded model (single-va
         if len(X) <= INLINE_ROWS: return m.predict(X)  # well under a millisecond: cheaper than a thread hop
         return await asyncio.wait_for(run_in_threadpool(m.predict, X), model_timeout)
 
-    async def shadow(names, X, body, raw_type, accept, event_id, inference_id, attrs, sampled):
+    async def shadow(names, X, body, raw_type, accept, out_type, event_id, inference_id, attrs, sampled):
         for name in names:  # after the response went out: the caller never waits for, or sees, a shadow
             try:
                 out = format_predictions(await predict(router.shadows[name], X), accept)
                 if sampled: capture_of(name).write(capture_of(name).record(
-                    body, raw_type, out, accept, inference_id=inference_id, custom_attributes=attrs, event_id=event_id))
+                    body, raw_type, out, out_type, inference_id=inference_id, custom_attributes=attrs, event_id=event_id))
             except Exception: log.exception("shadow variant %s failed (the caller got production's answer)", name)
 
-    async def invoke(request: Request):
-        chosen = None
+    async def container(request: Request, chosen: str, body: bytes | None = None) -> Response:
+        "What the model container answers for variant `chosen`; `body` when the front end has read it already."
+        m = router.models[chosen]
         try:
-            chosen = router.choose(request.headers.get("x-amzn-sagemaker-target-variant"))
-            m = router.models[chosen]
             raw_type = request.headers.get("content-type") or ""
             ctype = media_type(raw_type)
             if ctype not in CSV_TYPES + JSON_TYPES:
@@ -438,7 +476,7 @@ def make_app(model: ServedModel | None,            # the loaded model (single-va
                                         "(rows of encoded features, no header, no label) or application/json "
                                         '({"instances": [...]}).')
             accept = choose_accept(request.headers.get("accept"), ctype)
-            body = await _read_body(request, max_payload)
+            if body is None: body = await _read_body(request, max_payload)
             X = parse_csv(body, m.features) if ctype in CSV_TYPES else parse_json(body, m.features)
         except PayloadError as e: return _error(e.status, str(e), chosen)
         try: p = await predict(m, X)
@@ -449,33 +487,53 @@ def make_app(model: ServedModel | None,            # the loaded model (single-va
             log.exception("prediction failed")
             return _error(500, f"the model failed to predict: {type(e).__name__}: {e}", chosen)
         out = format_predictions(p, accept)
-        headers = {"x-Amzn-Invoked-Production-Variant": chosen}
-        attrs = request.headers.get("x-amzn-sagemaker-custom-attributes")
+        resp = Response(out, media_type=accept, headers={"x-Amzn-Invoked-Production-Variant": chosen})
+        out_type = resp.headers["content-type"]  # what the caller is told, e.g. 'text/csv; charset=utf-8'
+        attrs = request.headers.get("x-amzn-sagemaker-custom-attributes")  # captured, never echoed: the model sets none
         inference_id = request.headers.get("x-amzn-sagemaker-inference-id")
-        if attrs: headers["X-Amzn-SageMaker-Custom-Attributes"] = attrs
         event_id, sampled = str(uuid.uuid4()), capture is not None and capture.sampled()
         if sampled:
-            try: capture_of(chosen).write(capture_of(chosen).record(body, raw_type, out, accept, custom_attributes=attrs,
+            try: capture_of(chosen).write(capture_of(chosen).record(body, raw_type, out, out_type, custom_attributes=attrs,
                                                                   inference_id=inference_id, event_id=event_id))
             except Exception: log.exception("data capture failed (the prediction is still returned)")
-        names = router.mirrored() if router.shadows else []
-        task = BackgroundTask(shadow, names, X, body, raw_type, accept, event_id, inference_id, attrs, sampled) if names else None
-        return Response(out, media_type=accept, headers=headers, background=task)
+        if names := (router.mirrored() if router.shadows else []):
+            resp.background = BackgroundTask(shadow, names, X, body, raw_type, accept, out_type, event_id,
+                                             inference_id, attrs, sampled)
+        return resp
 
-    async def safe_invoke(request: Request):
-        try: return await invoke(request)
+    async def invocations(request: Request):  # the container route: the container's own statuses
+        try: return await container(request, router.choose(request.headers.get("x-amzn-sagemaker-target-variant")))
+        except PayloadError as e: return _error(e.status, str(e), None)
         except Exception as e:
             log.exception("unexpected error")
             return _error(500, f"unexpected server error: {type(e).__name__}: {e}", None)
 
-    async def runtime_invoke(request: Request):
-        name = request.path_params["endpoint_name"]
-        if name != endpoint_name:
-            return _error(400, f"Endpoint {name} not found (this local server is {endpoint_name!r}).", None)
-        return await safe_invoke(request)
+    async def runtime_invoke(request: Request):  # the Runtime route: SageMaker's checks, then the container
+        rid, name = str(uuid.uuid4()), request.path_params["endpoint_name"]
+        try:
+            if name != endpoint_name:
+                return runtime_error("ValidationError", 400, f"Endpoint {name} of account {LOCAL_ACCOUNT} not found "
+                                     f"(this local server is {endpoint_name!r}).", rid)
+            try: chosen = router.choose(request.headers.get("x-amzn-sagemaker-target-variant"))
+            except PayloadError as e: return runtime_error("ValidationError", 400, str(e), rid)
+            try: body = await _read_body(request, max_payload)
+            except PayloadError: return runtime_error(None, 413, f"HTTP content length exceeded {max_payload} bytes.", rid)
+            if not body:
+                return runtime_error("ValidationError", 400, "1 validation error detected: Value at 'body' failed to "
+                                     "satisfy constraint: Member must not be null", rid)
+            try: resp = await container(request, chosen, body)
+            except Exception as e:  # the container crashed: to the caller it answered a 500
+                log.exception("unexpected error")
+                resp = _error(500, f"unexpected server error: {type(e).__name__}: {e}", chosen)
+            if resp.status_code >= 400: return model_error(resp, endpoint_name, chosen, rid)
+            resp.headers["x-amzn-RequestId"] = rid
+            return resp
+        except Exception as e:
+            log.exception("unexpected error in the Runtime route")
+            return runtime_error("InternalFailure", 500, f"{type(e).__name__}: {e}", rid)
 
     return Starlette(routes=[Route("/ping", ping, methods=["GET"]),
-                             Route("/invocations", safe_invoke, methods=["POST"]),
+                             Route("/invocations", invocations, methods=["POST"]),
                              Route("/endpoints/{endpoint_name}/invocations", runtime_invoke, methods=["POST"])])
 
 # %% ../../nbs/platform/04_endpoint.ipynb #7e08a7da
