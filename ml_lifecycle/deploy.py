@@ -5,6 +5,7 @@
 # %% ../nbs/07_deploy.ipynb #402e07af
 from __future__ import annotations
 import hashlib, io, json, os, re, shutil, tarfile, tempfile, time, uuid
+from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 import fsspec
@@ -23,10 +24,10 @@ from .platform.storage import Lake, LakeError
 
 # %% auto #0
 __all__ = ['INFERENCE_SCRIPT', 'DeployError', 'approved_model', 'fetch_model', 'split_rows', 'endpoint_name_for', 'invoke_csv',
-           'latency_profile', 'bad_request_table', 'TransformError', 'byte_ranges', 'read_lines', 'batch_transform',
-           'previous_model', 'send_traffic', 'variant_auc', 'check_step', 'canary_rollout', 'compare_shadow',
-           'model_request', 'endpoint_config_request', 'weights_request', 'transform_job_request', 'validate_requests',
-           'deploy_sagemaker', 'sagemaker_weights', 'delete_sagemaker']
+           'latency_profile', 'bad_request_table', 'TransformError', 'TransformJobFailed', 'byte_ranges', 'read_lines',
+           'batch_transform', 'previous_model', 'send_traffic', 'variant_auc', 'check_step', 'canary_rollout',
+           'compare_shadow', 'model_request', 'endpoint_config_request', 'weights_request', 'transform_job_request',
+           'validate_requests', 'deploy_sagemaker', 'sagemaker_weights', 'delete_sagemaker']
 
 # %% ../nbs/07_deploy.ipynb #9440a3eb
 class DeployError(RuntimeError):
@@ -146,6 +147,11 @@ def bad_request_table(url: str,          # the endpoint's base URL
 class TransformError(DeployError):
     "A batch transform input cannot be scored; the message names the file and what is wrong."
 
+class TransformJobFailed(TransformError):
+    "A batch transform job ended `Failed` (some input files have no `.out`); `job` is its DescribeTransformJob-shaped description."
+    def __init__(self, job: dict): super().__init__(job["FailureReason"]); self.job = job
+    def __reduce__(self): return type(self), (self.job,)  # pickles with its description
+
 _BOOSTERS: dict = {}  # in each Spark Python worker: the broadcast booster, loaded once per model
 
 def _booster(key: str, raw, nthread: int = 1) -> xgb.Booster:
@@ -188,7 +194,7 @@ _AWS_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAUL
            "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")  # what the driver's S3 client uses, handed to the tasks
 
 def _score_range(key: str, raw, n_features: int, parts_uri: str, nthread: int, env: dict):
-    "The function Spark runs on each partition (one byte range): read it, parse, predict, write one part file."
+    "The function Spark runs on each partition (byte ranges): read, parse, predict, write a part file per range; yields (range, rows, part, error)."
     import pyarrow as pa, pyarrow.csv as pcsv
     names = [f"f{i}" for i in range(n_features)]
 
@@ -201,20 +207,25 @@ def _score_range(key: str, raw, n_features: int, parts_uri: str, nthread: int, e
         conv = pcsv.ConvertOptions(column_types={n: pa.float64() for n in names})
         write_opts = pcsv.WriteOptions(include_header=False)
         for i, uri, start, end in ranges:
-            n, path = 0, f"{base}/{i:06d}.part"
-            with fsspec.open(uri, "rb") as f, fs_out.open(path, "wb") as out:
-                for block in read_lines(f, start, end):
-                    if block.isspace(): continue  # blank lines are not records (no copy, unlike strip())
-                    try: table = pcsv.read_csv(pa.py_buffer(block), read_opts, convert_options=conv)
-                    except pa.ArrowInvalid as e:
-                        raise TransformError(f"{uri}: {e} (each line holds {n_features} numeric features in "
-                                             "the model's order, without a header or a label)") from None
-                    X = np.empty((table.num_rows, n_features), np.float32, order="F")  # XGBoost's dtype; a column
-                    for j, col in enumerate(table.columns): X[:, j] = col.to_numpy()   # at a time is a contiguous copy
-                    p = booster.inplace_predict(X)
-                    pcsv.write_csv(pa.table({"p": pa.array(np.asarray(p, np.float32), pa.float32())}), out, write_opts)
-                    n += len(p)
-            yield i, n, path
+            n, path, error = 0, f"{base}/{i:06d}.part", None
+            try:
+                with fsspec.open(uri, "rb") as f, fs_out.open(path, "wb") as out:
+                    for block in read_lines(f, start, end):
+                        if block.isspace(): continue  # blank lines are not records (no copy, unlike strip())
+                        try: table = pcsv.read_csv(pa.py_buffer(block), read_opts, convert_options=conv)
+                        except pa.ArrowInvalid as e:
+                            raise TransformError(  # Arrow's "Row #n" counts within the block: give the range instead
+                                f"a line in bytes [{start}, {end}): {re.sub(r'Row #[0-9]+: ', '', str(e))} (each line "
+                                f"holds {n_features} numeric features in the model's order, without a header or a label)"
+                            ) from None
+                        X = np.empty((table.num_rows, n_features), np.float32, order="F")  # XGBoost's dtype; a column
+                        for j, col in enumerate(table.columns): X[:, j] = col.to_numpy()   # at a time is a contiguous copy
+                        p = booster.inplace_predict(X)
+                        pcsv.write_csv(pa.table({"p": pa.array(np.asarray(p, np.float32), pa.float32())}), out, write_opts)
+                        n += len(p)
+            except Exception as e:  # this range's file fails alone (no .out); the job's other files go on
+                error = str(e) if isinstance(e, TransformError) else f"{type(e).__name__}: {e}"
+            yield i, n, path, error
     return run
 
 def batch_transform(model: str | Path,         # a model directory or a local model.tar.gz
@@ -224,13 +235,14 @@ def batch_transform(model: str | Path,         # a model directory or a local mo
                     content_type: str = "text/csv", # input content type (CSV lines, SplitType=Line)
                     accept: str = "text/csv",   # output content type (one probability per line, AssembleWith=Line)
                     split_mb: float | None = None, # the most one range holds (None: the input spread evenly over the cores)
-                    nthread: int | None = None  # XGBoost threads per task (default: the cores left to each task)
+                    nthread: int | None = None, # XGBoost threads per task (default: the cores left to each task)
+                    job_name: str | None = None # TransformJobName in the description (default: transform-<UTC time>)
                    ) -> dict:
-    "Score every file under `input_uri` with Spark into `<output_uri>/<relative path>.out`; returns {files, rows, seconds}."
+    "Score each file under `input_uri` into `<output_uri>/<relative path>.out`; returns the job's description, raises `TransformJobFailed` with it if a file failed."
     if media_type(content_type) != "text/csv" or media_type(accept) != "text/csv":
         raise TransformError(f"content_type={content_type!r}, accept={accept!r}: batch transform reads and writes "
                              "text/csv (one record per line).")
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), datetime.now(timezone.utc)
     if spark is None:
         from ml_lifecycle.platform.spark import get_spark
         spark = get_spark()
@@ -257,34 +269,53 @@ def batch_transform(model: str | Path,         # a model directory or a local mo
     local = all(isinstance(fs, LocalFileSystem) for fs in (in_fs, out_fs))
     env = {} if local else {k: os.environ[k] for k in _AWS_ENV if k in os.environ}
     bc = sc.broadcast(raw)
+    rows, outputs, failed = 0, [], {}
     try:
         tasks = [(i, in_fs.unstrip_protocol(f), s, e) for i, (f, s, e) in enumerate(ranges)]
         slices = min(len(tasks), 4 * sc.defaultParallelism)  # a Spark task costs ≈ 40 ms: several small ranges share one
-        done = dict((i, (n, p)) for i, n, p in sc.parallelize(tasks, slices).mapPartitions(
+        done = {i: (n, p, err) for i, n, p, err in sc.parallelize(tasks, slices).mapPartitions(
             _score_range(hashlib.sha256(raw).hexdigest(), bc, n_features, out_fs.unstrip_protocol(parts), nthread, env)
-        ).collect())
-    except Exception as e:
-        out_fs.rm(parts, recursive=True)  # a failed job leaves no parts behind (and publishes nothing)
-        msg = str(e)
-        if "TransformError:" in msg:
-            raise TransformError(msg[msg.rindex("TransformError:") + 15:].strip().splitlines()[0]) from None
-        raise
+        ).collect()}
+        by_file = {}
+        for i, (f, _, _) in enumerate(ranges): by_file.setdefault(f, []).append(done[i])  # ranges are in file order
+        for f, mine in by_file.items():  # each file's ranges, in order, into <relative path>.out, published by a rename
+            name = f[len(base):].lstrip("/")
+            dest = f"{out_root}/{name}.out"
+            errors = [err for _, _, err in mine if err]
+            if errors:  # SageMaker uploads no partial object: no .out (a stale one from an earlier run goes too)
+                failed[name] = errors[0]
+                try: out_fs.rm(dest)
+                except FileNotFoundError: pass
+                continue
+            out_fs.makedirs(dest.rsplit("/", 1)[0], exist_ok=True)
+            if len(mine) == 1: out_fs.mv(mine[0][1], dest)  # one range: its part is the output
+            else:
+                with out_fs.open(dest + ".tmp", "wb") as out:
+                    for _, part, _ in mine:
+                        with out_fs.open(part, "rb") as src: shutil.copyfileobj(src, out, 4 << 20)
+                out_fs.mv(dest + ".tmp", dest)
+            rows += sum(n for n, _, _ in mine); outputs.append(f"{name}.out")
     finally:
         bc.destroy()
-    rows, by_file = 0, {}
-    for i, (f, _, _) in enumerate(ranges): by_file.setdefault(f, []).append(done[i])  # ranges are in file order
-    for f, mine in by_file.items():  # each file's ranges, in order, into <relative path>.out, published by a rename
-        dest = f"{out_root}/{f[len(base):].lstrip('/')}.out"
-        out_fs.makedirs(dest.rsplit("/", 1)[0], exist_ok=True)
-        if len(mine) == 1: out_fs.mv(mine[0][1], dest)  # one range: its part is the output
-        else:
-            with out_fs.open(dest + ".tmp", "wb") as out:
-                for _, part in mine:
-                    with out_fs.open(part, "rb") as src: shutil.copyfileobj(src, out, 4 << 20)
-            out_fs.mv(dest + ".tmp", dest)
-        rows += sum(n for n, _ in mine)
-    out_fs.rm(f"{out_root}/_temporary", recursive=True)
-    return {"files": len(sizes), "rows": rows, "seconds": round(time.perf_counter() - t0, 2), "output_uri": output_uri}
+        try: out_fs.rm(f"{out_root}/_temporary", recursive=True)  # every part, of good files and failed ones
+        except FileNotFoundError: pass
+    job = {"TransformJobName": job_name or f"transform-{started:%Y-%m-%d-%H-%M-%S}",
+           "TransformJobStatus": "Failed" if failed else "Completed"}
+    if failed:
+        first = next(iter(failed))
+        reason = (f"{len(failed)} of {len(sizes)} input files failed, and have no .out: {', '.join(failed)}. "
+                  f"First error, in {first}: {failed[first]}")
+        job["FailureReason"] = reason if len(reason) <= 1024 else reason[:1021] + "..."  # SageMaker's limit
+    job |= {"ModelName": str(model),
+            "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_uri}},
+                               "ContentType": content_type, "SplitType": "Line"},
+            "TransformOutput": {"S3OutputPath": output_uri, "Accept": accept, "AssembleWith": "Line"},
+            "CreationTime": started, "TransformStartTime": started, "TransformEndTime": datetime.now(timezone.utc),
+            # local extras (lower case): what the job read and wrote
+            "files": len(sizes), "rows": rows, "seconds": round(time.perf_counter() - t0, 2), "output_uri": output_uri,
+            "outputs": outputs, "failed": failed}
+    if failed: raise TransformJobFailed(job)
+    return job
 
 # %% ../nbs/07_deploy.ipynb #b1404243
 def previous_model(L: Lake, table: str, # the lake and table

@@ -1,14 +1,15 @@
 "Unit tests of ml_lifecycle.deploy: Spark batch transform, canary rollout and rollback, shadow comparison, SageMaker requests."
-import io, json, os
+import io, json, os, pickle
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import botocore.session
 import xgboost as xgb
 from hypothesis import given, settings, strategies as st
 
-from ml_lifecycle.deploy import (DeployError, TransformError, batch_transform, byte_ranges, read_lines, canary_rollout, check_step,
+from ml_lifecycle.deploy import (DeployError, TransformError, TransformJobFailed, batch_transform, byte_ranges, read_lines, canary_rollout, check_step,
                                  compare_shadow, delete_sagemaker, deploy_sagemaker, endpoint_config_request,
                                  model_request, sagemaker_weights, send_traffic, transform_job_request,
                                  validate_requests, weights_request)
@@ -61,6 +62,8 @@ def test_batch_transform_equals_booster_in_order(spark, pkg, tmp_path):
     out = tmp_path/"out"
     res = batch_transform(tar, str(tmp_path/"in"), str(out), spark=spark, split_mb=0.02)  # ~10 splits of a.csv
     assert res["files"] == 2 and res["rows"] == len(X) and res["seconds"] > 0
+    assert res["TransformJobStatus"] == "Completed" and "FailureReason" not in res and res["failed"] == {}
+    assert res["outputs"] == ["a.csv.out", "day=2/b.csv.out"]
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == ["a.csv.out", "day=2/b.csv.out"]
     ref = bst.predict(xgb.DMatrix(X))
     got = np.concatenate([np.float32((out/"a.csv.out").read_text().split()),
@@ -80,7 +83,7 @@ def test_batch_transform_bad_inputs_name_the_file(spark, pkg, tmp_path):
     tar, _, X, _ = pkg
     _write(tmp_path/"cols"/"ok.csv", X[:10])
     (tmp_path/"cols"/"short.csv").write_text("1,2,3\n")
-    with pytest.raises(TransformError, match=r"short\.csv.*Expected 6 columns, got 3"):
+    with pytest.raises(TransformJobFailed, match=r"short\.csv.*Expected 6 columns, got 3"):
         batch_transform(tar, str(tmp_path/"cols"), str(tmp_path/"o1"), spark=spark)
     (tmp_path/"types").mkdir()
     (tmp_path/"types"/"words.csv").write_text("1,2,3,4,5,6\n1,2,three,4,5,6\n")
@@ -90,8 +93,42 @@ def test_batch_transform_bad_inputs_name_the_file(spark, pkg, tmp_path):
         batch_transform(tar, str(tmp_path/"nowhere"), str(tmp_path/"o3"), spark=spark)
     with pytest.raises(TransformError, match="text/csv"):
         batch_transform(tar, str(tmp_path/"cols"), str(tmp_path/"o4"), spark=spark, content_type="application/x-npy")
-    assert not (tmp_path/"o1"/"ok.csv.out").exists()  # a failed job publishes nothing
-    assert not list((tmp_path/"o1").rglob("*.part"))   # and leaves no parts behind
+    assert (tmp_path/"o1"/"ok.csv.out").exists() and not (tmp_path/"o1"/"short.csv.out").exists()  # per file, as SageMaker
+    assert not list((tmp_path/"o1").rglob("*.part"))   # and no parts are left behind
+
+
+@pytest.mark.slow
+def test_batch_transform_failed_file_fails_alone(spark, pkg, tmp_path):
+    "Like SageMaker: the good files get their .out, the malformed one none, and the job ends Failed naming it."
+    tar, bst, X, _ = pkg
+    _write(tmp_path/"clean"/"a.csv", X[:600]); _write(tmp_path/"clean"/"c.csv", X[600:1000])
+    clean = batch_transform(tar, str(tmp_path/"clean"), str(tmp_path/"clean_out"), spark=spark, split_mb=0.01)
+    assert clean["TransformJobStatus"] == "Completed"
+    _write(tmp_path/"in"/"a.csv", X[:600]); _write(tmp_path/"in"/"c.csv", X[600:1000])
+    body = to_csv_payload(X[:300]).decode().splitlines()  # the middle file: good lines around one malformed line,
+    (tmp_path/"in"/"b.csv").write_text("\n".join(body[:150] + ["1,2,3"] + body[150:]) + "\n")  # several ranges
+    out = tmp_path/"out"; out.mkdir()
+    (out/"b.csv.out").write_text("0.5\n")  # a stale output of an earlier run
+    with pytest.raises(TransformJobFailed) as err:
+        batch_transform(tar, str(tmp_path/"in"), str(out), spark=spark, split_mb=0.01, job_name="fails-alone")
+    job = err.value.job
+    assert isinstance(err.value, TransformError)  # callers catching TransformError keep working
+    assert job["TransformJobName"] == "fails-alone" and job["TransformJobStatus"] == "Failed"
+    assert job["FailureReason"] == str(err.value) and len(job["FailureReason"]) <= 1024
+    assert job["FailureReason"].startswith("1 of 3 input files failed, and have no .out: b.csv. First error, in b.csv: ")
+    assert "Expected 6 columns, got 3" in job["FailureReason"]
+    assert job["outputs"] == ["a.csv.out", "c.csv.out"] and list(job["failed"]) == ["b.csv"]
+    assert job["files"] == 3 and job["rows"] == 1000  # rows written: the good files'
+    for n in ("a.csv.out", "c.csv.out"):
+        assert (out/n).read_bytes() == (tmp_path/"clean_out"/n).read_bytes()  # what a clean run writes
+    assert sorted(p.name for p in out.rglob("*")) == ["a.csv.out", "c.csv.out"]  # no b.csv.out, parts, .tmp, _temporary
+    # the description's SageMaker fields are DescribeTransformJob's
+    shape = botocore.session.get_session().get_service_model("sagemaker").operation_model("DescribeTransformJob").output_shape
+    camel = [k for k in job if k[0].isupper()]
+    assert set(camel) <= set(shape.members) and job["TransformJobStatus"] in shape.members["TransformJobStatus"].enum
+    assert set(shape.members["TransformOutput"].members) >= set(job["TransformOutput"])
+    assert set(shape.members["TransformInput"].members) >= set(job["TransformInput"])
+    assert pickle.loads(pickle.dumps(err.value)).job["failed"] == job["failed"]
 
 
 @pytest.mark.slow

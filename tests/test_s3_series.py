@@ -48,7 +48,7 @@ def test_spark_reads_and_writes_s3a(s3_server, tmp_path):
 def test_batch_transform_reads_and_writes_s3(s3_server, tmp_path):
     "Batch transform's tasks read their byte ranges from the bucket and write the `.out` files there."
     import numpy as np, xgboost as xgb
-    from ml_lifecycle.deploy import batch_transform
+    from ml_lifecycle.deploy import TransformJobFailed, batch_transform
     from ml_lifecycle.platform.endpoint import pack_model, to_csv_payload
     from ml_lifecycle.platform.spark import get_spark, stop_spark
     rng = np.random.default_rng(0)
@@ -61,6 +61,9 @@ def test_batch_transform_reads_and_writes_s3(s3_server, tmp_path):
     s3.put_object(Bucket=BUCKET, Key=f"{prefix}/in/b.csv", Body=to_csv_payload(X[250:]))
     try:  # the session (and its Python workers) may predate the server: batch_transform hands the tasks its settings
         res = batch_transform(tar, f"s3://{BUCKET}/{prefix}/in", f"s3://{BUCKET}/{prefix}/out", spark=get_spark(), split_mb=0.002)
+        s3.put_object(Bucket=BUCKET, Key=f"{prefix}/in/c.csv", Body=b"1,2\n")  # a malformed object fails alone
+        with pytest.raises(TransformJobFailed, match=r"c\.csv.*Expected 4 columns"):
+            batch_transform(tar, f"s3://{BUCKET}/{prefix}/in", f"s3://{BUCKET}/{prefix}/out2", spark=get_spark(), split_mb=0.002)
     finally:
         stop_spark()
     assert res["files"] == 2 and res["rows"] == 400
@@ -68,6 +71,9 @@ def test_batch_transform_reads_and_writes_s3(s3_server, tmp_path):
                           for n in "ab"])
     np.testing.assert_array_equal(got, bst.predict(xgb.DMatrix(X)))
     assert sorted(_keys(f"{prefix}/out")) == ["a.csv.out", "b.csv.out"]
+    assert sorted(_keys(f"{prefix}/out2")) == ["a.csv.out", "b.csv.out"]  # the good objects' outputs, no parts
+    assert all(s3.get_object(Bucket=BUCKET, Key=f"{prefix}/out2/{n}.csv.out")["Body"].read()
+               == s3.get_object(Bucket=BUCKET, Key=f"{prefix}/out/{n}.csv.out")["Body"].read() for n in "ab")
 
 
 def _keys(prefix: str) -> list[str]:
