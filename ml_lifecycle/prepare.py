@@ -120,10 +120,10 @@ def screen_columns(train: DataFrame,      # the training split (raw columns + la
                    target: str,           # the target column
                    id_ratio: float = 0.95,  # distinct/present ratio that marks an identifier
                    leak_auc: float = 0.99,  # single-feature AUC that marks a suspected leak
-                   leak_level_f1: float = 0.9, # F1 with which one value alone finds the rare class: a leak
                    max_levels: int = 100,   # most levels a categorical may have
                    drop_leaks: bool = True, # leave suspected leaks out (else keep, but report)
-                   sample_rows: int = 200_000 # rows used for the AUCs
+                   sample_rows: int = 200_000, # rows used for the AUCs
+                   leak_level_f1: float = 0.9, # F1 with which one value alone finds the rare class: a leak
                   ) -> pd.DataFrame:
     "One row per column: kind, distinct count, missing rate, single-feature AUC, action (keep/drop) and reason."
     num, cat = roles["numeric"], roles["categorical"]
