@@ -216,12 +216,13 @@ def pick_shift_features(df: pd.DataFrame,     # baseline rows
                         k: int = 3,           # how many
                         alpha: float = 0.001, # chance that sampling noise hides a shift
                        ) -> list[str]:
-    "SIMULATION helper: up to `k` numeric features, the model's most important first, whose shift the drift check cannot miss."
+    "SIMULATION helper: up to `k` numeric features (no 0/1 flags), the model's most important first, whose shift the drift check cannot miss."
     margin = ks_noise_level(len(df), rows, alpha)  # an hour's sample differs from its population by less, 1 - alpha of the time
     order = sorted(numeric, key=lambda c: -(importance or {}).get(c, 0.0))
-    def effect(c):  # the KS distance the shift makes between the whole baseline and its shifted copy
+    def effect(c):  # the KS distance the shift makes between the whole baseline and its shifted copy (0/1 flags: none)
         a = pd.to_numeric(df[c], errors="coerce").dropna()
-        return sps.ks_2samp(a, simulate_shift(a.to_frame(), [c], factor)[c]).statistic if len(a) else 0.0
+        if a.empty or set(a.unique()) <= {0, 1}: return 0.0  # scaling a flag makes no sense: it would invent a value 2
+        return sps.ks_2samp(a, simulate_shift(a.to_frame(), [c], factor)[c]).statistic
     return [c for c in order if c in df.columns and effect(c) >= threshold + margin][:k]
 
 def simulate_shift(df: pd.DataFrame,      # encoded rows
