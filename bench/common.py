@@ -111,12 +111,13 @@ def model_fixture(feat: dict, quick: bool = False) -> Path:
     """A model package (xgboost-model.json + feature_metadata.json, and model.tar.gz beside them) trained on the
     fixture's train split with 04_train's default tree parameters and a fixed number of rounds."""
     import xgboost as xgb
+    from ml_lifecycle.scripts.xgb_train import save_booster
     d = CACHE/("quick" if quick else "full")/"model"
     if (d/"xgboost-model.json").exists(): return d
     d.mkdir(parents=True, exist_ok=True)
     X, y = read_split(feat["train"])
     b = xgb.train(MODEL_PARAMS, xgb.DMatrix(X, label=y), num_boost_round=30 if quick else MODEL_ROUNDS)
-    b.save_model(str(d/"xgboost-model.json")); shutil.copy(feat["metadata"], d/"feature_metadata.json")
+    save_booster(b, d/"xgboost-model.json"); shutil.copy(feat["metadata"], d/"feature_metadata.json")
     from ml_lifecycle.platform.sagemaker_local import pack_dir
     tmp = CACHE/"tmp-model.tar.gz"; pack_dir(d, tmp); shutil.move(tmp, d.parent/"model.tar.gz")
     return d

@@ -9,7 +9,7 @@ import numpy as np
 from common import CACHE, features_fixture, loadavg, median, row
 
 HOW = ("wall time of `run_training_job` (job folder, channel copy, subprocess with the 04a script, model.tar.gz) vs "
-       "in-process pandas.read_csv + DMatrix + xgboost.train (evals on train and validation) + save_model; "
+       "in-process pandas.read_csv + DMatrix + xgboost.train (evals on train and validation) + save_booster; "
        "nthread=1 in both (04_train's setting); checkpoints every 50 rounds ON in the runner; median of interleaved repeats after one warm-up each; "
        "cases: 04_train's default job (stratified 5-fold xgb.cv with early stopping picks the rounds, then the final fit) "
        "and fixed-round jobs without CV, which isolate the runner's fixed cost")
@@ -38,7 +38,7 @@ def run_runner(feat: dict, hps: dict, work: Path) -> dict:
 def run_bare(feat: dict, hps: dict, out: Path) -> dict:
     "The same training in this process with plain pandas + xgboost."
     import pandas as pd, xgboost as xgb
-    from ml_lifecycle.scripts.xgb_train import cast_hyperparameters, xgb_params
+    from ml_lifecycle.scripts.xgb_train import cast_hyperparameters, save_booster, xgb_params
     hps = cast_hyperparameters(hps)  # what the entry script does with the strings it receives
     t0 = time.perf_counter()
     tr = pd.read_csv(Path(feat["train"])/"data.csv", header=None).to_numpy(np.float32)
@@ -53,7 +53,7 @@ def run_bare(feat: dict, hps: dict, out: Path) -> dict:
     b = xgb.train(xgb_params(hps, 1), dtr, num_boost_round=rounds, evals=[(dtr, "train"), (dva, "validation")],
                   evals_result=ev, verbose_eval=False)
     t2 = time.perf_counter()
-    b.save_model(str(out/"xgboost-model.json"))
+    save_booster(b, out/"xgboost-model.json")  # as the script saves it
     return {"wall": time.perf_counter() - t0, "read": t1 - t0, "train": t2 - t1, "auc": ev["validation"]["auc"][-1]}
 
 

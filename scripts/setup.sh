@@ -3,6 +3,7 @@
 #   - checks Python 3.11+ and Java 17+ (Spark needs a JVM),
 #   - builds .venv from the pinned versions (requirements.txt locked by constraints.txt),
 #   - fetches the Spark jars (Deequ, hadoop-aws for s3a://) from Maven Central into .cache/jars,
+#   - builds a small venv per SageMaker XGBoost image (envs/xgboost-<image>.txt) in .cache/envs (scripts/job_envs.sh),
 #   - registers the `ml-lifecycle` Jupyter kernel inside the venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +52,9 @@ if ! ls "$JARS"/deequ-*.jar >/dev/null 2>&1 || [ "$(cat "$JSTAMP" 2>/dev/null)" 
 else
   say "Spark jars present in $JARS"
 fi
+
+# --- the SageMaker XGBoost images' libraries (tests score saved models with them) ----------------------
+PYTHON="$PY" bash scripts/job_envs.sh
 
 # --- Chromium (the docs-site test opens every page in it) --------------------------------
 if ! command -v chromium >/dev/null && [ "${ML_LIFECYCLE_NO_BROWSER:-0}" != 1 ]; then

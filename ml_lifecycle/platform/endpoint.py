@@ -19,6 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..scripts.xgb_train import save_booster
+
 # %% auto #0
 __all__ = ['MAX_PAYLOAD', 'MODEL_FILE', 'METADATA_FILE', 'CSV_TYPES', 'JSON_TYPES', 'DEFAULT_VARIANT', 'log', 'LOCAL_ACCOUNT',
            'INLINE_ROWS', 'ModelPackageError', 'safe_extract', 'pack_model', 'ServedModel', 'PayloadError',
@@ -61,10 +63,10 @@ def pack_model(booster: xgb.Booster, # a trained booster
                metadata: dict,       # feature metadata; `features` lists the column order
                tar_path: str | Path  # where to write `model.tar.gz`
               ) -> Path:
-    "Write `booster` (XGBoost JSON) and `metadata` into a `model.tar.gz` at `tar_path`."
+    "Write `booster` (XGBoost JSON, by `save_booster`) and `metadata` into a `model.tar.gz` at `tar_path`."
     tar_path = Path(tar_path); tar_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as d:
-        booster.save_model(Path(d)/MODEL_FILE)
+        save_booster(booster, Path(d)/MODEL_FILE)  # the form every XGBoost version reads alike
         (Path(d)/METADATA_FILE).write_text(json.dumps(metadata, indent=2))
         with tarfile.open(tar_path, "w:gz") as tf:
             for n in (MODEL_FILE, METADATA_FILE): tf.add(Path(d)/n, arcname=n)

@@ -12,8 +12,8 @@ import xgboost as xgb
 
 # %% auto #0
 __all__ = ['HYPERPARAMETERS', 'CHECKPOINT_PREFIX', 'cast_hyperparameters', 'read_hyperparameters', 'channel_dir',
-           'read_csv_channel', 'find_feature_metadata', 'checkpoint_dir', 'latest_checkpoint', 'Checkpoint',
-           'xgb_params', 'cv_rounds', 'fit_xgboost', 'final_metrics', 'main']
+           'read_csv_channel', 'find_feature_metadata', 'save_booster', 'checkpoint_dir', 'latest_checkpoint',
+           'Checkpoint', 'xgb_params', 'cv_rounds', 'fit_xgboost', 'final_metrics', 'main']
 
 # %% ../../nbs/04a_xgb_train_script.ipynb #4e2620b9
 HYPERPARAMETERS = {  # name: (type, default, (lowest, highest) allowed)
@@ -91,6 +91,28 @@ def find_feature_metadata(env: dict | None = None) -> str | None:
         if found: return found[0]
     return None
 
+# %% ../../nbs/04a_xgb_train_script.ipynb #bce1ff42
+def _scalar_base_score(text: str) -> str:
+    "XGBoost JSON `text` with a one-value `base_score` vector (`\"[0.14]\"`) written as the number (`\"0.14\"`)."
+    param = json.loads(text)["learner"]["learner_model_param"]
+    score = param.get("base_score", "")
+    values = score[1:-1].split(",") if score.startswith("[") and score.endswith("]") else []
+    if len(values) != 1 or int(param.get("num_target", "1") or 1) > 1 or int(param.get("num_class", "0") or 0) > 1:
+        return text  # already a number, or one intercept per output (older XGBoost cannot read those anyway)
+    old, new = '"base_score":' + json.dumps(score), '"base_score":' + json.dumps(values[0].strip())
+    if text.count(old) != 1: raise ValueError(f"expected one {old} in the saved model, found {text.count(old)}")
+    return text.replace(old, new)
+
+def save_booster(booster,   # the trained `xgb.Booster`
+                 path: str  # where to write it: an XGBoost JSON file (`.json`)
+                ) -> str:
+    "Save `booster` as XGBoost JSON that XGBoost 1.7 to 3.2 all read alike (a single `base_score` as a number); returns `path`."
+    path = os.fspath(path)
+    if not path.endswith(".json"): raise ValueError(f"{path}: save models as XGBoost JSON (a .json file), the format every version reads")
+    text = _scalar_base_score(booster.save_raw("json").decode("utf-8"))  # the bytes save_model writes, then fixed
+    with open(path, "w", encoding="utf-8") as f: f.write(text)
+    return path
+
 # %% ../../nbs/04a_xgb_train_script.ipynb #3ee6cf69
 CHECKPOINT_PREFIX = "xgboost-checkpoint"  # files are <prefix>.<rounds>.json
 
@@ -122,7 +144,7 @@ class Checkpoint(xgb.callback.TrainingCallback):
         if self.frequency > 0 and rounds % self.frequency == 0:
             os.makedirs(self.directory, exist_ok=True)
             tmp = os.path.join(self.directory, f".tmp-{CHECKPOINT_PREFIX}.{rounds}.json")
-            model.save_model(tmp)
+            save_booster(model, tmp)
             os.replace(tmp, os.path.join(self.directory, f"{CHECKPOINT_PREFIX}.{rounds}.json"))  # atomic
             old = sorted(glob.glob(os.path.join(self.directory, f"{CHECKPOINT_PREFIX}.*.json")),
                          key=lambda p: int(p.rsplit(".", 2)[-2]))
@@ -228,7 +250,7 @@ def main(env: dict | None = None # the environment (default: os.environ)
         print("final\t" + "\t".join(f"{k.replace(':', '-')}:{v:.6f}" if isinstance(v, float) else f"{k}:{v}"
                                     for k, v in final.items()), flush=True)
         os.makedirs(model_dir, exist_ok=True); os.makedirs(out_dir, exist_ok=True)
-        booster.save_model(os.path.join(model_dir, "xgboost-model.json"))
+        save_booster(booster, os.path.join(model_dir, "xgboost-model.json"))
         if meta_path: shutil.copy(meta_path, os.path.join(model_dir, "feature_metadata.json"))
         info = curves.pop("info")
         with open(os.path.join(out_dir, "metrics.json"), "w") as f:
