@@ -31,7 +31,7 @@ __all__ = ['SPLITS', 'PIPELINE_VERSION', 'add_label', 'check_fractions', 'row_ke
 
 # %% ../nbs/03_prepare.ipynb #6bf40e58
 SPLITS = ("train", "validation", "test")
-PIPELINE_VERSION = 1         # bump when the feature logic changes: part of the content address
+PIPELINE_VERSION = 2         # bump when the feature logic changes: part of the content address (2: the one-value leak rule)
 _INTERNAL = ("split", "__u", "__key")  # helper columns the pipeline adds
 
 def add_label(sdf: DataFrame,      # the validated data
