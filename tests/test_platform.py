@@ -28,9 +28,11 @@ def test_params_errors_say_what_to_pass(kw, msg):
     assert msg in str(e.value)
 
 def test_csv_dataset(tmp_path):
-    f = tmp_path/"d.csv"; f.write_text("a,y\n1,t\n2,f\n")
+    f = tmp_path/"d.csv"; f.write_text("a,y\n" + "".join(f"{i},{'tf'[i % 2]}\n" for i in range(20)))
     assert dataset_kind(str(f)) == "file"
     assert make_params(dataset=str(f), target="y", positive_label="t", lake=str(tmp_path)).table == "d"
+    tiny = tmp_path/"tiny.csv"; tiny.write_text("a,y\n1,t\n2,f\n")  # a class needs 10 rows for the three splits
+    with pytest.raises(ParameterError, match="too few rows"): make_params(dataset=str(tiny), target="y", positive_label="t")
 
 def test_lake_atomic_and_pointers(tmp_path):
     lake = Lake(tmp_path/"lake")
