@@ -19,7 +19,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 
 import ml_lifecycle.platform.spark  # sets SPARK_VERSION before PyDeequ is imported
 from pydeequ.analyzers import (AnalysisRunner, AnalyzerContext, ApproxCountDistinct, Completeness, DataType,
-                               Histogram, KLLParameters, KLLSketch, Maximum, Mean, Minimum, Size,
+                               Compliance, Histogram, KLLParameters, KLLSketch, Maximum, Mean, Minimum, Size,
                                StandardDeviation, Sum)
 from pyspark.sql import functions as F, types as T
 
@@ -30,11 +30,12 @@ from .platform.endpoint import DataCapture, read_capture, to_csv_payload
 
 # %% auto #0
 __all__ = ['MONITOR_TYPES', 'KINDS', 'HOUR_FMT', 'QUALITY_METRICS', 'COMPARISONS', 'DATA_NAMESPACE', 'MODEL_NAMESPACE',
-           'METRIC_COLUMNS', 'METRIC_KEY', 'METRICS_FILE', 'infer_types', 'compute_statistics', 'suggest_constraints',
-           'baseline_job', 'invoke_with_ids', 'ks_noise_level', 'pick_shift_features', 'simulate_shift', 'hour_of',
-           'simulate_capture_hour', 'capture_hours', 'read_hour', 'captured_frame', 'onehot_groups', 'drift_distances',
-           'check_constraints', 'monitoring_run', 'hourly_monitoring_run', 'drift_violations', 'drift_over_time',
-           'ground_truth_records', 'write_ground_truth', 'read_ground_truth', 'join_ground_truth',
+           'METRIC_COLUMNS', 'METRIC_KEY', 'METRICS_FILE', 'infer_types', 'compute_statistics', 'read_statistics',
+           'read_constraints', 'read_violations', 'suggest_constraints', 'baseline_job', 'invoke_with_ids',
+           'ks_noise_level', 'pick_shift_features', 'simulate_shift', 'hour_of', 'simulate_capture_hour',
+           'capture_hours', 'read_hour', 'captured_frame', 'onehot_groups', 'drift_distances', 'checked_threshold',
+           'check_constraints', 'label_drift', 'monitoring_run', 'hourly_monitoring_run', 'drift_violations',
+           'drift_over_time', 'ground_truth_records', 'write_ground_truth', 'read_ground_truth', 'join_ground_truth',
            'model_quality_statistics', 'model_quality_constraints', 'check_model_quality', 'model_quality_baseline',
            'model_quality_run', 'data_quality_metrics', 'model_quality_metrics', 'metric_datapoints', 'read_metrics',
            'put_metrics', 'metric_series', 'put_metric_data_requests', 'evaluate_alarm', 'alarm_requests',
@@ -49,11 +50,24 @@ def _schema_type(dt) -> str | None:
     if isinstance(dt, (T.FloatType, T.DoubleType, T.DecimalType)): return "Fractional"
     return None
 
+def _sketches(jvm, result) -> dict:
+    "Deequ's KLL sketches by column: {column: {'parameters': {'c', 'k'}, 'data': [compactor items, lowest level first]}}."
+    out, it = {}, result.allMetrics().iterator()
+    while it.hasNext():
+        m = it.next()
+        if m.getClass().getSimpleName() != "KLLMetric" or not m.value().isSuccess(): continue
+        d = m.value().get()
+        p, a = d.parameters(), d.data()  # parameters: (shrinking factor c, sketch size k); data: double[][]
+        out[m.instance()] = {"parameters": {"c": float(p.apply(0)), "k": int(p.apply(1))},
+                             "data": [json.loads(jvm.java.util.Arrays.toString(a[i])) for i in range(len(a))]}
+    return out
+
 def _metrics(spark, result) -> dict:
-    "Deequ's success metrics by column: {column: {metric name: value or list of values}}."
+    "Deequ's success metrics by column: {column: {metric name: value or list of values}} ('KLL.sketch': the sketch)."
     out: dict = {}
     for m in AnalyzerContext.successMetricsAsJson(spark, result):
         out.setdefault(m["instance"], {}).setdefault(m["name"], []).append(m["value"])
+    for c, s in _sketches(spark._jvm, result).items(): out.setdefault(c, {})["KLL.sketch"] = [s]
     return out
 
 from contextlib import contextmanager
@@ -72,9 +86,11 @@ def _run(spark, runner) -> dict:
 
 KINDS = ("Integral", "Fractional", "Boolean", "String")  # what Deequ's DataType counts (nulls are 'Unknown')
 
-def _kind_counts(m: dict) -> dict:
-    "Counts of each kind of value from a DataType analyzer's metrics."
-    return {k: int(m.get(f"Histogram.abs.{k}", [0])[0]) for k in KINDS}
+def _kind_counts(m: dict, rows: int) -> dict:
+    "Counts of each kind of value from a DataType analyzer's metrics; whole numbers written '1.0' count as Integral."
+    k = {k: int(m.get(f"Histogram.abs.{k}", [0])[0]) for k in KINDS}
+    whole = min(int(round(m.get("Compliance", [0.0])[0] * rows)), k["Fractional"])
+    return k | {"Integral": k["Integral"] + whole, "Fractional": k["Fractional"] - whole}
 
 def _majority_type(counts: dict) -> str:
     present = {k: v for k, v in counts.items() if v}
@@ -82,20 +98,26 @@ def _majority_type(counts: dict) -> str:
     if kind == "Integral" and counts["Fractional"]: return "Fractional"  # 1 and 1.5 → Fractional
     return {"Boolean": "String"}.get(kind, kind)
 
+def _q(c: str) -> str: return "`" + c.replace("`", "``") + "`"  # a column name quoted for Spark SQL
+
 def infer_types(spark,                # the SparkSession
                 sdf                   # a Spark DataFrame (typed or all-string columns)
                ) -> tuple[dict, dict]:
-    "Model Monitor types of `sdf`'s columns, and for text columns the counts of each kind of value."
+    "Model Monitor types of `sdf`'s columns (whole-valued floats are Integral), and for text columns the counts of each kind of value."
     types = {f.name: _schema_type(f.dataType) for f in sdf.schema.fields}
     text = [c for c, t in types.items() if t is None]
-    counts = {}
-    if text:
-        r = AnalysisRunner(spark).onData(sdf)
-        for c in text: r = r.addAnalyzer(DataType(c))
-        mets = _run(spark, r)
-        counts = {c: _kind_counts(mets.get(c, {})) for c in text}
-        types |= {c: _majority_type(counts[c]) for c in text}
-    return types, counts
+    floats = [f.name for f in sdf.schema.fields if isinstance(f.dataType, (T.FloatType, T.DoubleType, T.DecimalType))]
+    if not (text or floats): return types, {}
+    r = AnalysisRunner(spark).onData(sdf).addAnalyzer(Size())
+    for c in text: r = r.addAnalyzer(DataType(c)).addAnalyzer(Compliance(c, f"{_q(c)} rlike '^[+-]? ?[0-9]+[.]0+$'"))
+    for c in floats: r = r.addAnalyzer(Completeness(c)).addAnalyzer(Compliance(c, f"{_q(c)} IS NULL OR {_q(c)} % 1 = 0"))
+    mets = _run(spark, r)
+    rows = int(mets["*"]["Size"][0])
+    for c in floats:
+        m = mets.get(c, {})
+        if m.get("Completeness", [0.0])[0] > 0 and m.get("Compliance", [0.0])[0] == 1.0: types[c] = "Integral"
+    counts = {c: _kind_counts(mets.get(c, {}), rows) for c in text}
+    return types | {c: _majority_type(counts[c]) for c in text}, counts
 
 # %% ../nbs/08_monitor.ipynb #fe134fa2
 def compute_statistics(spark, sdf,              # the SparkSession and the data
@@ -105,8 +127,8 @@ def compute_statistics(spark, sdf,              # the SparkSession and the data
     "`statistics.json` of `sdf`: item count and per-feature numerical or string statistics (PyDeequ)."
     num = [c for c in sdf.columns if types[c] in ("Integral", "Fractional")]
     strs = [c for c in sdf.columns if types[c] == "String"]
-    sdf = sdf.select([F.col(c).cast("double").alias(c) if c in num and _schema_type(sdf.schema[c].dataType) is None
-                      else F.col(c) for c in sdf.columns])
+    sdf = sdf.select([F.nanvl(F.col(c).cast("double"), F.lit(None)).alias(c)  # text 'NaN' is missing, not a number
+                      if c in num and _schema_type(sdf.schema[c].dataType) is None else F.col(c) for c in sdf.columns])
     r = AnalysisRunner(spark).onData(sdf).addAnalyzer(Size())
     kll = KLLParameters(spark, 2048, 0.64, kll_buckets)  # Deequ's default sketch size and shrinking factor
     for c in sdf.columns:
@@ -117,19 +139,40 @@ def compute_statistics(spark, sdf,              # the SparkSession and the data
     mets = _run(spark, r)
     n = int(mets["*"]["Size"][0])
     return {"version": 0.0, "dataset": {"item_count": n},
-            "features": [_feature_stats(c, types[c], mets.get(c, {}), n) for c in sdf.columns]}
+            "features": [_feature_stats(c, types[c], mets.get(c, {}), n, kll_buckets) for c in sdf.columns]}
 
-def _feature_stats(name: str, kind: str, m: dict, n: int) -> dict:
+def _apportion(counts: np.ndarray, total: int) -> np.ndarray:
+    "Whole counts proportional to `counts` that add up to `total` (largest remainders; as is when they already do)."
+    if counts.sum() == total or counts.sum() == 0: return counts.astype(int)
+    x = counts * total / counts.sum()
+    out = np.floor(x).astype(int)
+    out[np.argsort(out - x)[:total - out.sum()]] += 1
+    return out
+
+def _kll(sketch: dict | None, lo, hi, present: int, n_buckets: int) -> dict:
+    "Model Monitor's `kll`: `n_buckets` equal-width buckets over [lo, hi] counted from the sketch, and the sketch."
+    sketch = sketch or {"parameters": {"c": 0.64, "k": 2048}, "data": []}
+    if lo is None or hi is None or not present: return {"buckets": [], "sketch": sketch}
+    edges = lo + (hi - lo) * np.arange(n_buckets + 1) / n_buckets
+    edges[0], edges[-1] = lo, hi  # exactly min and max: no value falls outside
+    counts = np.zeros(n_buckets)
+    for level, items in enumerate(sketch["data"]):  # an item at level i stands for 2**i values
+        idx = np.clip(np.searchsorted(edges, np.asarray(items, dtype=float), side="right") - 1, 0, n_buckets - 1)
+        counts += np.bincount(idx, minlength=n_buckets) * 2.0 ** level
+    counts = _apportion(counts, present)
+    return {"buckets": [{"lower_bound": float(a), "upper_bound": float(b), "count": int(k)}
+                        for a, b, k in zip(edges[:-1], edges[1:], counts)], "sketch": sketch}
+
+def _feature_stats(name: str, kind: str, m: dict, n: int, n_buckets: int = 10) -> dict:
     present = int(round(m.get("Completeness", [0.0])[0] * n))
     common = {"num_present": present, "num_missing": n - present}
     doc = {"name": name, "inferred_type": kind}
     one = lambda k: m[k][0] if k in m else None
     if kind in ("Integral", "Fractional"):
-        buckets = [{"lower_bound": lo, "upper_bound": hi, "count": ct}
-                   for lo, hi, ct in zip(m.get("KLL.low", []), m.get("KLL.high", []), m.get("KLL.count", []))]
+        kll = _kll(one("KLL.sketch"), one("Minimum"), one("Maximum"), present, n_buckets)
         doc["numerical_statistics"] = {"common": common, "mean": one("Mean"), "sum": one("Sum"),
                                        "std_dev": one("StandardDeviation"), "min": one("Minimum"),
-                                       "max": one("Maximum"), "distribution": {"kll": {"buckets": buckets}}}
+                                       "max": one("Maximum"), "distribution": {"kll": kll}}
     elif kind == "String":
         vals = [k.removeprefix("Histogram.abs.") for k in m if k.startswith("Histogram.abs.")]
         cats = sorted(({"value": v, "count": int(m[f"Histogram.abs.{v}"][0])} for v in vals if v != "NullValue"),
@@ -139,12 +182,73 @@ def _feature_stats(name: str, kind: str, m: dict, n: int) -> dict:
     else: doc["string_statistics"] = {"common": common}
     return doc
 
+# %% ../nbs/08_monitor.ipynb #66820f36
+def _load(doc) -> dict:
+    "A Model Monitor file as a dict (a copy): from a dict, JSON text or bytes, or a local or fsspec path."
+    if isinstance(doc, dict): return copy.deepcopy(doc)
+    if isinstance(doc, bytes): doc = doc.decode()
+    if isinstance(doc, str) and doc.lstrip().startswith("{"): return json.loads(doc)
+    with fsspec.open(str(doc)) as f: return json.load(f)
+
+def read_statistics(doc # `statistics.json`: a dict, JSON text, or a path
+                   ) -> dict:
+    "A data-quality `statistics.json` in one spelling: float version, item_count, each feature's type and common counts."
+    d = _load(doc)
+    n = int(d.get("dataset", {}).get("item_count", 0))
+    feats = []
+    for f in d.get("features", []):
+        key = "numerical_statistics" if "numerical_statistics" in f else "string_statistics"
+        s = f.setdefault(key, {})
+        com = s.setdefault("common", {})
+        present = int(com.get("num_present", n - com.get("num_missing", 0)))
+        s["common"] = com | {"num_present": present, "num_missing": int(com.get("num_missing", n - present))}
+        f.setdefault("inferred_type", "Fractional" if key == "numerical_statistics" else "Unknown")
+        if key == "numerical_statistics": s.setdefault("distribution", {}).setdefault("kll", {}).setdefault("buckets", [])
+        feats.append(f)
+    return {**d, "version": float(d.get("version", 0)), "dataset": {**d.get("dataset", {}), "item_count": n}, "features": feats}
+
+# %% ../nbs/08_monitor.ipynb #f516128f
+def read_constraints(doc # `constraints.json`: a dict, JSON text, or a path
+                    ) -> dict:
+    "A data-quality `constraints.json` in one spelling: complete `monitoring_config`, overrides as `monitoringConfigOverrides`."
+    d = _load(doc)
+    mc = d.get("monitoring_config", {})
+    dc = mc.get("distribution_constraints", {})
+    perform = dc.get("perform_comparison")
+    if perform is None: perform = "Disabled" if dc.get("enable_comparisons") is False else "Enabled"  # older files
+    dist = {k: v for k, v in dc.items() if k not in ("enable_comparisons", "comparion_method")}
+    dist |= {"perform_comparison": perform, "comparison_threshold": float(dc.get("comparison_threshold", 0.1))}
+    if "comparion_method" in dc: dist.setdefault("comparison_method", dc["comparion_method"])  # a typo of older docs
+    cfg = {"evaluate_constraints": "Enabled", "emit_metrics": "Enabled", "datatype_check_threshold": 1.0,
+           "domain_content_threshold": 1.0} | mc | {"distribution_constraints": dist}
+    feats = []
+    for f in d.get("features", []):
+        over = {}
+        for part in (f.get("num_constraints", {}), f.get("string_constraints", {}), f):
+            for k in ("monitoring_config_overrides", "monitoringConfigOverrides"): over |= part.pop(k, None) or {}
+        f = {"inferred_type": "Unknown"} | f | ({"monitoringConfigOverrides": over} if over else {})
+        feats.append(f)
+    return {**d, "version": float(d.get("version", 0)), "features": feats, "monitoring_config": cfg}
+
+# %% ../nbs/08_monitor.ipynb #590315f4
+def read_violations(doc # `constraint_violations.json` (or a run): a dict, JSON text, or a path
+                   ) -> dict:
+    "A `constraint_violations.json` in one spelling: each violation with feature_name (or metric_name), constraint_check_type, description."
+    d = _load(doc)
+    out = []
+    for v in d.get("violations", []):
+        v = {"description": ""} | v
+        if "metric_name" not in v: v = {"feature_name": ""} | v
+        out.append(v)
+    return {"violations": out}
+
 # %% ../nbs/08_monitor.ipynb #746949c7
 def suggest_constraints(statistics: dict,              # baseline `statistics.json`
                         comparison_threshold: float = 0.1, # baseline drift threshold (distribution distance)
                         max_domain: int = 50           # string columns with at most this many values get a domain
                        ) -> dict:
     "`constraints.json` (Model Monitor format) suggested from baseline `statistics`."
+    statistics = read_statistics(statistics)
     n, feats = statistics["dataset"]["item_count"], []
     for f in statistics["features"]:
         c = {"name": f["name"], "inferred_type": f["inferred_type"]}
@@ -350,13 +454,29 @@ def _type_share(kind: str, counts: dict) -> float:
     ok = {"Integral": counts["Integral"], "Fractional": counts["Integral"] + counts["Fractional"]}.get(kind, total)
     return ok / total if total else 1.0
 
+def _evaluated(cfg: dict, c: dict) -> bool:
+    "Whether the constraints of feature `c` are evaluated (the file's `monitoring_config`, then the feature's overrides)."
+    return (cfg | c.get("monitoringConfigOverrides", {})).get("evaluate_constraints", "Enabled") == "Enabled"
+
+def checked_threshold(constraints: dict, # `constraints.json` (any spelling `read_constraints` takes)
+                    feature: str       # a feature of the baseline
+                   ) -> float | None:
+    "The distance above which `feature` has a baseline_drift_check violation; None when its drift is not checked."
+    cons = read_constraints(constraints)
+    cfg, c = cons["monitoring_config"], next((f for f in cons["features"] if f["name"] == feature), None)
+    dist = cfg["distribution_constraints"]
+    if c is None or not _evaluated(cfg, c) or dist["perform_comparison"] != "Enabled": return None
+    if c["inferred_type"] == "String": return float(dist.get("categorical_comparison_threshold", dist["comparison_threshold"]))
+    return float(dist["comparison_threshold"])
+
 def check_constraints(constraints: dict,   # baseline `constraints.json`
                       statistics: dict,    # `statistics.json` of the captured data
                       type_counts: dict,   # value kinds of the captured text (from `infer_types`)
                       drift: pd.DataFrame, # from `drift_distances`
                       captured: pd.DataFrame | None = None, # captured cells (domain check, row widths)
                      ) -> list[dict]:
-    "Model Monitor `violations[]` of the captured data against the baseline constraints."
+    "Model Monitor `violations[]` of the captured data against the baseline constraints (documented check types only)."
+    constraints, statistics = read_constraints(constraints), read_statistics(statistics)
     cfg, out = constraints["monitoring_config"], []
     add = lambda f, kind, text: out.append({"feature_name": f, "constraint_check_type": kind, "description": text})
     n_base = len(constraints["features"])
@@ -370,7 +490,7 @@ def check_constraints(constraints: dict,   # baseline `constraints.json`
     dist = drift.set_index("feature")["distance"].to_dict()
     for c in constraints["features"]:
         name, kind, s = c["name"], c["inferred_type"], now.get(c["name"])
-        if s is None or n == 0: continue
+        if s is None or n == 0 or not _evaluated(cfg, c): continue
         counts = type_counts.get(name)
         if counts and kind != "String":
             share = _type_share(kind, counts)
@@ -380,22 +500,31 @@ def check_constraints(constraints: dict,   # baseline `constraints.json`
         common = (s.get("numerical_statistics") or s.get("string_statistics"))["common"]
         present = (n - common["num_missing"]) / n
         if counts: present = sum(counts.values()) / n  # text cells: anything non-empty is present
-        if present < c["completeness"] - 1e-9:
+        if "completeness" in c and present < c["completeness"] - 1e-9:
             add(name, "completeness_check", f"Data completeness requirement is not met. Expected: "
                 f"{c['completeness']:.1%}, Observed: Only {present:.1%} of data is present.")
         num = s.get("numerical_statistics") or {}
         if c.get("num_constraints", {}).get("is_non_negative") and (num.get("min") or 0) < 0:
-            add(name, "non_negative_check", f"Data is expected to be non-negative; observed min: {num['min']}.")
-        if (dom := c.get("string_constraints", {}).get("domains")) and captured is not None:
+            add(name, "data_type_check", f"Data type match requirement is not met. Expected data type: non-negative "
+                f"{kind} (num_constraints.is_non_negative), Observed: minimum {num['min']} is negative.")
+        if (dom := c.get("string_constraints", {}).get("domains")) and captured is not None and name in captured:
             vals = captured[name].dropna().astype(str)
             share = vals.isin(dom).mean() if len(vals) else 1.0
             if share < cfg["domain_content_threshold"]:
                 add(name, "categorical_values_check", f"Data content requirement is not met. Expected: "
                     f"{cfg['domain_content_threshold']:.1%} of values in the baseline domain, Observed: {share:.1%}.")
-        thr = cfg["distribution_constraints"]["comparison_threshold"]
-        if cfg["distribution_constraints"]["perform_comparison"] == "Enabled" and dist.get(name, 0) > thr:
+        thr = checked_threshold(constraints, name)
+        if thr is not None and dist.get(name, 0) > thr:
             add(name, "baseline_drift_check", f"Baseline drift distance: {dist[name]:.4f} exceeds threshold: {thr}")
     return out
+
+# %% ../nbs/08_monitor.ipynb #1408c521
+def label_drift(drift: pd.DataFrame, # from `drift_distances`
+                constraints: dict    # the baseline `constraints.json` the run checks
+               ) -> pd.DataFrame:
+    "`drift` with the `threshold` each distance is checked against and whether it is `checked` (one-hot groups are not)."
+    thr = [checked_threshold(constraints, f) for f in drift.feature]
+    return drift.assign(threshold=[np.nan if t is None else t for t in thr], checked=[t is not None for t in thr])
 
 # %% ../nbs/08_monitor.ipynb #b52e7eda
 def monitoring_run(spark, L: Lake, table: str,   # the SparkSession, lake and table
@@ -406,7 +535,7 @@ def monitoring_run(spark, L: Lake, table: str,   # the SparkSession, lake and ta
                   ) -> dict:
     "Statistics, drift and violations of `captured` against the baseline, written to `monitoring/<table>/<run_name>/`."
     base = ("monitoring", table, *baseline_dir)
-    constraints, manifest = L.read_json(*base, "constraints.json"), L.read_json(*base, "_manifest.json")
+    constraints, manifest = read_constraints(L.read_json(*base, "constraints.json")), L.read_json(*base, "_manifest.json")
     types = {c["name"]: c["inferred_type"] for c in constraints["features"]}
     if captured.empty: raise ValueError(f"run {run_name!r}: no captured rows in the window: nothing to monitor.")
     with tempfile.TemporaryDirectory() as d:  # staged as Parquet: Spark plans a file scan far faster than
@@ -415,7 +544,7 @@ def monitoring_run(spark, L: Lake, table: str,   # the SparkSession, lake and ta
         _, type_counts = infer_types(spark, sdf)  # what kinds of values the text holds (data-type check)
         statistics = compute_statistics(spark, sdf, {c: types.get(c, "String") for c in captured.columns})
     baseline_df = pd.read_parquet(manifest["dataset"])
-    drift = drift_distances(baseline_df, captured, types, groups)
+    drift = label_drift(drift_distances(baseline_df, captured, types, groups), constraints)
     violations = check_constraints(constraints, statistics, type_counts, drift, captured)
     with tempfile.TemporaryDirectory() as d:
         Path(d, "statistics.json").write_text(json.dumps(statistics, indent=2))
@@ -439,17 +568,23 @@ def hourly_monitoring_run(spark, L: Lake, table: str,          # the SparkSessio
 
 def drift_violations(run: dict # from `monitoring_run`
                     ) -> list[str]:
-    "The features with a `baseline_drift_check` violation in `run`, sorted."
-    return sorted(v["feature_name"] for v in run["violations"] if v["constraint_check_type"] == "baseline_drift_check")
+    "The features with a `baseline_drift_check` violation in `run` (or a `constraint_violations.json`), sorted."
+    return sorted(v["feature_name"] for v in read_violations(run)["violations"] if v["constraint_check_type"] == "baseline_drift_check")
 
 # %% ../nbs/08_monitor.ipynb #9f077289
 def drift_over_time(L: Lake, table: str, schedule_name: str, # the lake, table and monitoring schedule
-                    hours: list[str] | None = None           # hours to read (default: every run of the schedule)
+                    hours: list[str] | None = None,          # hours to read (default: every run of the schedule)
+                    checked_only: bool = True                # only the distances checked against the threshold
                    ) -> pd.DataFrame:
-    "Distance per hour (rows) and feature (columns), from the `drift.csv` of each hourly run."
+    "Distance per hour (rows) and feature (columns) from each hourly `drift.csv`; unchecked ones, if kept, named '<f> (not checked)'."
     hours = hours or [h for h in L.ls("monitoring", table, schedule_name) if L.exists("monitoring", table, schedule_name, h, "drift.csv")]
-    rows = {h: pd.read_csv(io.BytesIO(L.read_bytes("monitoring", table, schedule_name, h, "drift.csv")))
-                .set_index("feature")["distance"] for h in hours}
+    rows = {}
+    for h in hours:
+        d = pd.read_csv(io.BytesIO(L.read_bytes("monitoring", table, schedule_name, h, "drift.csv")))
+        checked = d["checked"].astype(bool) if "checked" in d else d["inferred_type"] != "Categorical (one-hot)"
+        if checked_only: d = d[checked]
+        else: d = d.assign(feature=np.where(checked, d.feature, d.feature + " (not checked)"))
+        rows[h] = d.set_index("feature")["distance"]
     return pd.DataFrame(rows).T.rename_axis("hour")
 
 # %% ../nbs/08_monitor.ipynb #4a52fd5a
@@ -590,8 +725,10 @@ METRIC_KEY = ["namespace", "metric_name", "dimensions", "timestamp"]
 
 def data_quality_metrics(run: dict # from `monitoring_run`
                         ) -> dict:
-    "The metrics of a data-quality run: feature_baseline_drift_<feature> per feature, and violation counts."
-    out = {f"feature_baseline_drift_{f}": float(d) for f, d in run["drift"][["feature", "distance"]].dropna().values}
+    "The metrics of a data-quality run: feature_baseline_drift_<feature> per checked feature, and violation counts."
+    d = run["drift"]
+    if "checked" in d: d = d[d["checked"].astype(bool)]  # the features of constraints.json, as Model Monitor emits
+    out = {f"feature_baseline_drift_{f}": float(v) for f, v in d[["feature", "distance"]].dropna().values}
     return out | {"baseline_drift_check_violations": float(len(drift_violations(run))),
                   "constraint_violations": float(len(run["violations"]))}
 

@@ -60,7 +60,7 @@ def test_baseline_statistics_format(lake_with_baseline):
     by = {f["name"]: f for f in st["features"]}
     assert list(by) == FEATURES  # label dropped, order kept
     assert {k: by[k]["inferred_type"] for k in by} == {"calls": "Integral", "minutes": "Fractional",
-                                                      "flag": "Fractional", "plan": "String"}
+                                                      "flag": "Integral", "plan": "String"}  # flag: 0/1 doubles
     ns = by["minutes"]["numerical_statistics"]
     assert set(ns) == {"common", "mean", "sum", "std_dev", "min", "max", "distribution"}
     assert ns["common"] == {"num_present": len(train), "num_missing": 0}
@@ -167,7 +167,7 @@ def test_drift_distances_and_constraints_helpers():
 
 
 CHECK_TYPES = {"data_type_check", "completeness_check", "baseline_drift_check", "missing_column_check",
-               "extra_column_check", "categorical_values_check", "non_negative_check"}
+               "extra_column_check", "categorical_values_check"}  # the documented ones
 
 
 def _hour_capture(root, df, hour, prefix):
