@@ -860,10 +860,12 @@ def retrain_dataset(raw: pd.DataFrame,     # the raw data the current model was 
     new = decode_rows(encoded, metadata)
     new[target] = np.where(np.asarray(labels, dtype=int) == 1, pos, others[0])
     keep = np.ones(len(raw), bool)
-    if exclude is not None and len(exclude):  # numeric columns with missing values were imputed: they cannot be matched
-        keys = [c for c in exclude.columns if c in raw.columns and not (c in metadata["numeric"] and raw[c].isna().any())]
-        norm = lambda df: pd.MultiIndex.from_frame(df[keys].apply(
-            lambda c: pd.to_numeric(c, errors="coerce") if c.name in metadata["numeric"] else c.astype(str)))
+    if exclude is not None and len(exclude):  # compare as the encoder saw them: imputed numbers, categories by label key
+        keys, impute = [c for c in exclude.columns if c in raw.columns], metadata.get("impute", {})
+        def norm(df):
+            cols = {c: pd.to_numeric(df[c], errors="coerce").fillna(impute.get(c, np.nan)) if c in metadata["numeric"]
+                    else df[c].map(label_key) for c in keys}
+            return pd.MultiIndex.from_frame(pd.DataFrame(cols))
         keep = ~norm(raw).isin(norm(exclude))
     out = pd.concat([raw[keep], new.reindex(columns=raw.columns)], ignore_index=True)
     out.attrs["excluded"] = int((~keep).sum())
