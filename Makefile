@@ -16,7 +16,7 @@ check: setup      ## notebooks clean and in sync with the library
 	@bash scripts/check_nbdev.sh
 
 unit: setup       ## fast unit tests of the library
-	@$(VENV)/pytest -m "not notebooks" tests
+	@$(VENV)/pytest -m "not notebooks and not scale" tests
 
 notebooks: setup  ## every notebook through papermill
 	@$(VENV)/pytest -m notebooks tests
