@@ -37,7 +37,7 @@ bench: setup      ## benchmarks (bench/README.md): prints a table, writes bench/
 	@$(VENV)/python bench/run.py $(ARGS)
 
 lab: setup        ## open the notebooks in JupyterLab
-	@$(VENV)/jupyter lab nbs
+	@$(VENV)/jupyter lab nbs $$([ "$$(id -u)" = 0 ] && echo --allow-root)  # root: a container, a CI image
 
 clean:
 	rm -rf runs lake .pytest_cache
