@@ -77,7 +77,7 @@ def test_series_on_public_dataset(name, tmp_path):
 @pytest.mark.parametrize("params,says", [
     ({"target": "Plan-Type"}, "has 3 distinct values ['Basic', 'Plus', 'Premium']"),
     ({"positive_label": "yes"}, "pass one of ['false', 'true']"),
-    ({"target": "Region Name"}, "'Region'"),
+    ({"target": "Region Name"}, "'Region (or region)'"),
     ({"rows": 30}, "too few rows"),
     ({"dataset": "notes.csv"}, "cannot be read as CSV"),
 ])
