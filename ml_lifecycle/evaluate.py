@@ -22,7 +22,7 @@ import mlflow, mlflow.xgboost
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
-from .platform.schema import label_key, resolve_column
+from .platform.schema import MISSING, label_key, resolve_column
 from .platform.storage import Lake, LakeError
 
 # %% auto #0
@@ -313,7 +313,7 @@ def choose_facet(X: np.ndarray,         # encoded training rows
         try: col = facet_column(X, meta, c)
         except EvaluationError: continue
         shares = col.value_counts(normalize=True)
-        groups = shares[shares >= min_share].sort_values(kind="stable")
+        groups = shares[(shares >= min_share) & (shares.index != MISSING)].sort_values(kind="stable")  # "missing" is no group
         if not 2 <= len(shares) <= max_levels or len(groups) < 2: continue  # d and everyone else: both ≥ min_share
         names = [f for f in meta["features"] if f == c or f.startswith(c + "=")] if c in meta["categorical"] else [c]
         weight = float(importance.reindex(names).fillna(0).sum())
