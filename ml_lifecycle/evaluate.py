@@ -22,7 +22,7 @@ import mlflow, mlflow.xgboost
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
-from .platform.schema import MISSING, label_key, resolve_column
+from .platform.schema import MISSING, is_flag, label_key, resolve_column
 from .platform.storage import Lake, LakeError
 
 # %% auto #0
@@ -283,9 +283,9 @@ def facet_column(X: np.ndarray, # encoded feature rows
         block = X[:, start:start + len(cat[facet])]
         return pd.Series(np.where(block.max(axis=1) == 1, np.array(cat[facet], dtype=object)[block.argmax(axis=1)], None),
                          dtype=object)
-    if facet in num and set(np.unique(X[:, num.index(facet)])) <= {0.0, 1.0}:
+    if facet in num and is_flag(X[:, num.index(facet)]):
         return pd.Series(X[:, num.index(facet)].astype(int).astype(str))
-    usable = [c for c in cat] + [c for c in num if set(np.unique(X[:, num.index(c)])) <= {0.0, 1.0}]
+    usable = [c for c in cat] + [c for c in num if is_flag(X[:, num.index(c)])]
     raise EvaluationError(f"facet {facet!r} is not a categorical or 0/1 feature of the model: pass one of {usable}.")
 
 def facet_mask(X: np.ndarray, # encoded feature rows
@@ -298,7 +298,8 @@ def facet_mask(X: np.ndarray, # encoded feature rows
     levels = sorted({str(v) for v in col.dropna()})
     if label_key(value) not in {label_key(v) for v in levels}:
         raise EvaluationError(f"facet_value {value!r} is not a level of {facet!r}: pass one of {levels}.")
-    return col.map(lambda v: v is not None and label_key(v) == label_key(value)).to_numpy(dtype=bool)
+    want = label_key(value)
+    return col.map(lambda v: v is not None and label_key(v) == want).to_numpy(dtype=bool)
 
 # %% ../nbs/06_evaluate.ipynb #282fdc11
 def choose_facet(X: np.ndarray,         # encoded training rows

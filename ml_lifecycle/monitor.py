@@ -23,7 +23,7 @@ from pydeequ.analyzers import (AnalysisRunner, AnalyzerContext, ApproxCountDisti
                                StandardDeviation, Sum)
 from pyspark.sql import functions as F, types as T
 
-from .platform.schema import MISSING, label_key
+from .platform.schema import MISSING, is_flag, label_key
 from .platform.storage import Lake, LakeError, utcnow
 from .platform.endpoint import DataCapture, read_capture, to_csv_payload
 
@@ -325,7 +325,7 @@ def pick_shift_features(df: pd.DataFrame,     # baseline rows
     order = sorted(numeric, key=lambda c: -(importance or {}).get(c, 0.0))
     def effect(c):  # the KS distance the shift makes between the whole baseline and its shifted copy (0/1 flags: none)
         a = pd.to_numeric(df[c], errors="coerce").dropna()
-        if a.empty or set(a.unique()) <= {0, 1}: return 0.0  # scaling a flag makes no sense: it would invent a value 2
+        if a.empty or is_flag(a): return 0.0  # scaling a flag makes no sense: it would invent a value 2
         return sps.ks_2samp(a, simulate_shift(a.to_frame(), [c], factor)[c]).statistic
     return [c for c in order if c in df.columns and effect(c) >= threshold + margin][:k]
 
