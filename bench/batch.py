@@ -40,7 +40,8 @@ def input_files(root: Path) -> list[Path]:
 def pandas_transform(model_dir: Path, input_dir: Path, output_dir: Path, nthread: int | None = None) -> dict:
     "The single-process baseline a user would write: read, predict, write, file by file (XGBoost's threads unless `nthread`)."
     import pandas as pd, xgboost as xgb
-    b = xgb.Booster(model_file=str(model_dir/"xgboost-model.json"))
+    from ml_lifecycle.scripts.xgb_train import load_booster, MODEL_FILE
+    b = load_booster(model_dir/MODEL_FILE)
     if nthread: b.set_param({"nthread": nthread})
     n = 0
     for f in input_files(input_dir):

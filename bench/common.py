@@ -108,16 +108,16 @@ MODEL_ROUNDS = 300
 
 
 def model_fixture(feat: dict, quick: bool = False) -> Path:
-    """A model package (xgboost-model.json + feature_metadata.json, and model.tar.gz beside them) trained on the
+    """A model package (xgboost-model + metadata/feature_metadata.json, and model.tar.gz beside them) trained on the
     fixture's train split with 04_train's default tree parameters and a fixed number of rounds."""
     import xgboost as xgb
-    from ml_lifecycle.scripts.xgb_train import save_booster
+    from ml_lifecycle.scripts.xgb_train import save_booster, MODEL_FILE, METADATA_FILE
     d = CACHE/("quick" if quick else "full")/"model"
-    if (d/"xgboost-model.json").exists(): return d
+    if (d/MODEL_FILE).exists() and (d/METADATA_FILE).exists(): return d
     d.mkdir(parents=True, exist_ok=True)
     X, y = read_split(feat["train"])
     b = xgb.train(MODEL_PARAMS, xgb.DMatrix(X, label=y), num_boost_round=30 if quick else MODEL_ROUNDS)
-    save_booster(b, d/"xgboost-model.json"); shutil.copy(feat["metadata"], d/"feature_metadata.json")
+    save_booster(b, d/MODEL_FILE); (d/METADATA_FILE).parent.mkdir(exist_ok=True); shutil.copy(feat["metadata"], d/METADATA_FILE)
     from ml_lifecycle.platform.sagemaker_local import pack_dir
     tmp = CACHE/"tmp-model.tar.gz"; pack_dir(d, tmp); shutil.move(tmp, d.parent/"model.tar.gz")
     return d

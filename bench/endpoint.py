@@ -88,7 +88,8 @@ def mlflow_model(model_dir: Path, features: list[str]) -> Path:
     import mlflow, xgboost as xgb
     out = CACHE/("mlflow-model-" + model_dir.parent.name)
     if (out/"MLmodel").exists(): return out
-    b = xgb.Booster(model_file=str(model_dir/"xgboost-model.json"))
+    from ml_lifecycle.scripts.xgb_train import load_booster, MODEL_FILE
+    b = load_booster(model_dir/MODEL_FILE)
     b.feature_names = list(features)  # mlflow's CSV input has a header; the trees are unchanged
     mlflow.xgboost.save_model(b, str(out))
     return out

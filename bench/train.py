@@ -53,7 +53,7 @@ def run_bare(feat: dict, hps: dict, out: Path) -> dict:
     b = xgb.train(xgb_params(hps, 1), dtr, num_boost_round=rounds, evals=[(dtr, "train"), (dva, "validation")],
                   evals_result=ev, verbose_eval=False)
     t2 = time.perf_counter()
-    save_booster(b, out/"xgboost-model.json")  # as the script saves it
+    save_booster(b, out/"xgboost-model")  # as the script saves it
     return {"wall": time.perf_counter() - t0, "read": t1 - t0, "train": t2 - t1, "auc": ev["validation"]["auc"][-1]}
 
 

@@ -18,16 +18,17 @@ from botocore.exceptions import ClientError
 from sklearn.metrics import roc_auc_score
 
 from .platform.endpoint import (LocalEndpoint, ServedModel, safe_extract, to_csv_payload, media_type,
-                                            read_capture, pack_model, MODEL_FILE, METADATA_FILE)
+                                            read_capture, pack_model, model_files)
+from .platform.sagemaker_local import XGBOOST_IMAGE
 from .platform.aws import validate_request
 from .platform.storage import Lake, LakeError
 
 # %% auto #0
-__all__ = ['INFERENCE_SCRIPT', 'DeployError', 'approved_model', 'fetch_model', 'split_rows', 'endpoint_name_for', 'invoke_csv',
-           'latency_profile', 'bad_request_table', 'TransformError', 'TransformJobFailed', 'byte_ranges', 'read_lines',
-           'batch_transform', 'previous_model', 'send_traffic', 'variant_auc', 'check_step', 'canary_rollout',
-           'compare_shadow', 'model_request', 'endpoint_config_request', 'weights_request', 'transform_job_request',
-           'validate_requests', 'deploy_sagemaker', 'sagemaker_weights', 'delete_sagemaker']
+__all__ = ['DeployError', 'approved_model', 'fetch_model', 'split_rows', 'endpoint_name_for', 'invoke_csv', 'latency_profile',
+           'bad_request_table', 'TransformError', 'TransformJobFailed', 'byte_ranges', 'read_lines', 'batch_transform',
+           'previous_model', 'send_traffic', 'variant_auc', 'check_step', 'canary_rollout', 'compare_shadow',
+           'model_request', 'endpoint_config_request', 'weights_request', 'transform_job_request', 'validate_requests',
+           'deploy_sagemaker', 'sagemaker_weights', 'delete_sagemaker']
 
 # %% ../nbs/07_deploy.ipynb #9440a3eb
 class DeployError(RuntimeError):
@@ -249,7 +250,7 @@ def batch_transform(model: str | Path,         # a model directory or a local mo
     with tempfile.TemporaryDirectory(prefix="transform_") as tmp:
         model = Path(model)
         model_dir = safe_extract(model, Path(tmp)/"model") if model.is_file() else model
-        n_features, raw = len(ServedModel(model_dir).features), (model_dir/MODEL_FILE).read_bytes()
+        n_features, raw = len(ServedModel(model_dir).features), model_files(model_dir)[0].read_bytes()
     in_fs, in_root = fsspec.core.url_to_fs(input_uri.replace("s3a://", "s3://", 1))
     if not in_fs.exists(in_root): raise TransformError(f"{input_uri} does not exist.")
     if in_fs.isfile(in_root): found, base = {in_root: in_fs.info(in_root)}, in_root.rsplit("/", 1)[0]
@@ -412,26 +413,11 @@ def compare_shadow(capture_root: str | Path,  # the data capture destination
             "max_abs_diff": round(float(d.max()), 6), "mean_abs_diff": round(float(d.mean()), 6)}
 
 # %% ../nbs/07_deploy.ipynb #aade3952
-INFERENCE_SCRIPT = '''\
-import os
-import xgboost as xgb
-
-def model_fn(model_dir):
-    "Load the booster from XGBoost's JSON format (never pickle)."
-    booster = xgb.Booster()
-    booster.load_model(os.path.join(model_dir, "xgboost-model.json"))
-    return booster
-'''
-
 def model_request(model_name: str, model_data: str, image_uri: str, role_arn: str, # SageMaker Model name, artefact, image, role
-                  source_uri: str,          # s3:// URI of sourcedir.tar.gz (the inference script)
-                  region: str = "us-east-1" # region of the endpoint
                  ) -> dict:
-    "A CreateModel request for an XGBoost model package."
+    "A CreateModel request for an XGBoost model package, served by the image in algorithm mode (no inference script)."
     return {"ModelName": model_name, "ExecutionRoleArn": role_arn,
-            "PrimaryContainer": {"Image": image_uri, "ModelDataUrl": model_data,
-                                 "Environment": {"SAGEMAKER_PROGRAM": "inference.py",
-                                                 "SAGEMAKER_SUBMIT_DIRECTORY": source_uri, "SAGEMAKER_REGION": region}}}
+            "PrimaryContainer": {"Image": image_uri, "ModelDataUrl": model_data}}
 
 def endpoint_config_request(config_name: str,          # EndpointConfig name
                             variants: list[dict],       # [{VariantName, ModelName, InitialVariantWeight}]
@@ -484,7 +470,6 @@ def validate_requests(requests: dict # {'create_model': {...} or [{...}, ...], .
 
 # %% ../nbs/07_deploy.ipynb #bf5ca065
 def deploy_sagemaker(requests: dict,  # from the request builders above
-                     L: Lake | None,  # the (S3) lake that receives the inference script (None: skip the upload)
                      region: str,     # AWS region
                      session=None,    # a boto3 Session (default: a new one)
                      wait: bool = True # wait until the endpoint is InService
@@ -492,13 +477,6 @@ def deploy_sagemaker(requests: dict,  # from the request builders above
     "Create or update the SageMaker endpoint described by `requests`; returns describe_endpoint."
     import boto3
     sess = session or boto3.Session(region_name=region)
-    if L is not None:
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-            data = INFERENCE_SCRIPT.encode(); ti = tarfile.TarInfo("inference.py"); ti.size = len(data)
-            tf.addfile(ti, io.BytesIO(data))
-        models = requests["create_model"] if isinstance(requests["create_model"], list) else [requests["create_model"]]
-        for m in models: L.fs.pipe_file(m["PrimaryContainer"]["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"], buf.getvalue())
     sm = sess.client("sagemaker", region_name=region)
     def _create(method, kw):
         try: getattr(sm, method)(**kw)

@@ -22,7 +22,9 @@ import mlflow, mlflow.xgboost
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
+from .platform.endpoint import ModelPackageError, model_files
 from .platform.schema import MISSING, is_flag, label_key, resolve_column
+from .scripts.xgb_train import load_booster
 from .platform.storage import Lake, LakeError
 
 # %% auto #0
@@ -96,16 +98,14 @@ def load_model(L: Lake, # the data lake
                model_data: str, # URI of a model.tar.gz in the lake
                workdir: str | Path, # a local scratch folder for the download
               ) -> tuple[xgb.Booster, dict | None]:
-    "Download `model_data`, extract it safely, and load `xgboost-model.json` and `feature_metadata.json` (if any)."
+    "Download `model_data`, extract it safely, and load its model and `feature_metadata.json` (if any)."
     workdir = Path(workdir)
     tar = L.get(workdir/"model.tar.gz", lake_relpath(L, model_data))
     d = safe_extract(tar, workdir/"model")
-    if not (d/"xgboost-model.json").is_file():
-        raise EvaluationError(f"{model_data} holds {sorted(p.name for p in d.iterdir())}, not 'xgboost-model.json': "
-                              "the training script must save the model with Booster.save_model('xgboost-model.json').")
-    booster = xgb.Booster(); booster.load_model(str(d/"xgboost-model.json"))
-    fm = d/"feature_metadata.json"
-    return booster, (json.loads(fm.read_text()) if fm.is_file() else None)
+    try: model_file, meta_file = model_files(d)
+    except ModelPackageError as e: raise EvaluationError(f"{model_data}: {e}") from None
+    booster = load_booster(model_file)
+    return booster, (json.loads(meta_file.read_text()) if meta_file else None)
 
 # %% ../nbs/06_evaluate.ipynb #1771809b
 def check_features(model_meta: dict | None, # feature_metadata.json from the model archive (or None)

@@ -213,9 +213,9 @@ def test_shadow_comparison_from_capture(pkg, tmp_path):
 # ---------------------------------------------------------------- SageMaker requests
 
 def _requests():
-    role, image = "arn:aws:iam::111122223333:role/SM", "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
+    role, image = "arn:aws:iam::111122223333:role/SM", "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5"
     return {
-        "create_model": [model_request(n, f"s3://b/models/{n}/model.tar.gz", image, role, "s3://b/src.tar.gz")
+        "create_model": [model_request(n, f"s3://b/models/{n}/model.tar.gz", image, role)
                          for n in ("churn-v1", "churn-v2")],
         "create_endpoint_config": endpoint_config_request(
             "churn-config", [{"VariantName": "Production", "ModelName": "churn-v1", "InitialVariantWeight": 1.0},
@@ -247,7 +247,7 @@ def test_deploy_canary_and_cleanup_calls_through_recorder():
     rec = AwsRecorder(responses={"DescribeEndpoint": {"EndpointName": "churn-endpoint", "EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/churn-endpoint",
                                                       "EndpointConfigName": "churn-config", "EndpointStatus": "InService",
                                                       "CreationTime": 0, "LastModifiedTime": 0}})
-    assert deploy_sagemaker(reqs, None, "us-east-1", session=rec.session, wait=False)["EndpointStatus"] == "InService"
+    assert deploy_sagemaker(reqs, "us-east-1", session=rec.session, wait=False)["EndpointStatus"] == "InService"
     sm = rec.client("sagemaker")
     res = canary_rollout(sagemaker_weights(sm, "churn-endpoint", wait=False), lambda s: {"ok": True},
                          "Production", "Canary", (0.1, 0.5, 1.0))

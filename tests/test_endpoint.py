@@ -344,7 +344,7 @@ def _tar_with(path, member: tarfile.TarInfo, data=b"x"):
     ("/tmp/evil_abs.txt", tarfile.REGTYPE, "", "outside"),
     ("a/../../evil.txt", tarfile.REGTYPE, "", "outside"),
     ("link", tarfile.SYMTYPE, "/etc/passwd", "link"),
-    ("inner", tarfile.SYMTYPE, "xgboost-model.json", "link"),
+    ("inner", tarfile.SYMTYPE, "xgboost-model", "link"),
     ("hard", tarfile.LNKTYPE, "/etc/passwd", "link"),
     ("fifo", tarfile.FIFOTYPE, "", "special"),
 ])
@@ -361,7 +361,10 @@ def test_tar_traversal_rejected(tmp_path, name, kind, link, expected):
 
 def test_bad_package_fails_before_serving(model_tar, tmp_path):
     tar, bst, _ = model_tar
-    with pytest.raises(ModelPackageError, match="lacks"):
+    with pytest.raises(ModelPackageError, match="not 'xgboost-model'"):
+        ServedModel(tmp_path)
+    (tmp_path/"xgboost-model").write_bytes(bytes(bst.save_raw("json")))
+    with pytest.raises(ModelPackageError, match="lacks metadata/feature_metadata.json"):
         ServedModel(tmp_path)
     wrong = pack_model(bst, {"features": ["a", "b"]}, tmp_path/"wrong.tar.gz")
     with pytest.raises(ModelPackageError, match="expects 3 features"):

@@ -185,7 +185,7 @@ def test_load_model_roundtrip_and_errors(lake, tmp_path):
     assert meta["features"] == lake["features"] and b.num_features() == len(lake["features"])
     assert skm.roc_auc_score(lake["y"], score(b, lake["X"])) > 0.85
     L.write_bytes(_tar(tmp_path/"x.tar.gz", [_file("model.pkl")]).read_bytes(), "models", T, "nojson", "model.tar.gz")
-    with pytest.raises(EvaluationError, match="not 'xgboost-model.json'"):
+    with pytest.raises(EvaluationError, match="not 'xgboost-model'"):
         load_model(L, L.uri("models", T, "nojson", "model.tar.gz"), tmp_path/"n")
 
 def test_lake_relpath(lake):

@@ -76,3 +76,40 @@ def test_wrong_parameters_fail_in_first_cell(tmp_path, params, says):
     first_work = next(i for i, c in enumerate(src.cells, 1) if c.cell_type == "code" and "make_params(" in c.source)
     assert e.value.ename == "ParameterError" and says in e.value.evalue and "pass" in e.value.evalue.lower()
     assert e.value.cell == first_work
+
+
+def test_series_champion_scores_alike_in_the_serving_image(series, tmp_path):
+    "The run's approved model, as SageMaker's XGBoost image (XGBOOST_IMAGE) reads it, predicts what this kernel predicts."
+    if not series.ok: pytest.skip("the series failed")
+    import numpy as np, xgboost as xgb
+    from ml_lifecycle.platform.endpoint import model_files, safe_extract
+    from ml_lifecycle.platform.sagemaker_local import XGBOOST_IMAGE, image_env_python, image_envs, image_predict
+    from ml_lifecycle.scripts.xgb_train import load_booster, read_csv_channel
+    L = Lake(series.lake)
+    approved, features = L.pointer("mlc_churn", "approved"), L.pointer("mlc_churn", "features")
+    model_file, _ = model_files(safe_extract(approved["model_data"], tmp_path/"model"))
+    X, _ = read_csv_channel(features["test"])
+    here = load_booster(model_file).predict(xgb.DMatrix(X))
+    for image in [XGBOOST_IMAGE, *sorted(set(image_envs()) - {XGBOOST_IMAGE})]:
+        if image_env_python(image) is None:
+            assert image != XGBOOST_IMAGE, "make setup builds the serving image's environment"
+            continue
+        diff = float(np.abs(image_predict(image, model_file, X) - here).max())
+        assert diff <= 1e-6, f"image {image} scores the champion up to {diff:.3g} away from XGBoost {xgb.__version__}"
+
+
+def test_series_monitoring_statistics_follow_the_documented_schema(series):
+    "Every statistics.json of the run: numeric features carry a KLL sketch (c, k, data) and buckets that cover [min, max] and sum to num_present."
+    if not series.ok: pytest.skip("the series failed")
+    files = sorted(Path(series.lake).glob("monitoring/**/statistics.json"))
+    assert files, "08 wrote no statistics.json"
+    for f in files:
+        doc = json.loads(f.read_text())
+        for feat in doc["features"]:
+            num = feat.get("numerical_statistics")
+            if not num or not num["common"]["num_present"]: continue
+            kll = num["distribution"]["kll"]
+            assert {"c", "k"} <= set(kll["sketch"]["parameters"]) and kll["sketch"]["data"], (f, feat["name"])
+            buckets = kll["buckets"]
+            assert sum(b["count"] for b in buckets) == num["common"]["num_present"], (f, feat["name"])
+            assert buckets[0]["lower_bound"] <= num["min"] and buckets[-1]["upper_bound"] >= num["max"], (f, feat["name"])

@@ -10,7 +10,8 @@ import xgboost as xgb
 
 from ml_lifecycle.platform.endpoint import MODEL_FILE, pack_model, safe_extract
 from ml_lifecycle.platform.sagemaker_local import envs_dir, image_env_python, image_envs, image_predict, run_training_job
-from ml_lifecycle.scripts.xgb_train import save_booster
+from ml_lifecycle.platform.sagemaker_local import XGBOOST_IMAGE
+from ml_lifecycle.scripts.xgb_train import load_booster, save_booster
 from ml_lifecycle.train import ENTRY_POINT, script_dir
 
 IMAGES = sorted(image_envs())
@@ -38,7 +39,7 @@ def _base_score(model_file) -> str:
 
 
 def _here(model_file, X) -> np.ndarray:
-    return xgb.Booster(model_file=str(model_file)).predict(xgb.DMatrix(X))
+    return load_booster(model_file).predict(xgb.DMatrix(X))
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +58,12 @@ def job(tmp_path_factory):
         (tmp/"data"/name).mkdir(parents=True)
         pd.DataFrame(np.column_stack([y[rows], X[rows]])).to_csv(tmp/"data"/name/"data.csv", header=False, index=False)
     hps = {"num_round": 40, "max_depth": 3, "eta": 0.3, "checkpoint_frequency": 10, "seed": 0}
+    _python(XGBOOST_IMAGE)  # the job runs in the image's environment
     res = run_training_job(ENTRY_POINT, script_dir(), hps, {k: tmp/"data"/k for k in ("train", "validation")},
-                           job_name="parity", work_dir=tmp/"jobs", output_path=str(tmp/"models"), cpus=1)
+                           job_name="parity", work_dir=tmp/"jobs", output_path=str(tmp/"models"), cpus=1,
+                           checkpoint_dir=str(tmp/"kept-checkpoints"))
     with tarfile.open(res.model_data) as t: t.extractall(tmp/"model", filter="data")
-    checkpoints = sorted(Path(res.job_dir).glob("**/xgboost-checkpoint.*.json"))
+    checkpoints = sorted(Path(res.job_dir, "checkpoints").glob("xgboost-checkpoint.*"), key=lambda p: int(p.suffix[1:]))
     assert checkpoints, "the job wrote no checkpoint"
     return tmp/"model"/MODEL_FILE, checkpoints, X[700:]
 
@@ -143,7 +146,7 @@ def test_entry_script_runs_with_image_libraries(image, tmp_path):
     for name, rows in (("train", slice(0, 400)), ("validation", slice(400, 600))):
         (tmp_path/name).mkdir()
         pd.DataFrame(np.column_stack([y[rows], X[rows]])).to_csv(tmp_path/name/"data.csv", header=False, index=False)
-    env = {"SM_HPS": json.dumps({"num_round": 20, "max_depth": 3, "checkpoint_frequency": 5}), "SM_NUM_CPUS": "1",
+    env = {"SM_HPS": json.dumps({"num_round": 20, "max_depth": 3, "checkpoint_frequency": 5, "cv_folds": 3}), "SM_NUM_CPUS": "1",
            "SM_MODEL_DIR": str(tmp_path/"model"), "SM_OUTPUT_DATA_DIR": str(tmp_path/"out"/"data"),
            "SM_OUTPUT_DIR": str(tmp_path/"out"), "SM_CHECKPOINT_DIR": str(tmp_path/"ck"), "SM_CHANNELS": '["train", "validation"]',
            "SM_CHANNEL_TRAIN": str(tmp_path/"train"), "SM_CHANNEL_VALIDATION": str(tmp_path/"validation")}
@@ -153,3 +156,59 @@ def test_entry_script_runs_with_image_libraries(image, tmp_path):
     assert metrics["xgboost_version"] == (image_envs()[image].get("xgboost") or image_envs()[image]["xgboost-cpu"])
     model_file = tmp_path/"model"/MODEL_FILE
     assert np.abs(image_predict(image, model_file, X) - _here(model_file, X)).max() <= TOL
+
+
+# --- SageMaker's XGBoost container's own rules, run in each image's venv ------------------------------------------------
+# Written from reading aws/sagemaker-xgboost-container (algorithm_mode/serve_utils.get_loaded_booster and
+# checkpointing.load_checkpoint): at serving time every regular file at the top of the model folder is loaded as a
+# model, pickle first, then Booster.load_model(path); on a restart the checkpoint folder's files named exactly
+# `xgboost-checkpoint.<digits>` are sorted by that number, the largest is loaded and training continues at number + 1.
+
+_CONTAINER_RULES = r"""
+import json, os, pickle, re, sys
+import numpy as np, xgboost as xgb
+model_dir, ck_dir, x_file, num_round = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+X = np.load(x_file)
+loaded = []
+for name in os.listdir(model_dir):
+    path = os.path.join(model_dir, name)
+    if not os.path.isfile(path): continue
+    try:
+        pickle.load(open(path, "rb")); kind = "pickle"
+    except Exception:
+        b = xgb.Booster(); b.load_model(path); kind = "xgb"
+    loaded.append((name, kind, b.predict(xgb.DMatrix(X)).tolist()))
+names = [f for f in os.listdir(ck_dir) if re.match(r"^xgboost-checkpoint\.[0-9]+$", f)]
+names.sort(key=lambda f: int(f.split(".")[1]))
+latest = names[-1]
+ck = xgb.Booster(); ck.load_model(os.path.join(ck_dir, latest))
+start = int(latest.split(".")[1]) + 1
+print(json.dumps({"loaded": loaded, "checkpoints": names, "start": start, "ck_rounds": ck.num_boosted_rounds(),
+                  "xgboost": xgb.__version__}))
+"""
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_container_rules_load_the_package_and_resume_from_checkpoints(image, job, tmp_path):
+    "The image's loader finds exactly one model (ours, read as we read it); its checkpoint rule resumes where ours does."
+    py = _python(image)
+    model_file, checkpoints, X = job
+    np.save(tmp_path/"X.npy", X)
+    r = subprocess.run([str(py), "-I", "-c", _CONTAINER_RULES, str(model_file.parent), str(checkpoints[0].parent),
+                        str(tmp_path/"X.npy"), "40"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert [(n, k) for n, k, _ in out["loaded"]] == [(MODEL_FILE, "xgb")]  # one top-level file, an XGBoost model
+    assert np.abs(np.array(out["loaded"][0][2]) - _here(model_file, X)).max() <= TOL
+    assert out["checkpoints"] == [p.name for p in checkpoints]                # our names match the container's pattern
+    assert out["start"] == out["ck_rounds"] == 40                             # it resumes after the last round held
+    from ml_lifecycle.scripts.xgb_train import latest_checkpoint
+    assert latest_checkpoint(str(checkpoints[0].parent))[1] == out["start"]   # and so does our script
+
+
+def test_job_runs_in_the_image_environment(job):
+    "Training jobs run in XGBOOST_IMAGE's venv, not the kernel's: the job reports the image's XGBoost."
+    model_file, _, _ = job
+    metrics = json.loads(tarfile.open(model_file.parent.parent/"models"/"parity"/"output.tar.gz").extractfile("metrics.json").read())
+    pins = image_envs()[XGBOOST_IMAGE]
+    assert metrics["xgboost_version"] == (pins.get("xgboost") or pins["xgboost-cpu"]) != xgb.__version__

@@ -527,7 +527,7 @@ def rows_lost(root: Path, stage: str, n_source: int) -> int:
         got = sum(len(pd.read_csv(Path(f[s])/"data.csv", header=None)) for s in ("train", "validation", "test"))
         return L.pointer(TABLE, "validated")["rows"] - got
     t = L.pointer(TABLE, "trained")
-    with tarfile.open(t["model_data"]) as tar: ok = "xgboost-model.json" in tar.getnames()
+    with tarfile.open(t["model_data"]) as tar: ok = "xgboost-model" in tar.getnames()
     return 0 if ok else 1
 
 

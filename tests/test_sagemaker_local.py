@@ -185,7 +185,7 @@ def test_aws_specs_build_sdk_objects_offline(job):
                              output_path="s3://b/models", checkpoint_dir="s3://b/ckpt", metric_definitions=DEFS,
                              role_arn="arn:aws:iam::111122223333:role/sm", aws_region="eu-west-1", kms_key_id="k")
     t = spec["trainer"]
-    assert t["training_image"].endswith(".dkr.ecr.eu-west-1.amazonaws.com/sagemaker-xgboost:3.2-0")
+    assert t["training_image"].endswith(".dkr.ecr.eu-west-1.amazonaws.com/sagemaker-xgboost:3.0-5")
     assert t["hyperparameters"] == {"max_depth": "5"} and t["source_code"].entry_script == "probe.py"
     assert t["compute"].volume_kms_key_id == "k" and t["output_data_config"].s3_output_path == "s3://b/models"
     assert t["checkpoint_config"].local_path == "/opt/ml/checkpoints" and t["environment"]["SM_CHECKPOINT_DIR"] == "/opt/ml/checkpoints"

@@ -86,14 +86,16 @@ def test_library_never_loads_pickle():
 
 
 def test_models_are_loaded_from_xgboost_json_only():
-    "Every Booster.load_model in the library reads 'xgboost-model.json'; mlflow logs the model as JSON."
+    "Boosters are loaded only by xgb_train.load_booster or from the bytes of the package's model file; mlflow logs JSON."
     for p in _library_files():
         text = p.read_text()
         for i, line in enumerate(text.splitlines(), 1):
             if ".load_model(" in line and "def load_model" not in line and "load_model(L" not in line:
-                # a load from memory is allowed only where those bytes are read from the JSON model file
-                from_json_bytes = "load_model(bytearray(" in line and "(model_dir/MODEL_FILE).read_bytes()" in text
-                assert "xgboost-model.json" in line or "MODEL_FILE" in line or from_json_bytes, f"{p.name}:{i}: {line.strip()}"
+                in_load_booster = p.name == "xgb_train.py" and "booster.load_model(bytearray(f.read()))" in line
+                # a load from memory elsewhere only where those bytes are the package's model file
+                from_model_bytes = "load_model(bytearray(" in line and "model_files(model_dir)[0].read_bytes()" in text
+                assert in_load_booster or from_model_bytes, f"{p.name}:{i}: {line.strip()}"
+            assert "Booster(model_file=" not in line or "sys.argv[1]" in line, f"{p.name}:{i}: load with load_booster"
             if "log_model(" in line:
                 assert 'model_format="json"' in line, f"{p.name}:{i}: a logged model must use XGBoost's JSON format"
 
@@ -101,8 +103,9 @@ def test_models_are_loaded_from_xgboost_json_only():
 def test_model_package_holds_json_only(model_tar):
     with tarfile.open(model_tar) as tf:
         names = tf.getnames()
-        assert sorted(names) == ["feature_metadata.json", "xgboost-model.json"]
-        for n in names: json.loads(tf.extractfile(n).read())   # both are JSON documents
+        files = sorted(m.name for m in tf.getmembers() if m.isfile())
+        assert files == ["metadata/feature_metadata.json", "xgboost-model"]
+        for n in files: json.loads(tf.extractfile(n).read())   # both are JSON documents
 
 
 class _Boom:
@@ -128,28 +131,29 @@ def evil_pickle(tmp_path):
 def test_pickle_only_package_is_refused(evil_pickle, tmp_path):
     evil, meta = evil_pickle
     tar = _tar_of(tmp_path/"p1.tar.gz", {"model.pkl": evil, "feature_metadata.json": meta})
-    with pytest.raises(ModelPackageError, match="lacks"):
+    with pytest.raises(ModelPackageError, match="not 'xgboost-model'"):
         LocalEndpoint(tar).start()
     from ml_lifecycle.evaluate import load_model
     from ml_lifecycle.platform.storage import Lake
     lake = Lake(tmp_path/"lake"); lake.put_file(tar, "models", "t", "j", "model.tar.gz")
-    with pytest.raises(EvaluationError, match="not 'xgboost-model.json'"):
+    with pytest.raises(EvaluationError, match="not 'xgboost-model'"):
         load_model(lake, lake.uri("models", "t", "j", "model.tar.gz"), tmp_path/"work")
 
 
 def test_pickle_disguised_as_the_json_model_is_refused_readably(evil_pickle, tmp_path):
     "A pickle under the JSON model's name: XGBoost's JSON loader never unpickles; the endpoint says what is wrong."
     evil, meta = evil_pickle
-    tar = _tar_of(tmp_path/"p2.tar.gz", {"xgboost-model.json": evil, "feature_metadata.json": meta})
-    with pytest.raises(ModelPackageError, match="xgboost-model.json"):
+    tar = _tar_of(tmp_path/"p2.tar.gz", {"xgboost-model": evil, "metadata/feature_metadata.json": meta})
+    with pytest.raises(ModelPackageError, match="xgboost-model"):
         LocalEndpoint(tar).start()
 
 
 @pytest.mark.slow
 def test_pickle_beside_a_good_model_is_ignored(evil_pickle, booster, tmp_path):
     evil, meta = evil_pickle
-    tar = _tar_of(tmp_path/"p3.tar.gz", {"xgboost-model.json": bytes(booster.save_raw("json")),
-                                         "feature_metadata.json": meta, "xgboost-model": evil, "model.joblib": evil})
+    tar = _tar_of(tmp_path/"p3.tar.gz", {"xgboost-model": bytes(booster.save_raw("json")),
+                                         "metadata/feature_metadata.json": meta, "xgboost-model.json": evil,
+                                         "model.pkl": evil, "model.joblib": evil})
     with LocalEndpoint(tar) as ep:
         r = requests.post(ep.url + "/invocations", data=b"0.1,0.2,0.3\n", headers={"Content-Type": "text/csv"}, timeout=10)
         assert r.status_code == 200 and 0 < float(r.text) < 1

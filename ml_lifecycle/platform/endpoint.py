@@ -19,19 +19,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..scripts.xgb_train import save_booster
+from ..scripts.xgb_train import save_booster, load_booster, MODEL_FILE, METADATA_FILE
 
 # %% auto #0
-__all__ = ['MAX_PAYLOAD', 'MODEL_FILE', 'METADATA_FILE', 'CSV_TYPES', 'JSON_TYPES', 'DEFAULT_VARIANT', 'log', 'LOCAL_ACCOUNT',
-           'INLINE_ROWS', 'ModelPackageError', 'safe_extract', 'pack_model', 'ServedModel', 'PayloadError',
+__all__ = ['MAX_PAYLOAD', 'LEGACY_FILES', 'CSV_TYPES', 'JSON_TYPES', 'DEFAULT_VARIANT', 'log', 'LOCAL_ACCOUNT', 'INLINE_ROWS',
+           'ModelPackageError', 'safe_extract', 'pack_model', 'model_files', 'ServedModel', 'PayloadError',
            'media_type', 'parse_csv', 'parse_json', 'choose_accept', 'format_predictions', 'capture_encoding',
            'DataCapture', 'read_capture', 'utc_now_iso', 'VariantRouter', 'runtime_error', 'model_error', 'make_app',
            'build_app', 'serve', 'spec_for_model', 'main', 'EndpointError', 'LocalEndpoint', 'to_csv_payload']
 
 # %% ../../nbs/platform/04_endpoint.ipynb #201652a2
 MAX_PAYLOAD = 6 * 1024 * 1024          # SageMaker real-time invocation limit: 6 MB
-MODEL_FILE = "xgboost-model.json"       # XGBoost's own JSON model format
-METADATA_FILE = "feature_metadata.json" # feature order, written by 03_prepare
+LEGACY_FILES = ("xgboost-model.json", "feature_metadata.json") # the layout of packages written before 2026-11
 CSV_TYPES = ("text/csv",)
 JSON_TYPES = ("application/json",)
 DEFAULT_VARIANT = "AllTraffic"          # SageMaker's default production variant name
@@ -67,29 +66,38 @@ def pack_model(booster: xgb.Booster, # a trained booster
     tar_path = Path(tar_path); tar_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as d:
         save_booster(booster, Path(d)/MODEL_FILE)  # the form every XGBoost version reads alike
+        (Path(d)/METADATA_FILE).parent.mkdir(parents=True)
         (Path(d)/METADATA_FILE).write_text(json.dumps(metadata, indent=2))
         with tarfile.open(tar_path, "w:gz") as tf:
             for n in (MODEL_FILE, METADATA_FILE): tf.add(Path(d)/n, arcname=n)
     return tar_path
 
+def model_files(model_dir: str | Path # an extracted model package
+               ) -> tuple:
+    "`(model file, metadata file or None)` of a model folder, in the image's layout or the older one; `ModelPackageError` if none."
+    d = Path(model_dir)
+    for model, meta in ((MODEL_FILE, METADATA_FILE), LEGACY_FILES):
+        if (d/model).is_file(): return d/model, (d/meta if (d/meta).is_file() else None)
+    found = sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file()) if d.is_dir() else []
+    raise ModelPackageError(f"{d} holds {found[:10]}, not {MODEL_FILE!r}: a model package holds {MODEL_FILE} "
+                            f"(XGBoost JSON, by the training script's save_booster) and {METADATA_FILE}.")
+
 # %% ../../nbs/platform/04_endpoint.ipynb #d7b055f6
 class ServedModel:
     "An XGBoost booster and its feature order, loaded from a model directory."
-    def __init__(self, model_dir: str | Path, # folder with xgboost-model.json and feature_metadata.json
+    def __init__(self, model_dir: str | Path, # an extracted model package (`model_files`)
                  nthread: int = 1              # XGBoost threads per prediction
                 ):
-        model_dir = Path(model_dir)
-        missing = [n for n in (MODEL_FILE, METADATA_FILE) if not (model_dir/n).is_file()]
-        if missing: raise ModelPackageError(f"{model_dir} lacks {missing}: a model package holds {MODEL_FILE} "
-                                            f"(XGBoost JSON) and {METADATA_FILE}.")
-        self.metadata = json.loads((model_dir/METADATA_FILE).read_text())
+        model_file, meta_file = model_files(model_dir)
+        if meta_file is None: raise ModelPackageError(f"{model_dir} lacks {METADATA_FILE}: the endpoint needs the "
+                                                      "feature order the model was trained with.")
+        self.metadata = json.loads(meta_file.read_text())
         self.features = list(self.metadata.get("features") or [])
-        if not self.features: raise ModelPackageError(f"{model_dir/METADATA_FILE} has no 'features' list.")
-        self.booster = xgb.Booster()
-        try: self.booster.load_model(str(model_dir/MODEL_FILE))
+        if not self.features: raise ModelPackageError(f"{meta_file} has no 'features' list.")
+        try: self.booster = load_booster(model_file)
         except (xgb.core.XGBoostError, UnicodeDecodeError, ValueError) as e:  # XGBoost's own error may not even decode
-            raise ModelPackageError(f"{model_dir/MODEL_FILE} is not an XGBoost JSON model ({type(e).__name__}); save "
-                                    "one with Booster.save_model('xgboost-model.json'). Pickles are never loaded.") from None
+            raise ModelPackageError(f"{model_file} is not an XGBoost JSON model ({type(e).__name__}); save "
+                                    "one with the training script's save_booster. Pickles are never loaded.") from None
         self.booster.set_param({"nthread": nthread})
         if self.booster.num_features() != len(self.features):
             raise ModelPackageError(f"the booster expects {self.booster.num_features()} features but "

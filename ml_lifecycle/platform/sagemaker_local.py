@@ -15,12 +15,12 @@ from .config import project_root
 from .storage import Lake, _s3_options
 
 # %% auto #0
-__all__ = ['FLOAT_RE', 'XGBOOST_FRAMEWORK_VERSION', 'SKLEARN_FRAMEWORK_VERSION', 'serialize_hyperparameters',
-           'deserialize_hyperparameters', 'parse_metrics', 'fetch', 'pack_dir', 'JobError', 'run_logged',
-           'default_work_dir', 'unique_job_name', 'check_job_name', 'JobResult', 'run_training_job',
-           'run_processing_job', 'framework_image_uri', 'training_job_spec', 'job_session', 'run_training_job_aws',
-           'network_config', 'processing_job_spec', 'run_processing_job_aws', 'training_job', 'processing_job',
-           'envs_dir', 'image_envs', 'image_env_python', 'image_predict']
+__all__ = ['FLOAT_RE', 'XGBOOST_IMAGE', 'SKLEARN_FRAMEWORK_VERSION', 'serialize_hyperparameters', 'deserialize_hyperparameters',
+           'parse_metrics', 'fetch', 'pack_dir', 'JobError', 'run_logged', 'default_work_dir', 'unique_job_name',
+           'check_job_name', 'JobResult', 'job_python', 'run_training_job', 'run_processing_job', 'framework_image_uri',
+           'training_job_spec', 'job_session', 'run_training_job_aws', 'network_config', 'processing_job_spec',
+           'run_processing_job_aws', 'training_job', 'processing_job', 'envs_dir', 'image_envs', 'image_env_python',
+           'image_predict']
 
 # %% ../../nbs/platform/03_sagemaker_local.ipynb #96e38a00
 def serialize_hyperparameters(hps: dict # hyperparameters with any JSON-able values
@@ -286,6 +286,17 @@ def _failure_reason(ml_output: Path, log_text: str, rc: int | None, timeout) -> 
     return reason
 
 # %% ../../nbs/platform/03_sagemaker_local.ipynb #2344075e
+XGBOOST_IMAGE = "3.0-5"  # THE SageMaker XGBoost image version: training, tuning and serving, local and aws
+
+def job_python(image: str | None # a SageMaker XGBoost image version with pins in envs/, or None: this kernel's Python
+              ) -> str:
+    "The interpreter a job of `image` runs in: the venv built for that image, else a `FileNotFoundError` saying how to build it."
+    if image is None: return sys.executable
+    py = image_env_python(image)
+    if py is None: raise FileNotFoundError(f"the job runs in SageMaker XGBoost image {image}'s Python environment, which "
+                                           f"is not built in {envs_dir()}: run `make setup` (or `scripts/job_envs.sh {image}`)")
+    return str(py)
+
 def run_training_job(entry_point: str,              # the script, relative to `source_dir` (or a path when source_dir is None)
                      source_dir: str | Path | None, # folder copied as the job's code (SageMaker: /opt/ml/code)
                      hyperparameters: dict,        # any JSON-able values; the script receives strings
@@ -301,7 +312,8 @@ def run_training_job(entry_point: str,              # the script, relative to `s
                      content_type: str = "text/csv", # ContentType of every channel (inputdataconfig.json)
                      instance_type: str = "local", # what SM_CURRENT_INSTANCE_TYPE says
                      overwrite: bool = False,      # replace an earlier local job directory of the same name
-                     stream: bool = False          # also print the log here while the job runs
+                     stream: bool = False,         # also print the log here while the job runs
+                     image: str | None = XGBOOST_IMAGE # the image whose Python runs the script (None: this kernel's)
                     ) -> JobResult:
     "Run `entry_point` as a SageMaker training job would, in a local job directory; raises `JobError` on failure."
     src = Path(source_dir) if source_dir is not None else Path(entry_point).parent
@@ -318,12 +330,15 @@ def run_training_job(entry_point: str,              # the script, relative to `s
                                          "(SageMaker job names are unique): pick another name or pass overwrite=True")
         shutil.rmtree(job_dir)
     cpus = int(cpus or os.cpu_count() or 1)
+    python = job_python(image)  # before any file is written: a missing environment fails fast
     ml = _prepare_training_dir(job_dir, hps, channels, content_type, checkpoint_dir, instance_type)
     shutil.copytree(src, ml["code"], dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
-    cmd = [sys.executable, ml["code"]/entry]
+    cmd = [python, ml["code"]/entry]
     for k, v in hps.items(): cmd += [f"--{k}", v]
     log_path = job_dir/"logs"/"algo-1.log"
-    rc, secs = run_logged(cmd, log_path, env=_training_env(job_name, ml, hps, channels, cpus, instance_type, entry, env),
+    job_env = _training_env(job_name, ml, hps, channels, cpus, instance_type, entry, env)
+    if image is not None: job_env.pop("PYTHONPATH", None)  # the image's environment only, as in its container
+    rc, secs = run_logged(cmd, log_path, env=job_env,
                           cwd=ml["code"], timeout=timeout, stream=stream)
     if checkpoint_dir is not None and any(ml["checkpoints"].iterdir()):
         fs, path = _fs(checkpoint_dir); fs.put(str(ml["checkpoints"]) + "/", path.rstrip("/") + "/", recursive=True)
@@ -404,16 +419,15 @@ def run_processing_job(code: str | Path,               # the script to run (Sage
     return res
 
 # %% ../../nbs/platform/03_sagemaker_local.ipynb #b369fa7b
-XGBOOST_FRAMEWORK_VERSION = "3.2-0"  # SageMaker XGBoost image tag that matches xgboost 3.2
 SKLEARN_FRAMEWORK_VERSION = "1.9-0"  # SageMaker scikit-learn image tag (processing jobs)
 
 def framework_image_uri(framework: str = "xgboost",     # 'xgboost' or 'sklearn'
                         region: str = "us-east-1",      # the AWS region of the account
-                        version: str | None = None      # image tag; default matches the local library
+                        version: str | None = None      # image tag; default: `XGBOOST_IMAGE` (xgboost), 1.9-0 (sklearn)
                        ) -> str:
     "The ECR URI of SageMaker's `framework` container (looked up in the SDK's bundled tables, offline)."
     from sagemaker.core import image_uris
-    version = version or {"xgboost": XGBOOST_FRAMEWORK_VERSION, "sklearn": SKLEARN_FRAMEWORK_VERSION}[framework]
+    version = version or {"xgboost": XGBOOST_IMAGE, "sklearn": SKLEARN_FRAMEWORK_VERSION}[framework]
     return image_uris.retrieve(framework, region=region, version=version, image_scope="training")
 
 # %% ../../nbs/platform/03_sagemaker_local.ipynb #7ae4ebe1
