@@ -145,10 +145,14 @@ def glue_request(database: str,     # the Glue database
     validate_parameters(params, botocore.session.get_session().get_service_model("glue").operation_model(op).input_shape)
     return op, params
 
-def register_glue_table(database: str, table_input: dict, region: str | None = None) -> str:
-    "Create or update `table_input` in the Glue Data Catalog (aws mode only: this calls AWS)."
+def register_glue_table(database: str, table_input: dict, region: str | None = None, session=None) -> str:
+    "Create or update `table_input` in the Glue Data Catalog, creating `database` first on a fresh account (this calls AWS)."
     import boto3
-    glue = boto3.client("glue", region_name=region)
+    glue = (session or boto3).client("glue", region_name=region)
+    try: glue.get_database(Name=database)
+    except glue.exceptions.EntityNotFoundException:
+        try: glue.create_database(DatabaseInput={"Name": database, "Description": "Tables of the ml_lifecycle data lake"})
+        except glue.exceptions.AlreadyExistsException: pass  # created meanwhile by another run
     try: glue.get_table(DatabaseName=database, Name=table_input["Name"]); exists = True
     except glue.exceptions.EntityNotFoundException: exists = False
     op, params = glue_request(database, table_input, update=exists)

@@ -216,8 +216,11 @@ ACCEPTED = {
 }
 
 
+MLFLOW = f"arn:aws:sagemaker:us-east-1:{EXAMPLE_ACCOUNT}:mlflow-tracking-server/ml-lifecycle"
+
 @pytest.mark.parametrize("extra", [{}, {"kms_key_id": "alias/ml-lifecycle"}, {"kms_key_id": None, "subnets": None,
-                                                                              "security_group_ids": None}])
+                                                                              "security_group_ids": None},
+                                   {"mlflow_tracking_uri": MLFLOW}])
 def test_policy_lints_clean(extra):
     "parliament finds no error, no `Resource: *` where a resource exists, no unknown action or wrong resource type."
     p = make_params(**{**REAL, **extra})

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from ml_lifecycle.ingest import (SchemaDriftError, amplify_rows, apply_schema, arrow_schema, drop_missing_target,
-                                 glue_request, glue_table, ingest, load_schema, s3_write_options, secure_lake)
+                                 glue_request, glue_table, ingest, register_glue_table, load_schema, s3_write_options, secure_lake)
 from ml_lifecycle.platform.storage import Lake
 
 
@@ -52,6 +52,22 @@ def test_schema_drift_fails_unless_accepted(src, tmp_path):
     assert lake.pointer("t", "raw")["version"] == m1["version"]          # nothing moved
     m2 = ingest(drifted, lake, "t", "s2", "y", "yes", accept_schema_change=True)
     assert lake.pointer("t", "raw")["version"] == m2["version"] != m1["version"]
+
+
+def test_register_glue_table_on_a_fresh_account(monkeypatch):
+    "A fresh account has no Glue database: it is created, then the table; a second run updates the table."
+    import boto3
+    from moto import mock_aws
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(k, v)
+    ti = glue_table("t", [{"name": "x", "type": "int64"}, {"name": "y", "type": "string"}], "s3://b/raw/t/")
+    with mock_aws():
+        assert register_glue_table("ml_lifecycle", ti, "us-east-1") == "CreateTable"
+        assert register_glue_table("ml_lifecycle", ti, "us-east-1") == "UpdateTable"
+        glue = boto3.client("glue", region_name="us-east-1")
+        assert glue.get_database(Name="ml_lifecycle")["Database"]["Name"] == "ml_lifecycle"
+        cols = glue.get_table(DatabaseName="ml_lifecycle", Name="t")["Table"]["StorageDescriptor"]["Columns"]
+        assert [c["Name"] for c in cols] == ["x", "y"]
 
 
 def test_glue_request_validates_offline():

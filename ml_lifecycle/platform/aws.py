@@ -14,9 +14,9 @@ from botocore.exceptions import ParamValidationError
 from botocore.validate import ParamValidator
 
 # %% auto #0
-__all__ = ['EXAMPLE_ACCOUNT', 'PROJECT_JOB_PREFIXES', 'TABLE_RESOURCES', 'METRIC_NAMESPACES', 'LIST_PRICES_USD_PER_HOUR',
-           'SERIES_USAGE', 'AwsRequestError', 'service_model', 'operation_name', 'validate_request',
-           'validate_requests', 'AwsCall', 'AwsRecorder', 'policy_allows', 'sagemaker_recorder',
+__all__ = ['EXAMPLE_ACCOUNT', 'PROJECT_JOB_PREFIXES', 'TABLE_RESOURCES', 'METRIC_NAMESPACES', 'MLFLOW_ACTIONS',
+           'LIST_PRICES_USD_PER_HOUR', 'SERIES_USAGE', 'AwsRequestError', 'service_model', 'operation_name',
+           'validate_request', 'validate_requests', 'AwsCall', 'AwsRecorder', 'policy_allows', 'sagemaker_recorder',
            'execution_role_policy', 'stop_jobs', 'series_cost']
 
 # %% ../../nbs/platform/06_aws.ipynb #f2ebeb70
@@ -268,7 +268,8 @@ def sagemaker_recorder(role_arn: str = f"arn:aws:iam::{EXAMPLE_ACCOUNT}:role/MLL
 # %% ../../nbs/platform/06_aws.ipynb #d81b7364
 PROJECT_JOB_PREFIXES = {"processing-job": ["prepare-*"], "training-job": ["xgb-*", "tune-*"],
                         "hyper-parameter-tuning-job": ["tune-*"], "model": ["xgb-*", "tune-*"]}
-TABLE_RESOURCES = ("endpoint", "endpoint-config", "transform-job", "monitoring-schedule", "processing-job", "model")
+TABLE_RESOURCES = ("endpoint", "endpoint-config", "transform-job", "monitoring-schedule", "processing-job", "model",
+                   "data-quality-job-definition", "model-quality-job-definition")
 METRIC_NAMESPACES = ("ml_lifecycle*", "/aws/sagemaker/*")
 
 def _bucket_prefix(lake: str) -> tuple[str, str]:
@@ -291,6 +292,13 @@ def _kms_statements(kms_key_id: str, region: str, account: str) -> list[dict]:
                 {**grant, "Resource": res, "Condition": {**grant["Condition"], **cond}}]
     res = [kms_key_id if kms_key_id.startswith("arn:") else f"arn:aws:kms:{region}:{account}:key/{kms_key_id}"]
     return [{**use, "Resource": res}, {**grant, "Resource": res}]
+
+MLFLOW_ACTIONS = (  # what 04-06 call on the tracking server: experiments, runs, metrics, the model registry (not the UI)
+    "CreateExperiment", "GetExperiment", "GetExperimentByName", "SearchExperiments", "CreateRun", "GetRun",
+    "UpdateRun", "SearchRuns", "LogMetric", "LogParam", "LogBatch", "LogModel", "LogInputs", "SetTag", "GetMetricHistory",
+    "CreateRegisteredModel", "GetRegisteredModel", "SearchRegisteredModels", "CreateModelVersion", "GetModelVersion",
+    "UpdateModelVersion", "SearchModelVersions", "GetLatestModelVersions", "SetRegisteredModelAlias",
+    "GetModelVersionByAlias", "SetRegisteredModelTag", "SetModelVersionTag", "GetDownloadURIForModelVersionArtifacts")
 
 def execution_role_policy(p,                              # `Params` (lake on S3, aws_region, role_arn, kms_key_id)
                           table: str | None = None,       # the table whose endpoint/schedule/alarms it may manage (default p.table)
@@ -325,7 +333,10 @@ def execution_role_policy(p,                              # `Params` (lake on S3
                     "sagemaker:CreateTransformJob", "sagemaker:DescribeTransformJob", "sagemaker:StopTransformJob",
                     "sagemaker:CreateMonitoringSchedule", "sagemaker:DescribeMonitoringSchedule",
                     "sagemaker:UpdateMonitoringSchedule", "sagemaker:StopMonitoringSchedule",
-                    "sagemaker:DeleteMonitoringSchedule", "sagemaker:AddTags"]},
+                    "sagemaker:DeleteMonitoringSchedule", "sagemaker:AddTags",
+                    "sagemaker:CreateDataQualityJobDefinition", "sagemaker:DescribeDataQualityJobDefinition",
+                    "sagemaker:DeleteDataQualityJobDefinition", "sagemaker:CreateModelQualityJobDefinition",
+                    "sagemaker:DescribeModelQualityJobDefinition", "sagemaker:DeleteModelQualityJobDefinition"]},
         {"Sid": "ListProjectJobs", "Effect": "Allow", "Resource": ["*"],
          "Action": ["sagemaker:ListTrainingJobs", "sagemaker:ListProcessingJobs", "sagemaker:ListHyperParameterTuningJobs",
                     "sagemaker:ListEndpoints", "sagemaker:ListMonitoringSchedules", "sagemaker:ListTransformJobs"]},
@@ -359,6 +370,10 @@ def execution_role_policy(p,                              # `Params` (lake on S3
                    "Action": ["ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface",
                               "ec2:DeleteNetworkInterfacePermission", "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs",
                               "ec2:DescribeDhcpOptions", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups"]})
+    if p.mlflow_tracking_uri:  # SageMaker managed MLflow: the tracking server, its experiments, runs and registered models
+        st.append({"Sid": "ManagedMlflow", "Effect": "Allow", "Resource": [p.mlflow_tracking_uri],
+                   "Action": ["sagemaker:DescribeMlflowTrackingServer", "sagemaker:CreatePresignedMlflowTrackingServerUrl",
+                              *(f"sagemaker-mlflow:{a}" for a in MLFLOW_ACTIONS)]})
     if p.kms_key_id: st += _kms_statements(p.kms_key_id, region, account)
     return {"Version": "2012-10-17", "Statement": st}
 
