@@ -14,10 +14,10 @@ from botocore.exceptions import ParamValidationError
 from botocore.validate import ParamValidator
 
 # %% auto #0
-__all__ = ['EXAMPLE_ACCOUNT', 'PROJECT_JOB_PREFIXES', 'TABLE_RESOURCES', 'METRIC_NAMESPACES', 'MLFLOW_ACTIONS',
+__all__ = ['EXAMPLE_ACCOUNT', 'PROJECT_JOB_PREFIXES', 'TABLE_RESOURCES', 'METRIC_NAMESPACES', 'MLFLOW_ACTIONS', 'RESOURCE_KINDS',
            'LIST_PRICES_USD_PER_HOUR', 'SERIES_USAGE', 'AwsRequestError', 'service_model', 'operation_name',
            'validate_request', 'validate_requests', 'AwsCall', 'AwsRecorder', 'policy_allows', 'sagemaker_recorder',
-           'execution_role_policy', 'stop_jobs', 'series_cost']
+           'execution_role_policy', 'stop_jobs', 'record_resources', 'delete_resources', 'series_cost']
 
 # %% ../../nbs/platform/06_aws.ipynb #f2ebeb70
 class AwsRequestError(ValueError):
@@ -400,6 +400,58 @@ def stop_jobs(kind: str,              # 'training', 'processing' or 'tuning'
     if not dry_run:
         for n in names: getattr(sm, stopper)(**{name_key: n})
     return names
+
+# %% ../../nbs/platform/06_aws.ipynb #5cb5af48
+RESOURCE_KINDS = {  # kind: (service, delete method, parameter), in the order they must be deleted
+    "monitoring_schedule": ("sagemaker", "delete_monitoring_schedule", "MonitoringScheduleName"),
+    "data_quality_job_definition": ("sagemaker", "delete_data_quality_job_definition", "JobDefinitionName"),
+    "model_quality_job_definition": ("sagemaker", "delete_model_quality_job_definition", "JobDefinitionName"),
+    "alarm": ("cloudwatch", "delete_alarms", "AlarmNames"),
+    "topic": ("sns", "delete_topic", "TopicArn"),
+    "endpoint": ("sagemaker", "delete_endpoint", "EndpointName"),
+    "endpoint_config": ("sagemaker", "delete_endpoint_config", "EndpointConfigName"),
+    "model": ("sagemaker", "delete_model", "ModelName"),
+}
+
+def record_resources(L,            # the lake (a `Lake`)
+                     table: str,   # the table the resources serve
+                     stage: str,   # the stage that created them, e.g. '07_deploy'
+                     **names       # kind (a key of RESOURCE_KINDS) -> list of names
+                    ) -> dict:
+    "Add `names` to the billable resources recorded for `table` (`_aws/<table>/resources.json`); returns the record."
+    if unknown := sorted(set(names) - set(RESOURCE_KINDS)): raise ValueError(f"unknown resource kind(s) {unknown}; known: {list(RESOURCE_KINDS)}")
+    doc = L.read_json("_aws", table, "resources.json") if L.exists("_aws", table, "resources.json") else {}
+    for kind, values in names.items():
+        entry = doc.setdefault(kind, {})
+        for v in ([values] if isinstance(values, str) else values): entry[v] = stage
+    L.write_json(doc, "_aws", table, "resources.json")
+    return doc
+
+def _gone(e) -> bool:
+    "Whether a ClientError says the resource does not exist (SageMaker says it in several ways)."
+    err = e.response.get("Error", {})
+    return err.get("Code") in ("ResourceNotFound", "ResourceNotFoundException", "NotFound", "NotFoundException") or (
+        err.get("Code") == "ValidationException" and re.search(r"(?i)could not find|does not exist|not found", err.get("Message", "")) is not None)
+
+def delete_resources(session,          # a boto3 Session (an `AwsRecorder`'s session in a rehearsal)
+                     resources: dict,  # `{kind: {name: stage}}` as `record_resources` keeps them
+                     region: str,      # the AWS region
+                     dry_run: bool = False # only list what would be deleted
+                    ) -> list[dict]:
+    "Delete the recorded resources in dependency order; those already gone are reported as such. Returns one row per resource."
+    from botocore.exceptions import ClientError
+    rows, clients = [], {}
+    for kind, (service, method, param) in RESOURCE_KINDS.items():
+        for name, stage in sorted(resources.get(kind, {}).items()):
+            row = {"kind": kind, "name": name, "stage": stage, "outcome": "would delete" if dry_run else "deleted"}
+            if not dry_run:
+                client = clients.setdefault(service, session.client(service, region_name=region))
+                try: getattr(client, method)(**{param: [name] if param == "AlarmNames" else name})
+                except ClientError as e:
+                    if not _gone(e): raise
+                    row["outcome"] = "already gone"
+            rows.append(row)
+    return rows
 
 # %% ../../nbs/platform/06_aws.ipynb #55e205d9
 LIST_PRICES_USD_PER_HOUR = {  # us-east-1, on-demand, per instance-hour: training, processing and hosting alike
