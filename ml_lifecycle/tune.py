@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_tune.ipynb #c37995e7
 from __future__ import annotations
-import io, os, time
+import io, json, os, time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,10 +19,10 @@ from .train import (DEFAULT_HYPERPARAMETERS, ENTRY_POINT, FINAL_METRICS, METRIC_
                                 run_xgb_job, script_dir, xgb_channels)
 
 # %% auto #0
-__all__ = ['SEARCH_SPACE', 'KINDS', 'OBJECTIVE', 'check_search_space', 'optuna_distributions', 'sagemaker_ranges',
-           'tuning_job_name', 'trial_job_name', 'parent_trials', 'make_objective', 'trial_records', 'best_own_trial',
-           'tune_model', 'tuner_spec', 'stage_source', 'run_tuning_job_aws', 'plot_trials', 'param_importances',
-           'plot_importances']
+__all__ = ['SEARCH_SPACE', 'KINDS', 'OBJECTIVE', 'CODE_CHANNEL', 'ISOLATED_SUBMIT_DIR', 'check_search_space',
+           'optuna_distributions', 'sagemaker_ranges', 'tuning_job_name', 'trial_job_name', 'parent_trials',
+           'make_objective', 'trial_records', 'best_own_trial', 'tune_model', 'tuner_spec', 'stage_source',
+           'with_code_channel', 'run_tuning_job_aws', 'plot_trials', 'param_importances', 'plot_importances']
 
 # %% ../nbs/05_tune.ipynb #8df6ac45
 SEARCH_SPACE = {  # name: (kind, low, high); kind is 'int', 'float' (uniform) or 'log' (log-uniform)
@@ -215,6 +215,22 @@ def stage_source(sagemaker_session,       # the SDK session (its boto session up
         sagemaker_session.boto_session.client("s3").upload_file(str(tar), bucket, key, ExtraArgs=extra or None)
     return SourceCode(source_dir=f"s3://{bucket}/{key}", entry_script=ENTRY_POINT)
 
+CODE_CHANNEL = "code"  # the input channel that carries the code of an isolated job
+ISOLATED_SUBMIT_DIR = f"/opt/ml/input/data/{CODE_CHANNEL}/sourcedir.tar.gz"  # where the container finds it then
+
+def with_code_channel(d):  # a sagemaker-core HyperParameterTrainingJobDefinition
+    "The definition with its code archive delivered as the `code` input channel (what an isolated container can read)."
+    from sagemaker.core.shapes import Channel, DataSource, S3DataSource
+    hps = dict(d.static_hyper_parameters or {})
+    raw = hps.get("sagemaker_submit_directory", ""); src = raw.strip('"')
+    if not src.startswith("s3://"): return d  # already local (or no script mode): nothing to move
+    d.input_data_config = [c for c in (d.input_data_config or []) if c.channel_name != CODE_CHANNEL] + [
+        Channel(channel_name=CODE_CHANNEL, input_mode="File",
+                data_source=DataSource(s3_data_source=S3DataSource(s3_data_type="S3Prefix", s3_uri=src,
+                                                                   s3_data_distribution_type="FullyReplicated")))]
+    d.static_hyper_parameters = {**hps, "sagemaker_submit_directory": json.dumps(ISOLATED_SUBMIT_DIR) if raw.startswith('"') else ISOLATED_SUBMIT_DIR}
+    return d
+
 def _account_tuner():
     "The SDK's `HyperparameterTuner`, completed with the job settings its training-job definition leaves out."
     from sagemaker.train.tuner import HyperparameterTuner
@@ -226,6 +242,8 @@ def _account_tuner():
             if mt.networking:
                 d.enable_network_isolation = bool(mt.networking.enable_network_isolation)
                 d.enable_inter_container_traffic_encryption = bool(mt.networking.enable_inter_container_traffic_encryption)
+            if d.enable_network_isolation:  # no network in the container: the code comes in as a channel, not a download
+                d = with_code_channel(d)
             return d
     return AccountTuner
 

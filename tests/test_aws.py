@@ -171,7 +171,11 @@ def test_tuning_job_request(P, s3_server):
     assert d["OutputDataConfig"]["S3OutputPath"].startswith(lake + "/tuning/mlc_churn/")
     assert d["VpcConfig"]["Subnets"] == list(p.subnets) and d["EnableNetworkIsolation"] is True
     assert d["EnableInterContainerTrafficEncryption"] is True
-    assert d["StaticHyperParameters"]["sagemaker_submit_directory"].startswith(lake + "/")
+    # isolated trials cannot download their code: it comes in as the `code` channel, read from its local path
+    code = [c for c in d["InputDataConfig"] if c["ChannelName"] == "code"]
+    assert len(code) == 1 and code[0]["DataSource"]["S3DataSource"]["S3Uri"].startswith(lake + "/")
+    assert code[0]["DataSource"]["S3DataSource"]["S3Uri"].endswith("/sourcedir.tar.gz")
+    assert d["StaticHyperParameters"]["sagemaker_submit_directory"].strip('"') == "/opt/ml/input/data/code/sourcedir.tar.gz"
     assert not _in_lake(rec, p), "the SDK staged code outside the lake prefix"
     assert not _unencrypted(rec), "uploads without the lake's KMS key"
     assert tuned["metrics"]["validation:auc"] == 0.93 and tuned["n_trials"] == 4

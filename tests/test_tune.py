@@ -95,3 +95,18 @@ def test_tune_model_runs_jobs_and_warm_starts(tmp_path):
     assert abs(first_new["value"] - p["metrics"]["objective:auc"]) < 1e-9  # same data + hyperparameters -> same model
     assert p2["metrics"]["objective:auc"] >= p["metrics"]["objective:auc"] - 1e-9
     assert param_importances(out2["study"], seed=0).keys() == SMALL.keys()
+
+
+def test_with_code_channel_moves_the_code_into_a_channel():
+    "An isolated trial reads its script from the `code` channel; a definition without an S3 submit directory is left alone."
+    from sagemaker.core.shapes import HyperParameterTrainingJobDefinition
+    from ml_lifecycle.tune import ISOLATED_SUBMIT_DIR, with_code_channel
+    d = HyperParameterTrainingJobDefinition.model_construct(static_hyper_parameters={
+        "sagemaker_submit_directory": '"s3://b/lake/tuning/t/_code/sourcedir.tar.gz"', "num_round": "100"}, input_data_config=[])
+    d = with_code_channel(d)
+    assert [c.channel_name for c in d.input_data_config] == ["code"]
+    assert d.input_data_config[0].data_source.s3_data_source.s3_uri == "s3://b/lake/tuning/t/_code/sourcedir.tar.gz"
+    assert d.static_hyper_parameters == {"sagemaker_submit_directory": f'"{ISOLATED_SUBMIT_DIR}"', "num_round": "100"}
+    assert with_code_channel(d).input_data_config == d.input_data_config  # idempotent
+    local = HyperParameterTrainingJobDefinition.model_construct(static_hyper_parameters={"num_round": "1"}, input_data_config=[])
+    assert with_code_channel(local).input_data_config == []
