@@ -18,7 +18,8 @@ import pytest
 from ml_lifecycle.platform.storage import Lake
 from ml_lifecycle.monitor import (check_constraints, checked_threshold, compute_statistics, data_quality_metrics,
                                   drift_distances, drift_over_time, drift_violations, infer_types, label_drift,
-                                  read_constraints, read_statistics, read_violations, suggest_constraints)
+                                  monitoring_reports, read_constraints, read_statistics, read_violations,
+                                  suggest_constraints)
 
 DATA = Path(__file__).parent/"data"/"monitor"
 CHECK_TYPES = {"data_type_check", "completeness_check", "baseline_drift_check", "missing_column_check",
@@ -190,17 +191,25 @@ def test_drift_labels_match_the_check_and_one_hot_groups_are_unchecked():
     assert "feature_baseline_drift_c" not in data_quality_metrics({"drift": drift, "violations": v})
 
 
-def test_drift_over_time_keeps_checked_distances(tmp_path):
+def test_drift_over_time_keeps_checked_distances_in_old_and_new_layout(tmp_path):
     L = Lake(tmp_path)
     old = pd.DataFrame({"feature": ["n", "c"], "inferred_type": ["Integral", "Categorical (one-hot)"],
                         "distance": [0.05, 0.4], "method": ["ks_2samp", "jensenshannon"]})  # written before labels
     new = old.assign(distance=[0.3, 0.2], threshold=[0.15, np.nan], checked=[True, False])
-    for h, d in [("2026-01-05T08", old), ("2026-01-05T09", new)]:
+    for h, d in [("2026-01-05T08", old), ("2026-01-05T09", new)]:  # an older lake: <schedule>/<analysed hour>/
         L.write_bytes(d.to_csv(index=False).encode(), "monitoring", "t", "s", h, "drift.csv")
-    t = drift_over_time(L, "t", "s")
-    assert list(t.columns) == ["n"] and t.n.tolist() == [0.05, 0.3]
-    every = drift_over_time(L, "t", "s", checked_only=False)
-    assert sorted(every.columns) == ["c (not checked)", "n"] and every["c (not checked)"].tolist() == [0.4, 0.2]
+    L.write_bytes(new.assign(distance=[0.5, 0.1]).to_csv(index=False).encode(),  # SageMaker's: <endpoint>/<schedule>/yyyy/mm/dd/hh
+                  "monitoring", "t", "e", "s", "2026", "01", "05", "11", "drift.csv")
+    L.write_bytes(b"{}", "monitoring", "t", "e", "s", "2026", "01", "05", "12", "statistics.json")  # no drift.csv: not listed
+    t = drift_over_time(L, "t", "e", "s")  # rows: the executions' scheduled hours (an old folder's hour + 1)
+    assert list(t.index) == ["2026-01-05T09", "2026-01-05T10", "2026-01-05T11"]
+    assert list(t.columns) == ["n"] and t.n.tolist() == [0.05, 0.3, 0.5]
+    every = drift_over_time(L, "t", "e", "s", checked_only=False)
+    assert sorted(every.columns) == ["c (not checked)", "n"] and every["c (not checked)"].tolist() == [0.4, 0.2, 0.1]
+    assert drift_over_time(L, "t", "e", "s", hours=["2026-01-05T11:00Z"]).n.tolist() == [0.5]
+    with pytest.raises(Exception, match="executions found are"): drift_over_time(L, "t", "e", "s", hours=["2026-01-05T12"])
+    assert list(monitoring_reports(L, "t", "e", "s")) == ["2026-01-05T12"]  # statistics.json: the new-layout one only
+    assert drift_over_time(L, "t", "other-endpoint", "other-schedule").empty
 
 
 # --- (b) SageMaker's format, hand-written from the documented schema -----------------------------------------------
