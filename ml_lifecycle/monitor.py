@@ -29,13 +29,14 @@ from .platform.endpoint import DataCapture, read_capture, to_csv_payload
 
 
 # %% auto #0
-__all__ = ['MONITOR_TYPES', 'KINDS', 'HOUR_FMT', 'QUALITY_METRICS', 'COMPARISONS', 'DATA_NAMESPACE', 'MODEL_NAMESPACE',
-           'METRIC_COLUMNS', 'METRIC_KEY', 'METRICS_FILE', 'infer_types', 'compute_statistics', 'read_statistics',
-           'read_constraints', 'read_violations', 'suggest_constraints', 'baseline_job', 'invoke_with_ids',
-           'ks_noise_level', 'pick_shift_features', 'simulate_shift', 'hour_of', 'simulate_capture_hour',
-           'capture_hours', 'read_hour', 'captured_frame', 'onehot_groups', 'drift_distances', 'checked_threshold',
-           'check_constraints', 'label_drift', 'monitoring_run', 'hourly_monitoring_run', 'drift_violations',
-           'drift_over_time', 'ground_truth_records', 'write_ground_truth', 'read_ground_truth', 'join_ground_truth',
+__all__ = ['MONITOR_TYPES', 'KINDS', 'HOUR_FMT', 'MONITORING_FOLDERS', 'QUALITY_METRICS', 'COMPARISONS', 'DATA_NAMESPACE',
+           'MODEL_NAMESPACE', 'METRIC_COLUMNS', 'METRIC_KEY', 'METRICS_FILE', 'infer_types', 'compute_statistics',
+           'read_statistics', 'read_constraints', 'read_violations', 'suggest_constraints', 'baseline_job',
+           'invoke_with_ids', 'ks_noise_level', 'pick_shift_features', 'simulate_shift', 'hour_of',
+           'simulate_capture_hour', 'capture_hours', 'read_hour', 'captured_frame', 'onehot_groups', 'drift_distances',
+           'checked_threshold', 'check_constraints', 'label_drift', 'monitoring_run', 'execution_hour', 'report_parts',
+           'report_uri', 'monitoring_reports', 'hourly_monitoring_run', 'drift_violations', 'drift_over_time',
+           'ground_truth_records', 'write_ground_truth', 'read_ground_truth', 'join_ground_truth',
            'model_quality_statistics', 'model_quality_constraints', 'check_model_quality', 'model_quality_baseline',
            'model_quality_run', 'data_quality_metrics', 'model_quality_metrics', 'metric_datapoints', 'read_metrics',
            'put_metrics', 'metric_series', 'put_metric_data_requests', 'evaluate_alarm', 'alarm_requests',
@@ -340,14 +341,19 @@ def simulate_shift(df: pd.DataFrame,      # encoded rows
         out[c] = v.round().astype(out[c].dtype) if pd.api.types.is_integer_dtype(out[c]) else v
     return out
 
-HOUR_FMT = "%Y-%m-%dT%H"  # an hour's name, e.g. '2026-01-05T08' (the folder of a monitoring run)
+HOUR_FMT = "%Y-%m-%dT%H"  # an hour's name, e.g. '2026-01-05T08' (of captured traffic, or of a scheduled execution)
+
+def _utc(t: str | datetime) -> datetime:
+    "`t` as an aware UTC datetime: an ISO time with or without fractional seconds ('...:49Z', '...:49.123Z'), or a datetime."
+    d = t if isinstance(t, datetime) else datetime.fromisoformat(str(t).replace("Z", "+00:00"))
+    return d.replace(tzinfo=timezone.utc) if d.tzinfo is None else d.astimezone(timezone.utc)
 
 def hour_of(t: str | datetime # an ISO time or datetime (UTC)
            ) -> datetime:
     "The start of the UTC hour holding `t`."
-    d = t if isinstance(t, datetime) else datetime.fromisoformat(str(t).replace("Z", "+00:00"))
-    d = d.replace(tzinfo=timezone.utc) if d.tzinfo is None else d.astimezone(timezone.utc)
-    return d.replace(minute=0, second=0, microsecond=0)
+    return _utc(t).replace(minute=0, second=0, microsecond=0)
+
+def _hour_parts(hour: str | datetime) -> list[str]: return hour_of(hour).strftime("%Y/%m/%d/%H").split("/")  # yyyy/mm/dd/hh
 
 def _stamp(d: datetime) -> str: return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond // 1000:03d}Z"
 
@@ -359,7 +365,7 @@ def simulate_capture_hour(records: list[dict],      # capture records (one batch
     "SIMULATION: write `records` into the capture partition of `hour`, inferenceTime moved into it (spacing kept)."
     if not records: return []
     h = hour_of(hour)
-    times = [datetime.strptime(r["eventMetadata"]["inferenceTime"], "%Y-%m-%dT%H:%M:%S.%fZ") for r in records]
+    times = [_utc(r["eventMetadata"]["inferenceTime"]) for r in records]
     t0, cap, paths = min(times), DataCapture(capture_root, endpoint_name, variant), set()
     for r, t in zip(records, times):
         rec = copy.deepcopy(r)
@@ -553,18 +559,59 @@ def monitoring_run(spark, L: Lake, table: str,   # the SparkSession, lake and ta
         uri = L.publish_dir(d, "monitoring", table, *run_name.split("/"), overwrite=True)
     return {"uri": uri, "statistics": statistics, "violations": violations, "drift": drift}
 
+# %% ../nbs/08_monitor.ipynb #6ee68f2a
+MONITORING_FOLDERS = ("baseline", "model-quality-baseline", "metrics", "figures", "retrain", "retrain_requests")  # beside the reports
+
+def execution_hour(hour: str | datetime, # the hour of traffic an execution analyses, e.g. '2026-01-05T08'
+                   wait_hours: int = 0    # hours it waits beyond that hour's end (model quality: for the labels)
+                  ) -> str:
+    "The scheduled hour of the hourly execution that analyses `hour`: the hour after it, `wait_hours` later (e.g. '2026-01-05T09')."
+    return (hour_of(hour) + timedelta(hours=1 + wait_hours)).strftime(HOUR_FMT)
+
+def report_parts(endpoint_name: str, schedule_name: str, # the monitored endpoint and its monitoring schedule
+                 scheduled: str | datetime                # the execution's scheduled hour (see `execution_hour`)
+                ) -> tuple[str, ...]:
+    "The folders of one execution's reports under the output prefix, as SageMaker names them: (endpoint, schedule, yyyy, mm, dd, hh)."
+    if endpoint_name in MONITORING_FOLDERS:
+        raise ValueError(f"endpoint_name={endpoint_name!r} would put its reports in monitoring/<table>/{endpoint_name}/, "
+                         f"which this notebook uses for other files: name the endpoint otherwise (not one of {list(MONITORING_FOLDERS)}).")
+    return (endpoint_name, schedule_name, *_hour_parts(scheduled))
+
+def report_uri(output_uri: str,                      # a job's `S3Output.S3Uri` (the reports' prefix)
+               endpoint_name: str, schedule_name: str, scheduled: str | datetime # as in `report_parts`
+              ) -> str:
+    "Where SageMaker writes the reports of the execution scheduled at `scheduled`: `<output_uri>/<endpoint>/<schedule>/yyyy/mm/dd/hh`."
+    return "/".join([output_uri.rstrip("/"), *report_parts(endpoint_name, schedule_name, scheduled)])
+
+def monitoring_reports(L: Lake, table: str,                    # the lake and table
+                       endpoint_name: str, schedule_name: str, # the endpoint and its monitoring schedule
+                       file: str = "statistics.json"           # count an execution when its folder holds this file
+                      ) -> dict:
+    "{scheduled hour: report folder under `monitoring/<table>/`} of a schedule's executions, in time order; an older lake's `<schedule>/<yyyy-mm-ddThh>/` too."
+    out = {}
+    for p in L.fs.glob(L.uri("monitoring", table, schedule_name, "*", file)):  # older layout: named after the hour analysed
+        if re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d", h := p.split("/")[-2]): out[execution_hour(h)] = (schedule_name, h)
+    for p in L.fs.glob(L.uri("monitoring", table, endpoint_name, schedule_name, "*", "*", "*", "*", file)):
+        if re.fullmatch(r"\d{4}/\d\d/\d\d/\d\d", ymdh := "/".join(p.split("/")[-5:-1])):
+            h = datetime.strptime(ymdh, "%Y/%m/%d/%H").strftime(HOUR_FMT)
+            out[h] = report_parts(endpoint_name, schedule_name, h)
+    return dict(sorted(out.items()))
+
+
 # %% ../nbs/08_monitor.ipynb #3eb787b2
 def hourly_monitoring_run(spark, L: Lake, table: str,          # the SparkSession, lake and table
-                          schedule_name: str,                   # the monitoring schedule (output folder)
+                          schedule_name: str,                   # the monitoring schedule
                           capture_root: str | Path, endpoint_name: str, variant: str, # the capture to read
                           hour: str,                            # the hour to analyse, e.g. '2026-01-05T08'
                           features: list[str],                  # the baseline's feature order
                           groups: dict | None = None            # one-hot groups (Jensen-Shannon drift)
                          ) -> dict:
-    "One scheduled data-quality run over the capture of `hour` → `monitoring/<table>/<schedule_name>/<hour>/`."
+    "The scheduled data-quality execution over the capture of `hour` → `monitoring/<table>/<endpoint>/<schedule>/yyyy/mm/dd/hh/` (the next hour)."
     records = read_hour(capture_root, endpoint_name, variant, hour)
-    run = monitoring_run(spark, L, table, f"{schedule_name}/{hour}", captured_frame(records, features), groups=groups)
-    return run | {"hour": hour, "records": len(records)}
+    scheduled = execution_hour(hour)
+    run = monitoring_run(spark, L, table, "/".join(report_parts(endpoint_name, schedule_name, scheduled)),
+                         captured_frame(records, features), groups=groups)
+    return run | {"hour": hour, "scheduled": scheduled, "records": len(records)}
 
 def drift_violations(run: dict # from `monitoring_run`
                     ) -> list[str]:
@@ -572,15 +619,18 @@ def drift_violations(run: dict # from `monitoring_run`
     return sorted(v["feature_name"] for v in read_violations(run)["violations"] if v["constraint_check_type"] == "baseline_drift_check")
 
 # %% ../nbs/08_monitor.ipynb #9f077289
-def drift_over_time(L: Lake, table: str, schedule_name: str, # the lake, table and monitoring schedule
-                    hours: list[str] | None = None,          # hours to read (default: every run of the schedule)
-                    checked_only: bool = True                # only the distances checked against the threshold
+def drift_over_time(L: Lake, table: str,                      # the lake and table
+                    endpoint_name: str, schedule_name: str,   # the endpoint and its monitoring schedule
+                    hours: list[str] | None = None,           # scheduled hours to read (default: every execution)
+                    checked_only: bool = True                 # only the distances checked against the threshold
                    ) -> pd.DataFrame:
-    "Distance per hour (rows) and feature (columns) from each hourly `drift.csv`; unchecked ones, if kept, named '<f> (not checked)'."
-    hours = hours or [h for h in L.ls("monitoring", table, schedule_name) if L.exists("monitoring", table, schedule_name, h, "drift.csv")]
+    "Distance per execution (rows: its scheduled hour) and feature (columns) from each `drift.csv`; unchecked ones, if kept, named '<f> (not checked)'."
+    found = monitoring_reports(L, table, endpoint_name, schedule_name, "drift.csv")
     rows = {}
-    for h in hours:
-        d = pd.read_csv(io.BytesIO(L.read_bytes("monitoring", table, schedule_name, h, "drift.csv")))
+    for h in ([hour_of(h).strftime(HOUR_FMT) for h in hours] if hours else found):
+        if h not in found: raise LakeError(f"no drift.csv of {endpoint_name}/{schedule_name} for the execution of {h}: "
+                                           f"the executions found are {list(found) or 'none'}.")
+        d = pd.read_csv(io.BytesIO(L.read_bytes("monitoring", table, *found[h], "drift.csv")))
         checked = d["checked"].astype(bool) if "checked" in d else d["inferred_type"] != "Categorical (one-hot)"
         if checked_only: d = d[checked]
         else: d = d.assign(feature=np.where(checked, d.feature, d.feature + " (not checked)"))
@@ -593,8 +643,6 @@ def ground_truth_records(labels: dict # {inference id: label, or a list of label
     "Ground-truth records in SageMaker's merge format (one CSV label per row of the request)."
     return [{"groundTruthData": {"data": "\n".join(str(int(v)) for v in np.atleast_1d(y)), "encoding": "CSV"},
              "eventMetadata": {"eventId": str(iid)}, "eventVersion": "0"} for iid, y in labels.items()]
-
-def _hour_parts(hour: str | datetime) -> list[str]: return hour_of(hour).strftime("%Y/%m/%d/%H").split("/")
 
 def write_ground_truth(L: Lake, table: str,       # the lake and table
                        records: list[dict],       # from `ground_truth_records`
@@ -620,14 +668,15 @@ def _lines(part: dict) -> list[str]:
     data = base64.b64decode(part["data"]).decode() if part.get("encoding") == "BASE64" else part["data"]
     return [l.strip() for l in data.strip().splitlines() if l.strip()]
 
-def join_ground_truth(captured: list[dict],     # capture records (with eventMetadata.inferenceId)
+def join_ground_truth(captured: list[dict],     # capture records (eventMetadata.inferenceId, else eventId)
                       ground_truth: list[dict]  # ground-truth records (eventMetadata.eventId = inference id)
                      ) -> pd.DataFrame:
-    "Predictions joined with labels by inference id: one row per predicted row; `.attrs` counts what did not match."
+    "Predictions joined with labels by inference id (a capture without one: by its eventId): one row per predicted row; `.attrs` counts what did not match."
     labels = {g["eventMetadata"]["eventId"]: _lines(g["groundTruthData"]) for g in ground_truth}
     rows, unlabelled, mismatched = [], 0, 0
     for rec in captured:
-        iid = rec["eventMetadata"].get("inferenceId")
+        meta = rec["eventMetadata"]
+        iid = meta["inferenceId"] if "inferenceId" in meta else meta.get("eventId")  # Model Monitor's merge rule
         if iid not in labels: unlabelled += 1; continue
         preds = _lines(rec["captureData"]["endpointOutput"])
         if len(preds) != len(labels[iid]): mismatched += 1; continue
@@ -648,6 +697,12 @@ def _quality(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
             "recall": float(recall_score(y, yhat, zero_division=0)), "accuracy": float(accuracy_score(y, yhat))}
 
 def _num(v): return None if v is None or not np.isfinite(v) else round(float(v), 6)
+
+def _finite(v) -> float | None:
+    "A metric figure as a float; None where it is missing or not a number (Model Monitor writes \"NaN\", as text)."
+    try: v = float(v)
+    except (TypeError, ValueError): return None
+    return v if np.isfinite(v) else None
 
 def model_quality_statistics(y, p,                     # labels (0/1) and predicted probabilities
                              threshold: float = 0.5,   # decision threshold
@@ -680,10 +735,11 @@ def check_model_quality(statistics: dict,  # model-quality statistics of an hour
     "Model Monitor model-quality `violations[]` (metric_name, constraint_check_type, description)."
     m, out = statistics["binary_classification_metrics"], []
     for k, c in constraints["binary_classification_constraints"].items():
-        v, op = m.get(k, {}).get("value"), c["comparison_operator"]
-        if v is not None and COMPARISONS[op](v, c["threshold"]):
+        v, op = _finite(m.get(k, {}).get("value")), c["comparison_operator"]
+        if v is not None and COMPARISONS[op](v, float(c["threshold"])):
+            sd = _finite(m[k].get("standard_deviation")) or 0.0
             out.append({"metric_name": k, "constraint_check_type": op,
-                        "description": f"Metric {k} with {v:.4g} +/- {m[k]['standard_deviation'] or 0:.4g} was {op} '{c['threshold']}'"})
+                        "description": f"Metric {k} with {v:.4g} +/- {sd:.4g} was {op} '{c['threshold']}'"})
     return out
 
 # %% ../nbs/08_monitor.ipynb #cb840784
@@ -702,20 +758,24 @@ def model_quality_baseline(L: Lake, table: str, # the lake and table
     return {"uri": uri, "statistics": stats, "constraints": cons}
 
 def model_quality_run(L: Lake, table: str,   # the lake and table
+                      endpoint_name: str,    # the endpoint whose predictions these are
                       hour: str,             # the hour of the predictions
                       joined: pd.DataFrame,  # from `join_ground_truth`
                       constraints: dict,     # model-quality constraints
                       threshold: float,      # the decision threshold
-                      schedule_name: str = "model-quality" # output folder under monitoring/<table>/
+                      schedule_name: str | None = None, # the monitoring schedule (None → '<endpoint>-model-quality')
+                      wait_hours: int = 0    # hours the execution waits for labels after the hour's end
                      ) -> dict:
-    "Model-quality statistics and violations of one hour → `monitoring/<table>/<schedule_name>/<hour>/`."
+    "Model-quality statistics and violations of one hour → `monitoring/<table>/<endpoint>/<schedule>/yyyy/mm/dd/hh/` (its scheduled hour)."
+    schedule_name = schedule_name or f"{endpoint_name}-model-quality"[:63]
+    scheduled = execution_hour(hour, wait_hours)
     stats = model_quality_statistics(joined["label"], joined["probability"], threshold, evaluation_time=hour)
     violations = check_model_quality(stats, constraints)
     with tempfile.TemporaryDirectory() as d:
         Path(d, "statistics.json").write_text(json.dumps(stats, indent=2))
         Path(d, "constraint_violations.json").write_text(json.dumps({"violations": violations}, indent=2))
-        uri = L.publish_dir(d, "monitoring", table, schedule_name, hour, overwrite=True)
-    return {"uri": uri, "statistics": stats, "violations": violations, "hour": hour}
+        uri = L.publish_dir(d, "monitoring", table, *report_parts(endpoint_name, schedule_name, scheduled), overwrite=True)
+    return {"uri": uri, "statistics": stats, "violations": violations, "hour": hour, "scheduled": scheduled}
 
 # %% ../nbs/08_monitor.ipynb #a3af22dd
 DATA_NAMESPACE = "ml_lifecycle/Endpoints/data-metrics"    # data quality (Model Monitor: aws/sagemaker/Endpoints/data-metrics)
@@ -736,7 +796,7 @@ def model_quality_metrics(run: dict # from `model_quality_run`
                          ) -> dict:
     "The metrics of a model-quality run: auc, f1, precision, recall, accuracy (where defined)."
     m = run["statistics"]["binary_classification_metrics"]
-    return {k: float(m[k]["value"]) for k in QUALITY_METRICS if m[k]["value"] is not None}
+    return {k: v for k in QUALITY_METRICS if (v := _finite(m.get(k, {}).get("value"))) is not None}
 
 def metric_datapoints(namespace: str,    # CloudWatch namespace
                       dimensions: dict,  # e.g. {"Endpoint": ..., "MonitoringSchedule": ...}
@@ -910,15 +970,16 @@ def _monitoring_requests(kind: str, name: str,  # 'DataQuality' or 'ModelQuality
 
 def monitoring_schedule_requests(endpoint_name: str,  # the endpoint to monitor
                                  baseline_uri: str,   # s3:// folder with statistics.json and constraints.json
-                                 output_uri: str,     # s3:// folder for the reports
+                                 output_uri: str,     # s3:// prefix of the reports: SageMaker appends <endpoint>/<schedule>/yyyy/mm/dd/hh
                                  image_uri: str,      # Model Monitor analyzer image
                                  role_arn: str,       # SageMaker execution role
                                  schedule: str = "cron(0 * ? * * *)", # when to run (hourly)
                                  instance_type: str = "ml.m5.xlarge", # instance of the job
-                                 kms_key_id: str | None = None        # KMS key for outputs and volume
+                                 kms_key_id: str | None = None,       # KMS key for outputs and volume
+                                 schedule_name: str | None = None     # schedule and job definition (None → '<endpoint>-data-quality')
                                 ) -> dict:
     "boto3 requests for create_data_quality_job_definition and create_monitoring_schedule."
-    name = f"{endpoint_name}-data-quality"[:63]
+    name = schedule_name or f"{endpoint_name}-data-quality"[:63]
     job, sched = _monitoring_requests(
         "DataQuality", name,
         baseline={"ConstraintsResource": {"S3Uri": f"{baseline_uri}/constraints.json"},
@@ -932,22 +993,25 @@ def monitoring_schedule_requests(endpoint_name: str,  # the endpoint to monitor
 def model_quality_schedule_requests(endpoint_name: str,   # the endpoint to monitor
                                     baseline_uri: str,    # s3:// folder with the model-quality constraints.json
                                     ground_truth_uri: str, # s3:// folder of the ground-truth uploads
-                                    output_uri: str,      # s3:// folder for the reports
+                                    output_uri: str,      # s3:// prefix of the reports: SageMaker appends <endpoint>/<schedule>/yyyy/mm/dd/hh
                                     image_uri: str,       # Model Monitor analyzer image
                                     role_arn: str,        # SageMaker execution role
                                     threshold: float = 0.5, # decision threshold on the probability
                                     schedule: str = "cron(0 * ? * * *)", # when to run (hourly)
                                     instance_type: str = "ml.m5.xlarge", # instance of the job
-                                    kms_key_id: str | None = None        # KMS key for outputs and volume
+                                    kms_key_id: str | None = None,       # KMS key for outputs and volume
+                                    schedule_name: str | None = None,    # schedule and job definition (None → '<endpoint>-model-quality')
+                                    wait_hours: int = 0                  # hours to wait for labels: the hour analysed ends this long before the run
                                    ) -> dict:
     "boto3 requests for create_model_quality_job_definition and its create_monitoring_schedule."
-    name = f"{endpoint_name}-model-quality"[:63]
+    name = schedule_name or f"{endpoint_name}-model-quality"[:63]
+    window = {"StartTimeOffset": f"-PT{1 + wait_hours}H", "EndTimeOffset": f"-PT{wait_hours}H"} if wait_hours else {}
     job, sched = _monitoring_requests(
         "ModelQuality", name,
         baseline={"ConstraintsResource": {"S3Uri": f"{baseline_uri}/constraints.json"}},
         app={"ImageUri": image_uri, "ProblemType": "BinaryClassification"},
         job_input={"EndpointInput": {"EndpointName": endpoint_name, "LocalPath": "/opt/ml/processing/input/endpoint",
-                                     "ProbabilityThresholdAttribute": float(threshold)},
+                                     "ProbabilityThresholdAttribute": float(threshold), **window},
                    "GroundTruthS3Input": {"S3Uri": ground_truth_uri}},
         output_uri=output_uri, role_arn=role_arn, schedule=schedule, instance_type=instance_type,
         kms_key_id=kms_key_id, max_runtime=1800)

@@ -15,6 +15,7 @@ from ml_lifecycle.platform.aws import AwsRecorder, validate_request
 from ml_lifecycle.monitor import (baseline_job, captured_frame, drift_distances, monitoring_run, simulate_shift,
                                   suggest_constraints, pick_shift_features, simulate_capture_hour, capture_hours,
                                   read_hour, hourly_monitoring_run, drift_violations, drift_over_time, onehot_groups,
+                                  execution_hour, report_parts, report_uri, monitoring_reports,
                                   ground_truth_records, write_ground_truth, read_ground_truth, join_ground_truth,
                                   model_quality_statistics, model_quality_constraints, check_model_quality,
                                   model_quality_run, metric_datapoints, put_metrics, read_metrics, metric_series,
@@ -195,22 +196,28 @@ def test_hourly_runs_unshifted_vs_shifted_and_rerun(spark, lake_with_baseline, t
     _hour_capture(tmp_path, simulate_shift(_rows(400, 6)[FEATURES], ["minutes"], 1.6), "2026-01-05T09", "s")
     runs = {h: hourly_monitoring_run(spark, L, "t", "sched", tmp_path, "e", "AllTraffic", h, FEATURES)
             for h in capture_hours(tmp_path, "e", "AllTraffic")}
-    assert L.ls("monitoring", "t", "sched") == ["2026-01-05T08", "2026-01-05T09"]
-    for h in runs:
-        assert {"statistics.json", "constraint_violations.json"} <= set(L.ls("monitoring", "t", "sched", h))
-        st = L.read_json("monitoring", "t", "sched", h, "statistics.json")
+    # SageMaker's layout: <prefix>/<endpoint>/<schedule>/yyyy/mm/dd/hh/, hh the execution's scheduled hour (the next one)
+    assert L.ls("monitoring", "t", "e", "sched", "2026", "01", "05") == ["09", "10"]
+    assert [r["scheduled"] for r in runs.values()] == ["2026-01-05T09", "2026-01-05T10"]
+    assert list(monitoring_reports(L, "t", "e", "sched")) == ["2026-01-05T09", "2026-01-05T10"]
+    for h, r in runs.items():
+        where = ("monitoring", "t", "e", "sched", "2026", "01", "05", r["scheduled"][-2:])
+        assert r["uri"] == L.uri(*where)
+        assert {"statistics.json", "constraint_violations.json"} <= set(L.ls(*where))
+        st = L.read_json(*where, "statistics.json")
         assert set(st) == {"version", "dataset", "features"} and st["dataset"]["item_count"] == 400
         assert all({"name", "inferred_type"} <= set(f) and ("numerical_statistics" in f or "string_statistics" in f)
                    for f in st["features"])
-        for v in L.read_json("monitoring", "t", "sched", h, "constraint_violations.json")["violations"]:
+        for v in L.read_json(*where, "constraint_violations.json")["violations"]:
             assert set(v) == {"feature_name", "constraint_check_type", "description"} and v["constraint_check_type"] in CHECK_TYPES
     assert runs["2026-01-05T08"]["violations"] == []
     assert drift_violations(runs["2026-01-05T09"]) == ["minutes"]
-    before = L.ls("monitoring", "t", "sched", "2026-01-05T09")
+    where = ("monitoring", "t", *report_parts("e", "sched", "2026-01-05T10"))
+    before = L.ls(*where)
     again = hourly_monitoring_run(spark, L, "t", "sched", tmp_path, "e", "AllTraffic", "2026-01-05T09", FEATURES)
-    assert L.ls("monitoring", "t", "sched", "2026-01-05T09") == before and again["violations"] == runs["2026-01-05T09"]["violations"]
-    d = drift_over_time(L, "t", "sched")
-    assert list(d.index) == ["2026-01-05T08", "2026-01-05T09"] and d.loc["2026-01-05T09", "minutes"] > 0.1
+    assert L.ls(*where) == before and again["violations"] == runs["2026-01-05T09"]["violations"]
+    d = drift_over_time(L, "t", "e", "sched")
+    assert list(d.index) == ["2026-01-05T09", "2026-01-05T10"] and d.loc["2026-01-05T10", "minutes"] > 0.1
 
 
 def test_onehot_groups_and_jensen_shannon_drift():
@@ -245,16 +252,19 @@ def test_ground_truth_join_and_model_quality_format(tmp_path):
     cons = model_quality_constraints(base, {"auc": 0.05})
     assert cons == {"version": 0.0, "binary_classification_constraints": {
         "auc": {"threshold": round(base["binary_classification_metrics"]["auc"]["value"] - 0.05, 6), "comparison_operator": "LessThanThreshold"}}}
-    ok = model_quality_run(L, "t", "2026-01-05T08", joined, cons, 0.5)
-    doc = L.read_json("monitoring", "t", "model-quality", "2026-01-05T08", "statistics.json")
+    ok = model_quality_run(L, "t", "e", "2026-01-05T08", joined, cons, 0.5, wait_hours=2)  # labels waited for 2 hours
+    where = ("monitoring", "t", "e", "e-model-quality", "2026", "01", "05", "11")     # run at 08:00 + 1 h + 2 h
+    assert ok["scheduled"] == "2026-01-05T11" and ok["uri"] == L.uri(*where)
+    doc = L.read_json(*where, "statistics.json")
     assert doc["version"] == 0.0 and doc["dataset"]["item_count"] == 200
     m = doc["binary_classification_metrics"]
     assert {"auc", "f1", "precision", "recall", "accuracy", "confusion_matrix"} <= set(m)
     assert set(m["auc"]) == {"value", "standard_deviation"} and 0 < m["auc"]["standard_deviation"] < 0.1
     assert sum(m["confusion_matrix"][a][b] for a in "01" for b in "01") == 200
-    assert ok["violations"] == [] and L.read_json("monitoring", "t", "model-quality", "2026-01-05T08", "constraint_violations.json") == {"violations": []}
-    bad = model_quality_run(L, "t", "2026-01-05T09", joined.assign(probability=rng.random(200)), cons, 0.5)
-    v = L.read_json("monitoring", "t", "model-quality", "2026-01-05T09", "constraint_violations.json")["violations"]
+    assert ok["violations"] == [] and L.read_json(*where, "constraint_violations.json") == {"violations": []}
+    bad = model_quality_run(L, "t", "e", "2026-01-05T09", joined.assign(probability=rng.random(200)), cons, 0.5, "mq")
+    v = L.read_json("monitoring", "t", "e", "mq", "2026", "01", "05", "10", "constraint_violations.json")["violations"]
+    assert list(monitoring_reports(L, "t", "e", "mq")) == ["2026-01-05T10"]
     assert v == bad["violations"] and [x["metric_name"] for x in v] == ["auc"]
     assert v[0]["constraint_check_type"] == "LessThanThreshold" and set(v[0]) == {"metric_name", "constraint_check_type", "description"}
 
@@ -302,11 +312,23 @@ def test_aws_requests_validate_and_are_sent_with_recorder():
     validate_request("cloudwatch", "PutMetricAlarm", alarm)
     validate_request("sns", "CreateTopic", {"Name": "e-monitoring"})
     role, img = "arn:aws:iam::111122223333:role/R", "156813124566.dkr.ecr.us-east-1.amazonaws.com/sagemaker-model-monitor-analyzer"
-    dq = monitoring_schedule_requests("e", "s3://b/p/baseline", "s3://b/p/reports", img, role, kms_key_id="k")
-    mq = model_quality_schedule_requests("e", "s3://b/p/mqb", "s3://b/p/groundtruth", "s3://b/p/mq", img, role, 0.3)
+    dq = monitoring_schedule_requests("e", "s3://b/p/baseline", "s3://b/p/monitoring/t", img, role, kms_key_id="k")
+    mq = model_quality_schedule_requests("e", "s3://b/p/mqb", "s3://b/p/groundtruth", "s3://b/p/monitoring/t", img, role, 0.3,
+                                         schedule_name="e-mq", wait_hours=2)
     for reqs in (dq, mq):
         for op, params in reqs.items(): validate_request("sagemaker", op, params)
-    assert mq["create_model_quality_job_definition"]["ModelQualityJobInput"]["GroundTruthS3Input"] == {"S3Uri": "s3://b/p/groundtruth"}
+    mq_input = mq["create_model_quality_job_definition"]["ModelQualityJobInput"]
+    assert mq_input["GroundTruthS3Input"] == {"S3Uri": "s3://b/p/groundtruth"}
+    assert (mq_input["EndpointInput"]["StartTimeOffset"], mq_input["EndpointInput"]["EndTimeOffset"]) == ("-PT3H", "-PT2H")
+    assert "StartTimeOffset" not in model_quality_schedule_requests("e", "s3://b/m", "s3://b/g", "s3://b/o", img, role)[
+        "create_model_quality_job_definition"]["ModelQualityJobInput"]["EndpointInput"]
+    assert [r["create_monitoring_schedule"]["MonitoringScheduleName"] for r in (dq, mq)] == ["e-data-quality", "e-mq"]
+    # the S3Uri is the prefix SageMaker appends <endpoint>/<schedule>/yyyy/mm/dd/hh to: the folder the local runs write
+    out = dq["create_data_quality_job_definition"]["DataQualityJobOutputConfig"]["MonitoringOutputs"][0]["S3Output"]["S3Uri"]
+    assert report_uri(out, "e", "e-data-quality", execution_hour("2026-01-05T08")) == "s3://b/p/monitoring/t/e/e-data-quality/2026/01/05/09"
+    assert report_uri(out, "e", "e-data-quality", "2026-01-05T09") == "/".join(["s3://b/p", "monitoring", "t", *report_parts("e", "e-data-quality", "2026-01-05T09")])
+    mq_out = mq["create_model_quality_job_definition"]["ModelQualityJobOutputConfig"]["MonitoringOutputs"][0]["S3Output"]["S3Uri"]
+    assert report_uri(mq_out, "e", "e-mq", execution_hour("2026-01-05T08", 2)).endswith("/monitoring/t/e/e-mq/2026/01/05/11")
     rec = AwsRecorder(responses={"CreateTopic": {"TopicArn": topic}})
     clients = [rec.client(s) for s in ("sagemaker", "cloudwatch", "sns")]
     assert create_monitoring(*clients, [dq, mq], [alarm | {"AlarmActions": ["x"]}], "e-monitoring") == topic
