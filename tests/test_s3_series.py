@@ -136,7 +136,7 @@ def test_series_on_s3_lake(s3_server, tmp_path):
         "06_evaluate": [rf"evaluation/{t}/[^/]+/evaluation\.json"],
         "07_deploy": [rf"_pointers/{t}/endpoint\.json"],
         "08_monitor": [rf"monitoring/{t}/baseline/statistics\.json", rf"monitoring/{t}/baseline/constraints\.json",
-                       rf"monitoring/{t}/[^/]+/constraint_violations\.json"],
+                       rf"monitoring/{t}/[^/]+/[^/]+/\d{{4}}/\d\d/\d\d/\d\d/constraint_violations\.json"],
     }
     missing = {nb: [p for p in pats if not any(re.fullmatch(p, k) for k in keys)]
                for nb, pats in expected.items() if nb in done}
