@@ -4,19 +4,19 @@
 
 # %% ../nbs/03_prepare.ipynb #bc9cc476
 from __future__ import annotations
-import argparse, hashlib, json, math, re, shutil, sys, tempfile
+import argparse, builtins, hashlib, json, math, re, shutil, sys, tempfile, zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyspark.sql.functions as F
 import pyspark.sql.types as T
-from fastcore.imports import IN_IPYTHON
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.feature import Imputer, OneHotEncoder, SQLTransformer, StringIndexer, VectorAssembler
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, Window
-from sklearn.metrics import roc_auc_score
+try: from sklearn.metrics import roc_auc_score
+except ImportError: roc_auc_score = None  # SageMaker's Spark processing image has no scikit-learn: see `_auc`
 
 try:  # written absolute (nbdev keeps a nested import as it is): this file also runs as a processing job's script
     from ml_lifecycle.platform.schema import LABEL, MISSING, column_kinds, is_positive, label_text
@@ -24,10 +24,10 @@ except ModuleNotFoundError as e:
     raise ModuleNotFoundError("prepare.py needs the ml_lifecycle package beside it: ship it with the job") from e
 
 # %% auto #0
-__all__ = ['SPLITS', 'PIPELINE_VERSION', 'add_label', 'check_fractions', 'row_key', 'assign_splits', 'split_counts',
-           'screen_columns', 'fit_encoder', 'encoder_metadata', 'encode', 'transform_rows', 'write_splits',
-           'prepare_features', 'features_version', 'prepare_arguments', 'script_path', 'pyspark_job_spec',
-           'run_pyspark_job_aws', 'run_prepare', 'processing_args', 'main']
+__all__ = ['SPLITS', 'PIPELINE_VERSION', 'SHIPPED_MODULES', 'add_label', 'check_fractions', 'row_key', 'assign_splits',
+           'split_counts', 'screen_columns', 'fit_encoder', 'encoder_metadata', 'encode', 'transform_rows',
+           'write_splits', 'prepare_features', 'features_version', 'prepare_arguments', 'script_path',
+           'shipped_package', 'pyspark_job_spec', 'run_pyspark_job_aws', 'run_prepare', 'processing_args', 'main']
 
 # %% ../nbs/03_prepare.ipynb #6bf40e58
 SPLITS = ("train", "validation", "test")
@@ -95,6 +95,13 @@ def _spark_text(s: pd.Series) -> pd.Series:
 
 def _integral(t) -> bool: return isinstance(t, T.IntegralType) or (isinstance(t, T.DecimalType) and t.scale == 0)
 
+def _auc(y: np.ndarray, x: np.ndarray) -> float:
+    "ROC AUC of score `x` for 0/1 `y`: scikit-learn's, else the Mann-Whitney rank formula it equals (ties count half)."
+    if roc_auc_score is not None: return float(roc_auc_score(y, x))
+    ranks, pos = pd.Series(x).rank(method="average").to_numpy(), y == 1
+    n1, n0 = int(pos.sum()), int((~pos).sum())
+    return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
 def _single_feature_auc(y: np.ndarray, x: pd.Series, categorical: bool) -> float:
     "max(AUC, 1-AUC) of one column as a score for `y` (categoricals scored by their level's positive rate)."
     if categorical:
@@ -103,7 +110,7 @@ def _single_feature_auc(y: np.ndarray, x: pd.Series, categorical: bool) -> float
     x = pd.to_numeric(x, errors="coerce").to_numpy(dtype="float64")
     ok = ~np.isnan(x)
     if ok.sum() < 2 or len(np.unique(y[ok])) < 2: return float("nan")
-    a = roc_auc_score(y[ok], x[ok])
+    a = _auc(y[ok], x[ok])
     return round(float(max(a, 1 - a)), 6)
 
 def _level_f1(y: np.ndarray, x: pd.Series) -> tuple:
@@ -247,7 +254,9 @@ def transform_rows(raw_pdf: pd.DataFrame, # raw rows with (at least) the metadat
 # %% ../nbs/03_prepare.ipynb #8c09aa6e
 def _rewrite_parquet(src: Path, dst: Path):
     "Re-encode a Parquet file with pyarrow, streaming row groups: same data → same bytes, whatever wrote `src`."
-    import pyarrow.parquet as pq
+    try: import pyarrow.parquet as pq
+    except ImportError:  # SageMaker's Spark processing image has no pyarrow: Spark's file, same data, bytes may differ
+        shutil.move(src, dst); return
     f = pq.ParquetFile(src)
     with pq.ParquetWriter(dst, f.schema_arrow, compression="snappy") as w:
         for i in range(f.num_row_groups): w.write_table(f.read_row_group(i))
@@ -263,7 +272,7 @@ def write_splits(enc: DataFrame,       # encoded rows with `split`, `__u`, `__ke
     for fmt in ("csv", "parquet"):
         tmp = out_dir/f".{fmt}.tmp"
         w = rows.write.mode("overwrite").partitionBy("split")
-        w.option("header", False).csv(str(tmp)) if fmt == "csv" else w.parquet(str(tmp))
+        w.option("header", False).csv(_qualified(tmp)) if fmt == "csv" else w.parquet(_qualified(tmp))
         for s in SPLITS:
             (file,) = (tmp/f"split={s}").glob("part-*")
             (out_dir/s).mkdir(parents=True, exist_ok=True)
@@ -273,6 +282,11 @@ def write_splits(enc: DataFrame,       # encoded rows with `split`, `__u`, `__ke
     return {s: out_dir/s for s in SPLITS}
 
 # %% ../nbs/03_prepare.ipynb #ca0288c2
+def _qualified(uri) -> str:
+    "A URI Spark resolves the same everywhere: a bare local path becomes `file://` (the Spark image's default FS is HDFS)."
+    u = str(uri)
+    return u if re.match(r"^[a-z][a-z0-9+.-]*://", u) else "file://" + str(Path(u).resolve())  # as_uri() would escape '=' 
+
 def prepare_features(spark,                    # a SparkSession
                      input_uri: str,           # Parquet file or folder of the validated data
                      out_dir: str | Path,      # local folder to write train/, validation/, test/, feature_metadata.json
@@ -285,7 +299,7 @@ def prepare_features(spark,                    # a SparkSession
                     ) -> dict:
     "Run the feature pipeline on `input_uri` and write the three splits and `feature_metadata.json` to `out_dir`."
     fractions, out_dir = check_fractions(fractions), Path(out_dir)
-    raw = spark.read.parquet(str(input_uri))
+    raw = spark.read.parquet(_qualified(input_uri))
     roles = column_kinds(raw.schema, exclude=(target, LABEL, *_INTERNAL))
     data = assign_splits(add_label(raw, target, positive_label), seed, fractions).persist()
     try:
@@ -342,6 +356,18 @@ def script_path() -> Path:
     import importlib.util
     return Path(importlib.util.find_spec("ml_lifecycle.prepare").origin)
 
+SHIPPED_MODULES = ("ml_lifecycle/__init__.py", "ml_lifecycle/platform/__init__.py", "ml_lifecycle/platform/schema.py")
+
+def shipped_package(dest: str | Path # folder for the archive
+                   ) -> Path:
+    "`ml_lifecycle.zip` with the modules the script imports (only `platform.schema`), shipped with the job (`--py-files`)."
+    import ml_lifecycle
+    root, out = Path(ml_lifecycle.__file__).parent.parent, Path(dest)/"ml_lifecycle.zip"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for m in SHIPPED_MODULES: z.writestr(zipfile.ZipInfo(m, (1980, 1, 1, 0, 0, 0)), (root/m).read_bytes())  # fixed bytes
+    return out
+
 def pyspark_job_spec(input_uri: str,     # S3 URI of the validated version
                      output_uri: str,    # S3 URI the features version is uploaded to
                      arguments: list,    # `prepare_arguments(...)` (with {input:..}/{output:..} placeholders)
@@ -359,7 +385,8 @@ def pyspark_job_spec(input_uri: str,     # S3 URI of the validated version
                      network_config=network_config(subnets, security_group_ids, enable_network_isolation,
                                                    encrypt_inter_container_traffic),
                      base_job_name=check_job_name(job_name))
-    run = dict(submit_app=str(script_path()), arguments=[_expand(a, root) for a in arguments],
+    run = dict(submit_app=str(script_path()), submit_py_files=[str(shipped_package(tempfile.mkdtemp(prefix="prepare-py-")))],
+               arguments=[_expand(a, root) for a in arguments],
                inputs=[ProcessingInput(input_name="data", s3_input=ProcessingS3Input(
                    s3_uri=s3(input_uri), local_path=f"{root}/input/data", s3_data_type="S3Prefix", s3_input_mode="File"))],
                outputs=[ProcessingOutput(output_name="features", s3_output=ProcessingS3Output(
@@ -402,9 +429,11 @@ def run_prepare(L,                        # the Lake
     if via not in ("spark", "processing", "aws"): raise ValueError(f"via={via!r}: pass 'spark', 'processing' or 'aws'.")
     args = prepare_arguments(target, positive_label, seed, fractions, v["version"], **opts)
     if not L.exists(*parts, "_SUCCESS") and via == "processing":
-        from ml_lifecycle.platform.sagemaker_local import run_processing_job
-        run_processing_job(script_path(), inputs={"data": v["uri"]}, outputs={"features": L.uri(*parts)},
-                           arguments=args, job_name=f"prepare-{fv}", overwrite_outputs=L.exists(*parts))
+        from ml_lifecycle.platform.sagemaker_local import run_processing_job, spark_image_python
+        with tempfile.TemporaryDirectory(prefix="prepare-py-") as ship:  # what the Spark image has, plus what the job ships
+            run_processing_job(script_path(), inputs={"data": v["uri"]}, outputs={"features": L.uri(*parts)},
+                               arguments=args, job_name=f"prepare-{fv}", overwrite_outputs=L.exists(*parts),
+                               python=spark_image_python(), py_files=[shipped_package(ship)])
     elif not L.exists(*parts, "_SUCCESS") and via == "aws":
         run_pyspark_job_aws(pyspark_job_spec(v["uri"], L.uri(*parts), args, job_name=f"prepare-{fv}", **(aws or {})))
         if not L.exists(*parts, "_SUCCESS"): L.write_bytes(b"", *parts, "_SUCCESS")  # SageMaker uploads no marker
@@ -463,4 +492,4 @@ def main(argv: list[str] | None = None # command-line arguments (None → sys.ar
     print(json.dumps({"splits": meta["splits"], "n_features": len(meta["features"]), "excluded": meta["excluded"]}))
     return 0
 
-if __name__ == "__main__" and not IN_IPYTHON: sys.exit(main())
+if __name__ == "__main__" and not hasattr(builtins, "__IPYTHON__"): sys.exit(main())

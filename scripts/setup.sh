@@ -3,7 +3,7 @@
 #   - checks Python 3.11+ and Java 17+ (Spark needs a JVM),
 #   - builds .venv from the pinned versions (requirements.txt locked by constraints.txt),
 #   - fetches the Spark jars (Deequ, hadoop-aws for s3a://) from Maven Central into .cache/jars,
-#   - builds a small venv per SageMaker XGBoost image (envs/xgboost-<image>.txt) in .cache/envs (scripts/job_envs.sh),
+#   - builds a small venv per SageMaker image (envs/*.txt: the XGBoost images, the Spark processing image) in .cache/envs (scripts/job_envs.sh),
 #   - registers the `ml-lifecycle` Jupyter kernel inside the venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -286,7 +286,7 @@ def test_under_local_processing_job(lake, prepared, tmp_path):
 
 @pytest.mark.slow
 def test_run_prepare_via_processing_job_is_byte_identical(spark, lake, tmp_path):
-    "run_prepare(via='processing') (local processing job) publishes the same bytes as the in-process path."
+    "run_prepare(via='processing') (a local job in the Spark image's environment) publishes the same data as the in-process path."
     import shutil
     twin = Lake(str(tmp_path/"twin"))
     shutil.copytree(lake.local_path(), twin.local_path(), ignore=shutil.ignore_patterns("features"), dirs_exist_ok=True)
@@ -296,7 +296,9 @@ def test_run_prepare_via_processing_job_is_byte_identical(spark, lake, tmp_path)
     pa_, pb = Path(lake.local_path("features", T, f"version={a['version']}")), Path(twin.local_path("features", T, f"version={b['version']}"))
     files = sorted(p.relative_to(pa_) for p in pa_.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(pb) for p in pb.rglob("*") if p.is_file())
-    for f in files: assert (pa_/f).read_bytes() == (pb/f).read_bytes(), f
+    for f in files:  # the job ran in the Spark image's environment (no pyarrow): Parquet equal in content, the rest in bytes
+        if f.suffix == ".parquet": pd.testing.assert_frame_equal(pd.read_parquet(pa_/f), pd.read_parquet(pb/f))
+        else: assert (pa_/f).read_bytes() == (pb/f).read_bytes(), f
 
 
 def test_pyspark_job_spec_shape():
@@ -311,3 +313,33 @@ def test_pyspark_job_spec_shape():
     import inspect
     assert set(spec["processor"]) <= set(inspect.signature(PySparkProcessor.__init__).parameters)
     assert set(spec["run"]) <= set(inspect.signature(PySparkProcessor.run).parameters)
+
+
+def test_auc_without_scikit_learn_equals_scikit_learn(monkeypatch):
+    "The rank formula the Spark image's job falls back on gives scikit-learn's AUC, ties included."
+    import numpy as np
+    import ml_lifecycle.prepare as prep
+    from sklearn.metrics import roc_auc_score
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        y = rng.integers(0, 2, 300); y[:2] = [0, 1]
+        x = np.round(rng.normal(size=300) + y * rng.uniform(0, 2), int(rng.integers(0, 3)))  # rounding makes ties
+        monkeypatch.setattr(prep, "roc_auc_score", None)
+        fallback = prep._auc(y, x)
+        monkeypatch.undo()
+        assert abs(fallback - roc_auc_score(y, x)) < 1e-12
+
+
+def test_script_needs_only_what_the_spark_image_has(tmp_path):
+    "In the Spark image's environment (no scikit-learn, pyarrow, fastcore) the script imports with the shipped zip alone."
+    import subprocess
+    from ml_lifecycle.platform.sagemaker_local import spark_image_python
+    from ml_lifecycle.prepare import script_path, shipped_package
+    py, zp = spark_image_python(), shipped_package(tmp_path)
+    code = "import importlib.util as u, sys; s = u.spec_from_file_location('prep', sys.argv[1]); m = u.module_from_spec(s); s.loader.exec_module(m); print(m.PIPELINE_VERSION)"
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(zp)}
+    ok = subprocess.run([str(py), "-c", code, str(script_path())], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr[-1500:]
+    bare = subprocess.run([str(py), "-c", code, str(script_path())], env={"PATH": "/usr/bin:/bin"}, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert bare.returncode != 0 and "ship it with the job" in bare.stderr

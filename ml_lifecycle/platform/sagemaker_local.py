@@ -15,12 +15,12 @@ from .config import project_root
 from .storage import Lake, _s3_options
 
 # %% auto #0
-__all__ = ['FLOAT_RE', 'XGBOOST_IMAGE', 'SKLEARN_FRAMEWORK_VERSION', 'serialize_hyperparameters', 'deserialize_hyperparameters',
-           'parse_metrics', 'fetch', 'pack_dir', 'JobError', 'run_logged', 'default_work_dir', 'unique_job_name',
-           'check_job_name', 'JobResult', 'job_python', 'run_training_job', 'run_processing_job', 'framework_image_uri',
-           'training_job_spec', 'job_session', 'run_training_job_aws', 'network_config', 'processing_job_spec',
-           'run_processing_job_aws', 'training_job', 'processing_job', 'envs_dir', 'image_envs', 'image_env_python',
-           'image_predict']
+__all__ = ['FLOAT_RE', 'XGBOOST_IMAGE', 'SKLEARN_FRAMEWORK_VERSION', 'SPARK_IMAGE', 'serialize_hyperparameters',
+           'deserialize_hyperparameters', 'parse_metrics', 'fetch', 'pack_dir', 'JobError', 'run_logged',
+           'default_work_dir', 'unique_job_name', 'check_job_name', 'JobResult', 'job_python', 'run_training_job',
+           'run_processing_job', 'framework_image_uri', 'training_job_spec', 'job_session', 'run_training_job_aws',
+           'network_config', 'processing_job_spec', 'run_processing_job_aws', 'training_job', 'processing_job',
+           'envs_dir', 'image_envs', 'image_env_python', 'spark_image_python', 'image_predict']
 
 # %% ../../nbs/platform/03_sagemaker_local.ipynb #96e38a00
 def serialize_hyperparameters(hps: dict # hyperparameters with any JSON-able values
@@ -379,7 +379,9 @@ def run_processing_job(code: str | Path,               # the script to run (Sage
                        env: dict | None = None,        # extra environment variables
                        timeout: float = 3600,          # MaxRuntimeInSeconds
                        overwrite_outputs: bool = True, # replace what is at an output URI (SageMaker overwrites)
-                       stream: bool = False            # also print the log here
+                       stream: bool = False,           # also print the log here
+                       python: str | Path | None = None, # the interpreter of the image's environment (None: this kernel's)
+                       py_files: list | None = None    # files shipped with the job, importable by the script (spark-submit's --py-files)
                       ) -> JobResult:
     "Run `code` as a SageMaker processing job would, in a local job directory; raises `JobError` on failure."
     code, inputs, outputs = Path(code), dict(inputs or {}), dict(outputs or {})
@@ -394,6 +396,7 @@ def run_processing_job(code: str | Path,               # the script to run (Sage
     for n, src in inputs.items(): fetch(src, root/"input"/n)
     for n in outputs: (root/"output"/n).mkdir(parents=True, exist_ok=True)
     (root/"input"/"code").mkdir(parents=True); shutil.copy2(code, root/"input"/"code"/code.name)
+    shipped = [shutil.copy2(f, root/"input"/"code"/Path(f).name) for f in (py_files or [])]
     (job_dir/"config").mkdir(); (job_dir/"config"/"processingjobconfig.json").write_text(json.dumps({
         "ProcessingJobName": job_name,
         "ProcessingInputs": [{"InputName": n, "S3Input": {"S3Uri": str(s), "LocalPath": f"{root}/input/{n}"}} for n, s in inputs.items()],
@@ -402,8 +405,10 @@ def run_processing_job(code: str | Path,               # the script to run (Sage
     args = [_expand(a, root) for a in (arguments or [])]
     full_env = {**os.environ, "PROCESSING_JOB_NAME": job_name, "PYTHONUNBUFFERED": "1",
                 **_processing_env(inputs, outputs, root), **{k: str(v) for k, v in (env or {}).items()}}
+    if python is not None: full_env.pop("PYTHONPATH", None)  # the image's environment only, as in its container
+    if shipped: full_env["PYTHONPATH"] = os.pathsep.join([*map(str, shipped), *filter(None, [full_env.get("PYTHONPATH")])])
     log_path = job_dir/"logs"/"algo-1.log"
-    rc, secs = run_logged([sys.executable, root/"input"/"code"/code.name, *args], log_path, env=full_env, cwd=job_dir,
+    rc, secs = run_logged([str(python or sys.executable), root/"input"/"code"/code.name, *args], log_path, env=full_env, cwd=job_dir,
                           timeout=timeout, stream=stream)
     res = JobResult(job_name=job_name, status="Completed" if rc == 0 else ("Stopped" if rc is None else "Failed"),
                     job_dir=str(job_dir), log_path=str(log_path), exit_code=rc, seconds=round(secs, 3))
@@ -616,16 +621,30 @@ def image_envs(root: str | Path | None = None # the repository holding envs/ (de
         out[image] = pins
     return out
 
+def _built_python(pins: Path, env: Path) -> Path | None:
+    "The venv's Python if `env` was built from the current content of `pins` (the stamp job_envs.sh writes), else None."
+    want = hashlib.sha256(pins.read_bytes()).hexdigest()[:16]
+    stamp, py = env/".installed", env/"bin"/"python"
+    return py if py.exists() and stamp.is_file() and stamp.read_text().strip() == want else None
+
 def image_env_python(image: str, # a SageMaker XGBoost image tag with pins in envs/, e.g. "3.0-5"
                      root: str | Path | None = None # the repository holding envs/
                     ) -> Path | None:
     "The Python of the venv built for `image` from its current pins (by `scripts/job_envs.sh`), else None."
     files = _pin_files(root)
     if image not in files: raise ValueError(f"no pins for image {image!r} in envs/; the images are {sorted(files)}")
-    env = envs_dir()/f"xgboost-{image}"
-    want = hashlib.sha256(files[image].read_bytes()).hexdigest()[:16]  # the stamp job_envs.sh writes
-    stamp, py = env/".installed", env/"bin"/"python"
-    return py if py.exists() and stamp.is_file() and stamp.read_text().strip() == want else None
+    return _built_python(files[image], envs_dir()/f"xgboost-{image}")
+
+SPARK_IMAGE = "3.5"  # the SageMaker Spark processing image (PySparkProcessor framework_version) of 03_prepare's job
+
+def spark_image_python(root: str | Path | None = None # the repository holding envs/
+                      ) -> Path:
+    "The Python of the venv that has only what the Spark processing image has (PySpark, NumPy, pandas); built by `make setup`."
+    pins = Path(root or project_root())/"envs"/f"spark-{SPARK_IMAGE}.txt"
+    py = _built_python(pins, envs_dir()/f"spark-{SPARK_IMAGE}")
+    if py is None: raise FileNotFoundError(f"the Spark processing image's environment is not built in {envs_dir()}: "
+                                           f"run `make setup` (or `scripts/job_envs.sh spark-{SPARK_IMAGE}`)")
+    return py
 
 def image_predict(image: str,              # the image tag, e.g. "3.0-5"
                   model_file: str | Path,  # an XGBoost JSON model
