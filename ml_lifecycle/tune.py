@@ -21,8 +21,9 @@ from .train import (DEFAULT_HYPERPARAMETERS, ENTRY_POINT, FINAL_METRICS, METRIC_
 # %% auto #0
 __all__ = ['SEARCH_SPACE', 'KINDS', 'OBJECTIVE', 'CODE_CHANNEL', 'ISOLATED_SUBMIT_DIR', 'check_search_space',
            'optuna_distributions', 'sagemaker_ranges', 'tuning_job_name', 'trial_job_name', 'parent_trials',
-           'make_objective', 'trial_records', 'best_own_trial', 'tune_model', 'tuner_spec', 'stage_source',
-           'with_code_channel', 'run_tuning_job_aws', 'plot_trials', 'param_importances', 'plot_importances']
+           'make_objective', 'trial_records', 'best_own_trial', 'run_batches', 'tune_model', 'tuner_spec',
+           'stage_source', 'with_code_channel', 'run_tuning_job_aws', 'plot_trials', 'param_importances',
+           'plot_importances']
 
 # %% ../nbs/05_tune.ipynb #8df6ac45
 SEARCH_SPACE = {  # name: (kind, low, high); kind is 'int', 'float' (uniform) or 'log' (log-uniform)
@@ -139,6 +140,25 @@ def best_own_trial(records: list[dict]) -> dict:
     return max(own, key=lambda r: (r["value"], -r["number"]))
 
 # %% ../nbs/05_tune.ipynb #464098e6
+def run_batches(study: optuna.Study, # the study (its sampler seeded)
+                objective,           # trial -> value; a `JobError` marks the trial failed
+                n_trials: int,       # trials to run
+                n_jobs: int,         # trials at once
+                distributions: dict | None = None # the search space as Optuna distributions: sampled when asked
+               ) -> optuna.Study:
+    "Ask `n_jobs` trials, run them at once, tell their results in trial order; repeat: parallel, yet reproducible."
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+        for start in range(0, n_trials, n_jobs):
+            # asked, and their parameters drawn, here in a fixed order (drawn inside the threads, the sampler's
+            # random numbers would go to whichever trial asks first)
+            batch = [study.ask(distributions) for _ in range(min(n_jobs, n_trials - start))]
+            running = [pool.submit(objective, t) for t in batch]
+            for t, f in zip(batch, running):  # told in trial order, whichever finished first
+                try: study.tell(t, f.result())
+                except JobError: study.tell(t, state=optuna.trial.TrialState.FAIL)
+    return study
+
 def tune_model(lake: Lake,                # the data lake
                table: str,                # the table
                n_trials: int = 8,         # training jobs to run (SageMaker: max_jobs)
@@ -166,8 +186,8 @@ def tune_model(lake: Lake,                # the data lake
         study.add_trials(earlier)
         study.enqueue_trial(max(earlier, key=lambda t: t.value).params)
     t0 = time.time()
-    study.optimize(make_objective(features, space, static, lake.uri("tuning", table, job), job, work_dir, cpus, timeout),
-                   n_trials=int(n_trials), n_jobs=n_jobs, catch=(JobError,))
+    run_batches(study, make_objective(features, space, static, lake.uri("tuning", table, job), job, work_dir, cpus, timeout),
+                int(n_trials), n_jobs, optuna_distributions(space))
     records = trial_records(study, job)
     best = best_own_trial(records)
     hps = {**static, **best["params"]}
