@@ -4,7 +4,7 @@
 
 # %% ../../nbs/platform/05_runner.ipynb #08f8dcbf
 from __future__ import annotations
-import argparse, os, re, sys, time, uuid
+import argparse, contextlib, os, re, sys, time, uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,8 +18,8 @@ from .config import Params, ParameterError, default_lake, make_params, project_r
 from .storage import Lake
 
 # %% auto #0
-__all__ = ['stage_notebooks', 'NotebookFailed', 'run_notebook', 'StageSkipped', 'StageResult', 'RunResult', 'new_run_id',
-           'run_series', 'write_summary', 'main']
+__all__ = ['stage_notebooks', 'NotebookFailed', 'run_notebook', 'process_output_to', 'StageSkipped', 'StageResult', 'RunResult',
+           'new_run_id', 'run_series', 'write_summary', 'main']
 
 # %% ../../nbs/platform/05_runner.ipynb #3f47793a
 def stage_notebooks(nbs_dir: str | Path | None = None # folder of the stage notebooks (default: <repo>/nbs)
@@ -65,6 +65,26 @@ def run_notebook(nb: str | Path,                 # the notebook to run
     return out
 
 # %% ../../nbs/platform/05_runner.ipynb #e55cd7e3
+@contextlib.contextmanager
+def process_output_to(path: str | Path # the log file (appended to)
+                     ):
+    "While inside, this process's file descriptors 1 and 2 (inherited by every child it starts) write to `path`."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    for s in (sys.stdout, sys.stderr): s.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(path, "ab") as f:
+            os.dup2(f.fileno(), 1); os.dup2(f.fileno(), 2)
+            yield path
+    finally:
+        for s in (sys.stdout, sys.stderr): s.flush()
+        for fd, old in zip((1, 2), saved): os.dup2(old, fd); os.close(old)
+
+def _terminal():
+    "A stream on the terminal as it is now (a progress bar that survives `process_output_to`)."
+    try: return os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    except (AttributeError, OSError, ValueError): return sys.stdout  # no real descriptor (e.g. a captured stdout)
+
 class StageSkipped(RuntimeError):
     "Raised by a stage that has nothing to do for a stated reason (07_deploy when no model was approved); the series goes on."
 
@@ -112,7 +132,8 @@ def run_series(parameters: dict | None = None,   # papermill parameters for ever
     run_id = run_id or new_run_id()
     run_dir = Path(runs_dir or project_root()/"runs")/run_id
     res = RunResult(run_id, run_dir, P.lake)
-    bar = tqdm(notebooks, desc="lifecycle", unit="nb", disable=not progress, file=sys.stdout)
+    term = _terminal() if progress else sys.stdout
+    bar = tqdm(notebooks, desc="lifecycle", unit="nb", disable=not progress, file=term)
     own_work = "ML_LIFECYCLE_WORK" not in os.environ   # local SageMaker job folders go in the run folder
     if own_work: os.environ["ML_LIFECYCLE_WORK"] = str(run_dir/"jobs")
     try:
@@ -121,7 +142,8 @@ def run_series(parameters: dict | None = None,   # papermill parameters for ever
             if res.error: res.stages.append(StageResult(nb.name, "skipped")); continue
             t0 = time.perf_counter()
             try:
-                out = run_notebook(nb, run_dir/nb.name, parameters, kernel=kernel)
+                with process_output_to(run_dir/"logs"/f"{nb.stem}.log"):  # kernel, Spark and job output
+                    out = run_notebook(nb, run_dir/nb.name, parameters, kernel=kernel)
                 res.stages.append(StageResult(nb.name, "ok", time.perf_counter() - t0, str(out)))
             except NotebookFailed as e:
                 if e.ename == "StageSkipped":  # the stage said it has nothing to do, and why: the series goes on
@@ -132,6 +154,7 @@ def run_series(parameters: dict | None = None,   # papermill parameters for ever
     finally:
         if own_work: del os.environ["ML_LIFECYCLE_WORK"]
     bar.close()
+    if term is not sys.stdout: term.close()
     write_summary(res, P.table)
     if res.error and raise_on_error: raise res.error
     return res
@@ -150,7 +173,8 @@ def write_summary(res: RunResult, # the run to summarise
     total = sum(s.seconds for s in res.stages)
     lines = [f"# Run {res.run_id}", "",
              f"- status: **{'passed' if res.ok else 'FAILED'}**", f"- lake: `{res.lake}`", f"- table: `{table}`",
-             f"- wall time: {total:.1f} s", "", "| stage | status | seconds | key figures |", "|---|---|---:|---|"]
+             f"- wall time: {total:.1f} s",
+             f"- logs: `{res.run_dir/'logs'}` (each stage's kernel, Spark and job output)", "", "| stage | status | seconds | key figures |", "|---|---|---:|---|"]
     for s in res.stages:
         f = figures.get(Path(s.notebook).stem, {}).get("figures", {}) if s.status == "ok" else {}
         lines.append(f"| {s.notebook} | {s.status} | {s.seconds:.1f} | {_fmt(f) if f else s.note} |")
