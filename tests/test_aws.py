@@ -183,15 +183,21 @@ def test_tuning_job_request(P, s3_server):
 
 
 def test_glue_table_requests():
-    "00_ingest's `register_glue`: GetTable, then CreateTable when missing (UpdateTable when present)."
+    "00_ingest's `register_glue`: the database (created when missing), GetTable, then CreateTable or UpdateTable."
     from ml_lifecycle.ingest import glue_table, register_glue_table
     ti = glue_table("mlc_churn", [{"name": "x", "type": "int64"}, {"name": "churn", "type": "string"}],
                     "s3://my-ml-bucket/lifecycle/raw/mlc_churn/")
     missing = sagemaker_recorder(ROLE, responses={"GetTable": {"Error": {"Code": "EntityNotFoundException", "Message": "no"}}})
     with missing.install():
         assert register_glue_table("ml_lifecycle", ti, "us-east-1") == "CreateTable"
-    assert missing.ops() == ["GetTable", "CreateTable"]
+    assert missing.ops() == ["GetDatabase", "GetTable", "CreateTable"]
     validate_request("glue", "CreateTable", missing.find("CreateTable")[0])
+    fresh = sagemaker_recorder(ROLE, responses={"GetDatabase": {"Error": {"Code": "EntityNotFoundException", "Message": "no"}},
+                                                "GetTable": {"Error": {"Code": "EntityNotFoundException", "Message": "no"}}})
+    with fresh.install():  # a fresh account: the database is created first
+        assert register_glue_table("ml_lifecycle", ti, "us-east-1") == "CreateTable"
+    assert fresh.ops() == ["GetDatabase", "CreateDatabase", "GetTable", "CreateTable"]
+    assert fresh.find("CreateDatabase")[0]["DatabaseInput"]["Name"] == "ml_lifecycle"
     present = sagemaker_recorder(ROLE, responses={"GetTable": {"Table": {"Name": "mlc_churn", "DatabaseName": "ml_lifecycle"}}})
     with present.install():
         assert register_glue_table("ml_lifecycle", ti, "us-east-1") == "UpdateTable"
