@@ -30,9 +30,9 @@ from .platform.endpoint import DataCapture, read_capture, to_csv_payload
 
 # %% auto #0
 __all__ = ['MONITOR_TYPES', 'KINDS', 'HOUR_FMT', 'MONITORING_FOLDERS', 'QUALITY_METRICS', 'COMPARISONS', 'DATA_NAMESPACE',
-           'MODEL_NAMESPACE', 'METRIC_COLUMNS', 'METRIC_KEY', 'METRICS_FILE', 'infer_types', 'compute_statistics',
-           'read_statistics', 'read_constraints', 'read_violations', 'suggest_constraints', 'baseline_job',
-           'invoke_with_ids', 'ks_noise_level', 'pick_shift_features', 'simulate_shift', 'hour_of',
+           'MODEL_NAMESPACE', 'METRIC_COLUMNS', 'METRIC_KEY', 'METRICS_FILE', 'MAX_ALARM_METRICS', 'infer_types',
+           'compute_statistics', 'read_statistics', 'read_constraints', 'read_violations', 'suggest_constraints',
+           'baseline_job', 'invoke_with_ids', 'ks_noise_level', 'pick_shift_features', 'simulate_shift', 'hour_of',
            'simulate_capture_hour', 'capture_hours', 'read_hour', 'captured_frame', 'onehot_groups', 'drift_distances',
            'checked_threshold', 'check_constraints', 'label_drift', 'monitoring_run', 'execution_hour', 'report_parts',
            'report_uri', 'monitoring_reports', 'hourly_monitoring_run', 'drift_violations', 'drift_over_time',
@@ -40,8 +40,9 @@ __all__ = ['MONITOR_TYPES', 'KINDS', 'HOUR_FMT', 'MONITORING_FOLDERS', 'QUALITY_
            'model_quality_statistics', 'model_quality_constraints', 'check_model_quality', 'model_quality_baseline',
            'model_quality_run', 'data_quality_metrics', 'model_quality_metrics', 'metric_datapoints', 'read_metrics',
            'put_metrics', 'metric_series', 'put_metric_data_requests', 'evaluate_alarm', 'alarm_requests',
-           'retrain_request', 'decode_rows', 'retrain_dataset', 'latest_model', 'evaluation_metrics',
-           'monitoring_schedule_requests', 'model_quality_schedule_requests', 'create_monitoring', 'delete_monitoring']
+           'drift_alarm_requests', 'largest_drift', 'capture_columns', 'renamed', 'retrain_request', 'decode_rows',
+           'retrain_dataset', 'latest_model', 'evaluation_metrics', 'monitoring_schedule_requests',
+           'model_quality_schedule_requests', 'create_monitoring', 'delete_monitoring']
 
 # %% ../nbs/08_monitor.ipynb #9f83426c
 MONITOR_TYPES = ("Integral", "Fractional", "String", "Unknown")
@@ -560,7 +561,8 @@ def monitoring_run(spark, L: Lake, table: str,   # the SparkSession, lake and ta
     return {"uri": uri, "statistics": statistics, "violations": violations, "drift": drift}
 
 # %% ../nbs/08_monitor.ipynb #6ee68f2a
-MONITORING_FOLDERS = ("baseline", "model-quality-baseline", "metrics", "figures", "retrain", "retrain_requests")  # beside the reports
+MONITORING_FOLDERS = ("baseline", "baseline-capture", "model-quality-baseline", "metrics", "figures", "retrain",
+                      "retrain_requests")  # beside the reports
 
 def execution_hour(hour: str | datetime, # the hour of traffic an execution analyses, e.g. '2026-01-05T08'
                    wait_hours: int = 0    # hours it waits beyond that hour's end (model quality: for the labels)
@@ -778,14 +780,14 @@ def model_quality_run(L: Lake, table: str,   # the lake and table
     return {"uri": uri, "statistics": stats, "violations": violations, "hour": hour, "scheduled": scheduled}
 
 # %% ../nbs/08_monitor.ipynb #a3af22dd
-DATA_NAMESPACE = "ml_lifecycle/Endpoints/data-metrics"    # data quality (Model Monitor: aws/sagemaker/Endpoints/data-metrics)
-MODEL_NAMESPACE = "ml_lifecycle/Endpoints/model-metrics"  # model quality (Model Monitor: aws/sagemaker/Endpoints/model-metrics)
+DATA_NAMESPACE = "aws/sagemaker/Endpoints/data-metrics"    # where Model Monitor's data-quality jobs emit (per feature)
+MODEL_NAMESPACE = "aws/sagemaker/Endpoints/model-metrics"  # where its model-quality jobs emit (auc, f1, ...)
 METRIC_COLUMNS = ["namespace", "metric_name", "dimensions", "timestamp", "value", "unit"]
 METRIC_KEY = ["namespace", "metric_name", "dimensions", "timestamp"]
 
 def data_quality_metrics(run: dict # from `monitoring_run`
                         ) -> dict:
-    "The metrics of a data-quality run: feature_baseline_drift_<feature> per checked feature, and violation counts."
+    "The metrics of a data-quality run: feature_baseline_drift_<feature> per checked feature (as Model Monitor emits them), and violation counts (this project's own summary)."
     d = run["drift"]
     if "checked" in d: d = d[d["checked"].astype(bool)]  # the features of constraints.json, as Model Monitor emits
     out = {f"feature_baseline_drift_{f}": float(v) for f, v in d[["feature", "distance"]].dropna().values}
@@ -879,6 +881,53 @@ def alarm_requests(alarm_name: str, namespace: str, metric_name: str, # the alar
         "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions.items()], "Statistic": "Maximum",
         "Period": period, "EvaluationPeriods": evaluation_periods, "DatapointsToAlarm": datapoints_to_alarm,
         "Threshold": float(threshold), "ComparisonOperator": comparison_operator, "TreatMissingData": "notBreaching"}}
+
+MAX_ALARM_METRICS = 10  # CloudWatch: the metrics one metric-math alarm may combine
+
+def drift_alarm_requests(alarm_name: str, namespace: str,  # the alarm and Model Monitor's data-metrics namespace
+                         features: list[str],         # the feature (column) names whose drift it watches, ≤ 10
+                         dimensions: dict,            # Endpoint and MonitoringSchedule
+                         threshold: float,            # the drift distance that breaches
+                         evaluation_periods: int, datapoints_to_alarm: int, # N of M
+                         topic_arn: str,              # SNS topic notified on ALARM
+                         period: int = 3600           # seconds per datapoint
+                        ) -> dict:
+    "The put_metric_alarm request of a drift alarm: the largest `feature_baseline_drift_<f>` of `features` (metric math MAX)."
+    if not 1 <= len(features) <= MAX_ALARM_METRICS:
+        raise ValueError(f"{len(features)} features: a CloudWatch alarm combines 1 to {MAX_ALARM_METRICS} metrics")
+    dims = [{"Name": k, "Value": v} for k, v in dimensions.items()]
+    metrics = [{"Id": f"m{i}", "ReturnData": False, "MetricStat": {"Period": period, "Stat": "Maximum", "Metric": {
+                   "Namespace": namespace, "MetricName": f"feature_baseline_drift_{f}", "Dimensions": dims}}}
+               for i, f in enumerate(features)]
+    metrics.append({"Id": "drift", "Expression": "MAX(METRICS())", "Label": "largest feature drift", "ReturnData": True})
+    return {"put_metric_alarm": {
+        "AlarmName": alarm_name, "AlarmDescription": f"largest drift of {len(features)} features >= {threshold} in "
+        f"{datapoints_to_alarm} of {evaluation_periods} hours: request retraining", "ActionsEnabled": True,
+        "AlarmActions": [topic_arn], "Metrics": metrics, "EvaluationPeriods": evaluation_periods,
+        "DatapointsToAlarm": datapoints_to_alarm, "Threshold": float(threshold),
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold", "TreatMissingData": "notBreaching"}}
+
+def largest_drift(store: pd.DataFrame, # the metrics store
+                  features: list[str], # the watched features
+                  namespace: str = DATA_NAMESPACE
+                 ) -> pd.Series:
+    "What a drift alarm's MAX(METRICS()) sees: per timestamp, the largest `feature_baseline_drift_<f>` of `features`."
+    names = [f"feature_baseline_drift_{f}" for f in features]
+    s = store[store.metric_name.isin(names) & (store.namespace == namespace)]
+    return s.groupby("timestamp")["value"].max().sort_index()
+
+def capture_columns(features: list[str] # the model's features, in the order a CSV request sends them
+                   ) -> dict:
+    "Feature name → the column name Model Monitor gives headerless CSV capture (`_c0`, `_c1`, ...)."
+    return {f: f"_c{i}" for i, f in enumerate(features)}
+
+def renamed(doc: dict,  # a statistics.json or constraints.json
+            names: dict # old feature name → new
+           ) -> dict:
+    "A copy of `doc` with its features renamed (e.g. by `capture_columns`, for a baseline Model Monitor compares capture with)."
+    out = json.loads(json.dumps(doc))
+    for f in out.get("features", []): f["name"] = names.get(f["name"], f["name"])
+    return out
 
 # %% ../nbs/08_monitor.ipynb #22587d13
 def retrain_request(L: Lake, table: str,  # the lake and table

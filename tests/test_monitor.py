@@ -361,3 +361,27 @@ def test_retrain_dataset_leaves_out_held_out_rows():
     out = retrain_dataset(raw, enc, [1], meta, "y", "yes", exclude=decode_rows(pd.DataFrame([[2.0, 1, 0], [3.0, 0, 1]], columns=meta["features"]), meta))
     assert out.attrs["excluded"] == 2
     assert out[["n", "c", "y"]].values.tolist() == [[1, "a", "no"], [2, "b", "no"], [5.0, "a", "yes"]]
+
+
+def test_drift_alarm_is_metric_math_over_model_monitor_metrics():
+    "The drift alarm watches what Model Monitor emits: MAX over feature_baseline_drift_<column>, in its namespace."
+    from ml_lifecycle.monitor import (MAX_ALARM_METRICS, capture_columns, drift_alarm_requests, largest_drift,
+                                      metric_datapoints, renamed)
+    topic = "arn:aws:sns:us-east-1:111122223333:e-monitoring"
+    cols = capture_columns(["tenure", "calls", "plan_yes"])
+    assert cols == {"tenure": "_c0", "calls": "_c1", "plan_yes": "_c2"}
+    dims = {"Endpoint": "e", "MonitoringSchedule": "e-data-quality"}
+    req = drift_alarm_requests("e-data-drift", DATA_NAMESPACE, [cols["calls"], cols["tenure"]], dims, 0.15, 3, 2, topic)
+    validate_request("cloudwatch", "PutMetricAlarm", req["put_metric_alarm"])
+    m = req["put_metric_alarm"]["Metrics"]
+    assert [x["MetricStat"]["Metric"]["MetricName"] for x in m[:-1]] == ["feature_baseline_drift__c1", "feature_baseline_drift__c0"]
+    assert m[0]["MetricStat"]["Metric"]["Namespace"] == "aws/sagemaker/Endpoints/data-metrics"
+    assert m[-1] == {"Id": "drift", "Expression": "MAX(METRICS())", "Label": "largest feature drift", "ReturnData": True}
+    with pytest.raises(ValueError, match="1 to 10"): drift_alarm_requests("a", DATA_NAMESPACE, [f"_c{i}" for i in range(11)], dims, .1, 3, 2, topic)
+    assert MAX_ALARM_METRICS == 10
+    store = pd.concat([metric_datapoints(DATA_NAMESPACE, dims, "2026-01-05T08", {"feature_baseline_drift_tenure": 0.1, "feature_baseline_drift_calls": 0.05}),
+                       metric_datapoints(DATA_NAMESPACE, dims, "2026-01-05T09", {"feature_baseline_drift_tenure": 0.02, "feature_baseline_drift_calls": 0.3,
+                                                                                 "feature_baseline_drift_other": 0.9})])
+    assert largest_drift(store, ["tenure", "calls"]).tolist() == [0.1, 0.3]  # 'other' is not watched
+    doc = {"version": 0.0, "features": [{"name": "tenure", "inferred_type": "Fractional"}, {"name": "calls", "inferred_type": "Integral"}]}
+    assert [f["name"] for f in renamed(doc, cols)["features"]] == ["_c0", "_c1"] and doc["features"][0]["name"] == "tenure"
