@@ -293,7 +293,7 @@ def run_tuning_job_aws(lake: Lake, table: str, n_trials: int = 8, n_jobs: int = 
         prev = lake.pointer(table, "tuned")
         if prev.get("features_version") == features["version"]: parent = prev.get("tuning_job")
     tuner = _AccountTuner(model_trainer=trainer, **tuner_spec(space, n_trials, n_jobs, seed, parent_tuning_job=parent,
-                                                                     base_name=job))
+                                                                     base_name=f"tune-{str(features['version'])[:6]}"))  # the SDK adds the time
     tuner.tune(inputs=tspec["input_data_config"], wait=True)
     best = TrainingJob.get(tuner.best_training_job(), session=getattr(sagemaker_session, "boto_session", None))
     metrics = {m.metric_name: m.value for m in (best.final_metric_data_list or [])}

@@ -240,12 +240,7 @@ def test_every_request_validates(emu):
 
 @pytest.mark.slow
 @pytest.mark.s3
-@pytest.mark.parametrize("vpc", [
-    True,
-    pytest.param(False, marks=pytest.mark.xfail(strict=True, raises=RoleValidationError, reason=(
-        "platform.aws.execution_role_policy grants the ec2 network-interface actions only with a VPC, but the SageMaker "
-        "SDK 3.27 simulates them for every training job and refuses the role (RoleValidationError)"))),
-])
+@pytest.mark.parametrize("vpc", [True, False])  # found here: the SDK checks the ec2 actions for every job, VPC or not
 def test_least_privilege_role_passes_the_sdk_role_check(vpc):
     "The project's execution-role policy, as the role's only policy: the SDK's role check (iam:SimulatePrincipalPolicy) passes."
     from ml_lifecycle.platform.aws import execution_role_policy

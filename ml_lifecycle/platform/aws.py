@@ -363,13 +363,13 @@ def execution_role_policy(p,                              # `Params` (lake on S3
         {"Sid": "IdentityAndRoleCheck", "Effect": "Allow", "Action": ["iam:GetRole", "iam:SimulatePrincipalPolicy"],
          "Resource": [p.role_arn]},
     ]
-    if p.subnets:  # jobs in a VPC: SageMaker creates their network interfaces in the subnets, as this role.
-        # Resource "*": the SageMaker SDK simulates these actions without a resource before it starts a job and
-        # refuses a role that scopes them (and AWS's own SageMaker policies write them so); present only with a VPC.
-        st.append({"Sid": "VpcJobInterfaces", "Effect": "Allow", "Resource": ["*"],
-                   "Action": ["ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface",
-                              "ec2:DeleteNetworkInterfacePermission", "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs",
-                              "ec2:DescribeDhcpOptions", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups"]})
+    # Network interfaces of jobs in a VPC, created by SageMaker as this role. Resource "*": the SageMaker SDK 3 simulates
+    # these actions without a resource before it starts *any* training job, VPC or not, and refuses a role that lacks
+    # them (found by running the SDK against tests' AWS emulator); AWS's own SageMaker policies write them so.
+    st.append({"Sid": "VpcJobInterfaces", "Effect": "Allow", "Resource": ["*"],
+               "Action": ["ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface",
+                          "ec2:DeleteNetworkInterfacePermission", "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs",
+                          "ec2:DescribeDhcpOptions", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups"]})
     if p.mlflow_tracking_uri:  # SageMaker managed MLflow: the tracking server, its experiments, runs and registered models
         st.append({"Sid": "ManagedMlflow", "Effect": "Allow", "Resource": [p.mlflow_tracking_uri],
                    "Action": ["sagemaker:DescribeMlflowTrackingServer", "sagemaker:CreatePresignedMlflowTrackingServerUrl",

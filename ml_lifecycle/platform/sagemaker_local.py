@@ -556,7 +556,7 @@ def processing_job_spec(code: str | Path, inputs: dict | None = None, outputs: d
                                                    encrypt_inter_container_traffic),
                      base_job_name=check_job_name(job_name or Path(code).stem.replace("_", "-")),
                      env={**_processing_env(inputs, outputs, root), **{k: str(v) for k, v in (env or {}).items()}})
-    run = dict(code=str(code), arguments=[_expand(a, root) for a in arguments or []],
+    run = dict(code=str(code), arguments=[_expand(a, root) for a in arguments] if arguments else None,  # [] is refused
                inputs=[ProcessingInput(input_name=n, s3_input=ProcessingS3Input(
                    s3_uri=str(s), local_path=f"{root}/input/{n}", s3_data_type="S3Prefix", s3_input_mode="File"))
                    for n, s in inputs.items()],
