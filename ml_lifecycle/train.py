@@ -14,9 +14,9 @@ from .platform.sagemaker_local import FLOAT_RE, JobResult, fetch, training_job, 
 from .scripts.xgb_train import cast_hyperparameters
 
 # %% auto #0
-__all__ = ['ENTRY_POINT', 'DEFAULT_HYPERPARAMETERS', 'METRIC_DEFINITIONS', 'FINAL_METRICS', 'script_dir', 'xgb_channels',
-           'train_job_name', 'run_xgb_job', 'job_metrics', 'train_model', 'plot_learning_curve', 'code_version',
-           'data_version', 'log_training_run']
+__all__ = ['ENTRY_POINT', 'DEFAULT_HYPERPARAMETERS', 'METRIC_DEFINITIONS', 'FINAL_METRICS', 'TRAINING_LOG_GROUP', 'script_dir',
+           'xgb_channels', 'train_job_name', 'run_xgb_job', 'output_metrics', 'job_metrics', 'train_model', 'job_log',
+           'plot_learning_curve', 'code_version', 'data_version', 'log_training_run']
 
 # %% ../nbs/04_train.ipynb #40cae43f
 ENTRY_POINT = "xgb_train.py"  # the entry script, in `ml_lifecycle/scripts/`
@@ -75,11 +75,23 @@ def run_xgb_job(features: dict,             # the `features` pointer (its split 
                         work_dir=work_dir, output_path=output_path, metric_definitions=METRIC_DEFINITIONS, cpus=cpus,
                         timeout=timeout, overwrite=True, stream=stream, checkpoint_dir=checkpoint_dir)
 
+def output_metrics(model_data: str # S3 URI of a SageMaker training job's model.tar.gz
+                  ) -> dict:
+    "`metrics.json` from the job's `output.tar.gz` (SageMaker uploads /opt/ml/output/data there, beside model.tar.gz); {} if none."
+    import fsspec, io, tarfile
+    uri = model_data.rsplit("/", 1)[0] + "/output.tar.gz"
+    fs, path = fsspec.core.url_to_fs(uri)
+    if not fs.exists(path): return {}
+    with tarfile.open(fileobj=io.BytesIO(fs.cat_file(path)), mode="r:gz") as t:
+        m = next((m for m in t.getmembers() if m.isfile() and m.name.lstrip("./") == "metrics.json"), None)
+        return json.loads(t.extractfile(m).read()) if m else {}
+
 def job_metrics(res: JobResult) -> dict:
-    "The job's metrics: those parsed from its log, updated from `output/data/metrics.json` of a local job."
+    "The job's metrics: those parsed from its log, updated from the script's `metrics.json` (local job folder, or S3)."
     doc = dict(res.metrics)  # what SageMaker would report (parsed from the log)...
     if res.job_dir and (p := Path(res.job_dir)/"output"/"data"/"metrics.json").exists():
         doc.update(json.loads(p.read_text()))  # ...refined by the script's own file: full precision, the curves
+    elif str(res.model_data or "").startswith("s3://"): doc.update(output_metrics(res.model_data))  # on AWS
     if "validation:auc" not in doc:
         raise RuntimeError(f"job {res.job_name} reported no validation:auc; its log ends with:\n{res.log_tail()}")
     return doc
@@ -118,6 +130,27 @@ def train_model(lake: Lake,                   # the data lake
     return lake.set_pointer(table, "trained", job_name=res.job_name, model_data=res.model_data, hyperparameters=hps,
                             metrics=final, features_version=features["version"], metrics_uri=metrics_uri,
                             job_dir=res.job_dir, seconds=res.seconds)
+
+# %% ../nbs/04_train.ipynb #627df399
+TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"  # where SageMaker sends a training job's output
+
+def job_log(trained: dict,             # the `trained` pointer (job_name; job_dir for a local job)
+            mode: str = "local",       # 'local': the job folder's log file; 'aws': CloudWatch Logs
+            region: str | None = None  # aws mode: the region
+           ) -> list[str]:
+    "The training job's log lines, from its local log file or, on AWS, from its CloudWatch Logs streams."
+    if mode == "local": return (Path(trained["job_dir"])/"logs"/"algo-1.log").read_text().splitlines()
+    import boto3
+    logs, lines = boto3.client("logs", region_name=region), []
+    streams = logs.describe_log_streams(logGroupName=TRAINING_LOG_GROUP, logStreamNamePrefix=trained["job_name"] + "/")
+    for s in streams["logStreams"]:  # one stream per instance: <job>/algo-1-<epoch>
+        kw = {"logGroupName": TRAINING_LOG_GROUP, "logStreamName": s["logStreamName"], "startFromHead": True}
+        while True:
+            page = logs.get_log_events(**kw)
+            lines += [e["message"] for e in page["events"]]
+            if not page["events"] or page.get("nextForwardToken") == kw.get("nextToken"): break
+            kw["nextToken"] = page["nextForwardToken"]
+    return lines
 
 # %% ../nbs/04_train.ipynb #abbe1b20
 def plot_learning_curve(curves: dict,          # {"train": {"auc": [...]}, "validation": {"auc": [...]}}

@@ -15,12 +15,12 @@ from .config import project_root
 from .storage import Lake, _s3_options
 
 # %% auto #0
-__all__ = ['FLOAT_RE', 'XGBOOST_IMAGE', 'SKLEARN_FRAMEWORK_VERSION', 'SPARK_IMAGE', 'serialize_hyperparameters',
+__all__ = ['FLOAT_RE', 'SPARK_IMAGE', 'XGBOOST_IMAGE', 'SKLEARN_FRAMEWORK_VERSION', 'serialize_hyperparameters',
            'deserialize_hyperparameters', 'parse_metrics', 'fetch', 'pack_dir', 'JobError', 'run_logged',
-           'default_work_dir', 'unique_job_name', 'check_job_name', 'JobResult', 'job_python', 'run_training_job',
+           'default_work_dir', 'unique_job_name', 'check_job_name', 'JobResult', 'envs_dir', 'image_envs',
+           'image_env_python', 'spark_image_python', 'image_predict', 'job_python', 'run_training_job',
            'run_processing_job', 'framework_image_uri', 'training_job_spec', 'job_session', 'run_training_job_aws',
-           'network_config', 'processing_job_spec', 'run_processing_job_aws', 'training_job', 'processing_job',
-           'envs_dir', 'image_envs', 'image_env_python', 'spark_image_python', 'image_predict']
+           'network_config', 'processing_job_spec', 'run_processing_job_aws', 'training_job', 'processing_job']
 
 # %% ../../nbs/platform/03_sagemaker_local.ipynb #96e38a00
 def serialize_hyperparameters(hps: dict # hyperparameters with any JSON-able values
@@ -284,6 +284,73 @@ def _failure_reason(ml_output: Path, log_text: str, rc: int | None, timeout) -> 
         reason = f"AlgorithmError: {(errs or lines or ['no output'])[-1].strip()} (exit code {rc})"
     f.write_text(reason)
     return reason
+
+# %% ../../nbs/platform/03_sagemaker_local.ipynb #79fb9449
+def envs_dir() -> Path:
+    "Where `scripts/job_envs.sh` builds the images' venvs: `$ML_LIFECYCLE_ENVS`, else `<project>/.cache/envs`."
+    return Path(os.environ.get("ML_LIFECYCLE_ENVS") or project_root()/".cache"/"envs")
+
+def _pin_files(root=None) -> dict[str, Path]:
+    return {f.stem.removeprefix("xgboost-"): f for f in sorted(Path(root or project_root()).glob("envs/xgboost-*.txt"))}
+
+def image_envs(root: str | Path | None = None # the repository holding envs/ (default: `config.project_root()`)
+              ) -> dict[str, dict[str, str]]:
+    "The packages each SageMaker XGBoost image pins, read from `envs/xgboost-<image>.txt`: `{image: {package: version}}`."
+    out = {}
+    for image, f in _pin_files(root).items():
+        pins = {}
+        for line in f.read_text().splitlines():
+            req = line.split("#", 1)[0].strip()
+            if not req: continue
+            name, sep, version = req.partition("==")
+            if not sep: raise ValueError(f"{f}: {req!r} is not pinned; write package==version")
+            pins[name.strip()] = version.strip()
+        out[image] = pins
+    return out
+
+def _built_python(pins: Path, env: Path) -> Path | None:
+    "The venv's Python if `env` was built from the current content of `pins` (the stamp job_envs.sh writes), else None."
+    want = hashlib.sha256(pins.read_bytes()).hexdigest()[:16]
+    stamp, py = env/".installed", env/"bin"/"python"
+    return py if py.exists() and stamp.is_file() and stamp.read_text().strip() == want else None
+
+def image_env_python(image: str, # a SageMaker XGBoost image tag with pins in envs/, e.g. "3.0-5"
+                     root: str | Path | None = None # the repository holding envs/
+                    ) -> Path | None:
+    "The Python of the venv built for `image` from its current pins (by `scripts/job_envs.sh`), else None."
+    files = _pin_files(root)
+    if image not in files: raise ValueError(f"no pins for image {image!r} in envs/; the images are {sorted(files)}")
+    return _built_python(files[image], envs_dir()/f"xgboost-{image}")
+
+SPARK_IMAGE = "3.5"  # the SageMaker Spark processing image (PySparkProcessor framework_version) of 03_prepare's job
+
+def spark_image_python(root: str | Path | None = None # the repository holding envs/
+                      ) -> Path:
+    "The Python of the venv that has only what the Spark processing image has (PySpark, NumPy, pandas); built by `make setup`."
+    pins = Path(root or project_root())/"envs"/f"spark-{SPARK_IMAGE}.txt"
+    py = _built_python(pins, envs_dir()/f"spark-{SPARK_IMAGE}")
+    if py is None: raise FileNotFoundError(f"the Spark processing image's environment is not built in {envs_dir()}: "
+                                           f"run `make setup` (or `scripts/job_envs.sh spark-{SPARK_IMAGE}`)")
+    return py
+
+def image_predict(image: str,              # the image tag, e.g. "3.0-5"
+                  model_file: str | Path,  # an XGBoost JSON model
+                  X,                       # the rows to score (a 2-D array)
+                  timeout: float = 300     # seconds
+                 ):
+    "Predictions of `model_file` on `X` as SageMaker image `image`'s XGBoost computes them (a subprocess in its venv)."
+    import numpy as np
+    py = image_env_python(image)
+    if py is None: raise FileNotFoundError(f"no up-to-date venv for image {image} in {envs_dir()}: run `make setup` "
+                                           f"(or `scripts/job_envs.sh {image}`)")
+    code = ("import sys, numpy as np, xgboost as xgb; b = xgb.Booster(model_file=sys.argv[1]); "
+            "np.save(sys.argv[3], b.predict(xgb.DMatrix(np.load(sys.argv[2]))))")
+    with tempfile.TemporaryDirectory() as d:
+        np.save(Path(d)/"X.npy", np.asarray(X, dtype=np.float32))
+        r = subprocess.run([str(py), "-I", "-c", code, str(model_file), str(Path(d)/"X.npy"), str(Path(d)/"p.npy")],
+                           capture_output=True, text=True, timeout=timeout)
+        if r.returncode: raise RuntimeError(f"image {image}'s XGBoost could not score {model_file}: {r.stderr.strip()[-800:]}")
+        return np.load(Path(d)/"p.npy")
 
 # %% ../../nbs/platform/03_sagemaker_local.ipynb #2344075e
 XGBOOST_IMAGE = "3.0-5"  # THE SageMaker XGBoost image version: training, tuning and serving, local and aws
@@ -597,70 +664,3 @@ def processing_job(mode: str = "local", aws: dict | None = None, **kwargs) -> Jo
     keep = {"code", "inputs", "outputs", "arguments", "job_name", "env", "timeout"}
     aws = {k: v for k, v in (aws or {}).items() if k in _AWS_KEYS and v is not None}
     return run_processing_job_aws(processing_job_spec(**{k: v for k, v in kwargs.items() if k in keep}, **aws))
-
-# %% ../../nbs/platform/03_sagemaker_local.ipynb #79fb9449
-def envs_dir() -> Path:
-    "Where `scripts/job_envs.sh` builds the images' venvs: `$ML_LIFECYCLE_ENVS`, else `<project>/.cache/envs`."
-    return Path(os.environ.get("ML_LIFECYCLE_ENVS") or project_root()/".cache"/"envs")
-
-def _pin_files(root=None) -> dict[str, Path]:
-    return {f.stem.removeprefix("xgboost-"): f for f in sorted(Path(root or project_root()).glob("envs/xgboost-*.txt"))}
-
-def image_envs(root: str | Path | None = None # the repository holding envs/ (default: `config.project_root()`)
-              ) -> dict[str, dict[str, str]]:
-    "The packages each SageMaker XGBoost image pins, read from `envs/xgboost-<image>.txt`: `{image: {package: version}}`."
-    out = {}
-    for image, f in _pin_files(root).items():
-        pins = {}
-        for line in f.read_text().splitlines():
-            req = line.split("#", 1)[0].strip()
-            if not req: continue
-            name, sep, version = req.partition("==")
-            if not sep: raise ValueError(f"{f}: {req!r} is not pinned; write package==version")
-            pins[name.strip()] = version.strip()
-        out[image] = pins
-    return out
-
-def _built_python(pins: Path, env: Path) -> Path | None:
-    "The venv's Python if `env` was built from the current content of `pins` (the stamp job_envs.sh writes), else None."
-    want = hashlib.sha256(pins.read_bytes()).hexdigest()[:16]
-    stamp, py = env/".installed", env/"bin"/"python"
-    return py if py.exists() and stamp.is_file() and stamp.read_text().strip() == want else None
-
-def image_env_python(image: str, # a SageMaker XGBoost image tag with pins in envs/, e.g. "3.0-5"
-                     root: str | Path | None = None # the repository holding envs/
-                    ) -> Path | None:
-    "The Python of the venv built for `image` from its current pins (by `scripts/job_envs.sh`), else None."
-    files = _pin_files(root)
-    if image not in files: raise ValueError(f"no pins for image {image!r} in envs/; the images are {sorted(files)}")
-    return _built_python(files[image], envs_dir()/f"xgboost-{image}")
-
-SPARK_IMAGE = "3.5"  # the SageMaker Spark processing image (PySparkProcessor framework_version) of 03_prepare's job
-
-def spark_image_python(root: str | Path | None = None # the repository holding envs/
-                      ) -> Path:
-    "The Python of the venv that has only what the Spark processing image has (PySpark, NumPy, pandas); built by `make setup`."
-    pins = Path(root or project_root())/"envs"/f"spark-{SPARK_IMAGE}.txt"
-    py = _built_python(pins, envs_dir()/f"spark-{SPARK_IMAGE}")
-    if py is None: raise FileNotFoundError(f"the Spark processing image's environment is not built in {envs_dir()}: "
-                                           f"run `make setup` (or `scripts/job_envs.sh spark-{SPARK_IMAGE}`)")
-    return py
-
-def image_predict(image: str,              # the image tag, e.g. "3.0-5"
-                  model_file: str | Path,  # an XGBoost JSON model
-                  X,                       # the rows to score (a 2-D array)
-                  timeout: float = 300     # seconds
-                 ):
-    "Predictions of `model_file` on `X` as SageMaker image `image`'s XGBoost computes them (a subprocess in its venv)."
-    import numpy as np
-    py = image_env_python(image)
-    if py is None: raise FileNotFoundError(f"no up-to-date venv for image {image} in {envs_dir()}: run `make setup` "
-                                           f"(or `scripts/job_envs.sh {image}`)")
-    code = ("import sys, numpy as np, xgboost as xgb; b = xgb.Booster(model_file=sys.argv[1]); "
-            "np.save(sys.argv[3], b.predict(xgb.DMatrix(np.load(sys.argv[2]))))")
-    with tempfile.TemporaryDirectory() as d:
-        np.save(Path(d)/"X.npy", np.asarray(X, dtype=np.float32))
-        r = subprocess.run([str(py), "-I", "-c", code, str(model_file), str(Path(d)/"X.npy"), str(Path(d)/"p.npy")],
-                           capture_output=True, text=True, timeout=timeout)
-        if r.returncode: raise RuntimeError(f"image {image}'s XGBoost could not score {model_file}: {r.stderr.strip()[-800:]}")
-        return np.load(Path(d)/"p.npy")
