@@ -115,6 +115,7 @@ class Processor:
     "Turns the run's executed notebooks into MyST-NB sources: nbdev's processors, `show_doc`, figures, noise."
     def __init__(self):
         self.fallback = showdoc.library_namespace()
+        self.documented = showdoc.documented_names()
         self.anchors: dict[str, str] = {}   # nbdev page#anchor → our page#anchor of the show_doc that documents it
         self.unresolved: list[str] = []
 
@@ -198,10 +199,9 @@ class Processor:
             rel = url[len(prefix):]
             full = url2name.get(rel)
             if full and full in self.anchors: return depth + self.anchors[full]
-            if full: return f"{depth}api.html#{full}"
-            p, _, a = rel.partition("#")
-            p = pages.get(p.removesuffix(".html"), "index")
-            return f"{depth}{p}.html" + (f"#{a}" if a else "")
+            if full and full in self.documented: return f"{depth}api.html#{full}"
+            p = pages.get(rel.partition("#")[0].removesuffix(".html"), "index")   # a private name: its notebook's page
+            return f"{depth}{p}.html"
         md_link = re.compile(r"\[`([^`\]]+)`\]\((" + re.escape(prefix) + r"[^)\s]*)\)")
         any_link = re.compile(r"\[([^\]]+)\]\((" + re.escape(prefix) + r"[^)\s]*)\)")
         nb = nbformat.read(dst, as_version=4)

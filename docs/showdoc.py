@@ -6,7 +6,7 @@ module holds the same code (`nbdev_export` wrote it), so importing it gives the 
 re-running anything. The parameter table reads the comments beside each parameter (fastcore's
 docments), as nbdev's own `show_doc` does."""
 from __future__ import annotations
-import ast, html, importlib, inspect, pkgutil, re
+import ast, functools, html, importlib, inspect, pkgutil, re
 
 from fastcore.docments import docments
 from markdown_it import MarkdownIt
@@ -14,7 +14,7 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
-_md = MarkdownIt("commonmark")
+_md = MarkdownIt("commonmark", {"html": False})   # a docment's `<script>` is text, not HTML
 P = inspect.Parameter
 
 
@@ -34,6 +34,10 @@ def _default(v) -> str:
 
 def signature(obj, name: str) -> str:
     "`name(params) -> returns` as a reader writes the call; one parameter a line when it is long."
+    if isinstance(obj, (property, functools.cached_property)):
+        f = obj.fget if isinstance(obj, property) else obj.func
+        ret = inspect.signature(f).return_annotation if f else P.empty
+        return f"property {name}" + (f": {_anno(ret)}" if ret is not P.empty else "")
     try: sig = inspect.signature(obj)
     except (TypeError, ValueError): return f"class {name}" if inspect.isclass(obj) else name
     params = list(sig.parameters.values())
@@ -56,6 +60,7 @@ def signature(obj, name: str) -> str:
 
 def _doc_table(obj) -> str:
     "The parameters with their type, default and comment, when at least one has a comment."
+    if isinstance(obj, (property, functools.cached_property)): return ""
     try: d = docments(obj, full=True)
     except Exception: return ""
     rows = [(k, v) for k, v in d.items() if k not in ("self", "cls")]
@@ -118,6 +123,23 @@ def resolve(expr: str, module_ns: dict, fallback: dict):
 
 def source_page(obj) -> tuple[str, str] | None:
     "The module and the qualified name `sphinx.ext.viewcode` files `obj`'s source under."
+    if isinstance(obj, property): obj = obj.fget
+    if isinstance(obj, functools.cached_property): obj = obj.func
     mod, qual = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
     if not mod or not qual or not mod.startswith("ml_lifecycle") or "<locals>" in qual: return None
     return mod, qual
+
+
+def documented_names(package: str = "ml_lifecycle") -> set[str]:
+    "The full names the API page documents (autodoc, `:members:`): each module's `__all__`, and its classes' public members."
+    out, pkg = set(), importlib.import_module(package)
+    for m in pkgutil.walk_packages(pkg.__path__, package + "."):
+        if m.name.split(".")[-1].startswith("_"): continue
+        try: mod = importlib.import_module(m.name)
+        except Exception: continue
+        for k in getattr(mod, "__all__", []):
+            obj = getattr(mod, k, None)
+            out.add(f"{m.name}.{k}")
+            if inspect.isclass(obj) and obj.__module__ == m.name:
+                out |= {f"{m.name}.{k}.{a}" for a in vars(obj) if not a.startswith("_")}
+    return out

@@ -10,29 +10,35 @@ import inspect, re, shutil
 from pathlib import Path
 
 
+def _escape_bars(lines):
+    "`|x|` (an absolute value in Markdown) is not a reST substitution reference."
+    for i, l in enumerate(lines):
+        if "|" in l: lines[i] = re.sub(r"(?<![\\`])\|(?=[^|`\n]+\|)", r"\\|", l)
+
+
 def add_docments(app, what, name, obj, options, lines):
     "Append `:param x: comment` for each parameter whose comment the docstring lacks."
-    for i, l in enumerate(lines):   # `|x|` (an absolute value in Markdown) is not a reST substitution
-        lines[i] = re.sub(r"(?<![\\`])\|(?=[^|`\n]+\|)", r"\\|", l) if "|" in l else l
-    if what not in ("function", "method", "class"): return
     try:
+        if what not in ("function", "method", "class"): return
         from fastcore.docments import docments
         target = obj.__init__ if inspect.isclass(obj) else obj
         if inspect.isclass(obj) and target is object.__init__: return
-        d = docments(target, full=True)
-    except Exception: return
-    have = "\n".join(lines)
-    extra = []
-    for k, v in d.items():
-        doc = (v or {}).get("docment")
-        if not doc or k in ("self", "cls"): continue
-        doc = " ".join(doc.split())
-        if k == "return":
-            if ":returns:" not in have and ":return:" not in have: extra.append(f":returns: {doc}")
-        elif f":param {k}:" not in have: extra.append(f":param {k}: {doc}")
-    if extra:
-        if lines and lines[-1].strip(): lines.append("")
-        lines.extend(extra)
+        try: d = docments(target, full=True)
+        except Exception: return
+        have = "\n".join(lines)
+        extra = []
+        for k, v in d.items():
+            doc = (v or {}).get("docment")
+            if not doc or k in ("self", "cls"): continue
+            doc = " ".join(doc.split())
+            if k == "return":
+                if ":returns:" not in have and ":return:" not in have: extra.append(f":returns: {doc}")
+            elif f":param {k}:" not in have: extra.append(f":param {k}: {doc}")
+        if extra:
+            if lines and lines[-1].strip(): lines.append("")
+            lines.extend(extra)
+    finally:
+        _escape_bars(lines)
 
 
 _A_OR_IMG = re.compile(r"(<a\b[^>]*>.*?</a>)|(<img\b[^>]*>)", re.S)
@@ -57,8 +63,26 @@ def copy_mathjax(app, exception):
     shutil.copytree(src, Path(app.outdir)/"_static"/"mathjax", dirs_exist_ok=True)
 
 
+def drop_missing_source_anchors(app, exception):
+    "A [source] link whose object `viewcode` did not anchor (a method added by `@patch`) goes to the module's page."
+    if exception or app.builder.format != "html": return
+    out, ids = Path(app.outdir), {}
+    def has(target: Path, frag: str) -> bool:
+        if target not in ids: ids[target] = set(re.findall(r'id="([^"]+)"', target.read_text())) if target.exists() else set()
+        return frag in ids[target]
+    for page in out.rglob("*.html"):
+        text = page.read_text()
+        if "ml-sig-source" not in text: continue
+        def fix(m):
+            href, frag = m[2].split("#", 1) if "#" in m[2] else (m[2], "")
+            return m[0] if not frag or has((page.parent/href).resolve(), frag) else f'{m[1]}"{href}"'
+        new = re.sub(r'(<a class="ml-sig-source" href=)"([^"]+)"', fix, text)
+        if new != text: page.write_text(new)
+
+
 def setup(app):
     app.connect("autodoc-process-docstring", add_docments)
     app.connect("html-page-context", link_images)
     app.connect("build-finished", copy_mathjax)
+    app.connect("build-finished", drop_missing_source_anchors)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
