@@ -6,7 +6,8 @@ placeholder or published doc host), loads nothing from outside 127.0.0.1, shows 
 traceback and no library noise. The API page and the stage pages show the exported signatures.
 
 `ML_LIFECYCLE_DOCS_RUN=runs/<run-id>` builds from that existing green run instead of running the
-series (the `series` fixture)."""
+series (the `series` fixture); `ML_LIFECYCLE_DOCS_SITE=<folder>` checks a site built already (no build,
+so the build's own test is skipped)."""
 import configparser, functools, http.server, inspect, os, re, shutil, subprocess, sys, threading, time
 from pathlib import Path
 from urllib.parse import urljoin, urlparse, unquote
@@ -45,23 +46,26 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def site(request, tmp_path_factory):
     "The site built by docs/build.py, served on 127.0.0.1; from `$ML_LIFECYCLE_DOCS_RUN` when set, else from the series run."
-    if (run := os.environ.get("ML_LIFECYCLE_DOCS_RUN")):
+    if (built := os.environ.get("ML_LIFECYCLE_DOCS_SITE")):
+        out, build, seconds, before = Path(built).resolve(), None, 0.0, set()
+    elif (run := os.environ.get("ML_LIFECYCLE_DOCS_RUN")):
         run_dir = Path(run).resolve()
         if not (run_dir/"summary.md").exists(): pytest.fail(f"ML_LIFECYCLE_DOCS_RUN={run}: no summary.md there")
     else:
         series = request.getfixturevalue("series")
         if not series.ok: pytest.skip(f"no green run to build from: {series.error}")
         run_dir = series.run_dir
-    out = tmp_path_factory.mktemp("site")
-    before, t0 = _git_status(), time.time()
-    build = subprocess.run([sys.executable, str(ROOT/"docs"/"build.py"), "--run", str(run_dir), "--out", str(out)],
-                           capture_output=True, text=True)
-    seconds = time.time() - t0
-    assert build.returncode == 0, build.stdout + build.stderr
+    if not built:
+        out = tmp_path_factory.mktemp("site")
+        before, t0 = _git_status(), time.time()
+        build = subprocess.run([sys.executable, str(ROOT/"docs"/"build.py"), "--run", str(run_dir), "--out", str(out)],
+                               capture_output=True, text=True)
+        seconds = time.time() - t0
+        assert build.returncode == 0, build.stdout + build.stderr
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(out)))
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield {"out": out, "base": f"http://127.0.0.1:{srv.server_port}/", "build": build, "seconds": seconds,
-           "git_before": before, "git_after": _git_status()}
+           "git_before": before, "git_after": _git_status() if build else set()}
     srv.shutdown()
 
 
@@ -281,6 +285,7 @@ def test_signatures_on_api_and_stage_pages(browsed):
 
 def test_build_is_quiet_and_leaves_the_repo_clean(site):
     "The build prints a short summary (details in _build/docs.log) and writes nothing into the repository outside _build/."
+    if site["build"] is None: pytest.skip("ML_LIFECYCLE_DOCS_SITE: a site built already")
     lines = site["build"].stdout.strip().splitlines() + site["build"].stderr.strip().splitlines()
     assert len(lines) <= 10, "\n".join(lines)
     assert not (ROOT/"jupyter_execute").exists()
