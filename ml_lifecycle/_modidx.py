@@ -2,7 +2,7 @@
 
 d = { 'settings': { 'branch': 'main',
                 'doc_baseurl': '/ml_lifecycle',
-                'doc_host': 'https://example.github.io',
+                'doc_host': 'https://ml-lifecycle.github.io',
                 'git_url': 'https://github.com/ml-lifecycle/ml_lifecycle',
                 'lib_path': 'ml_lifecycle'},
   'syms': { 'ml_lifecycle.deploy': { 'ml_lifecycle.deploy.DeployError': ('deploy.html#deployerror', 'ml_lifecycle/deploy.py'),
