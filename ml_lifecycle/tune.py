@@ -22,7 +22,7 @@ from .train import (DEFAULT_HYPERPARAMETERS, ENTRY_POINT, FINAL_METRICS, METRIC_
 __all__ = ['SEARCH_SPACE', 'KINDS', 'OBJECTIVE', 'CODE_CHANNEL', 'ISOLATED_SUBMIT_DIR', 'check_search_space',
            'optuna_distributions', 'sagemaker_ranges', 'tuning_job_name', 'trial_job_name', 'parent_trials',
            'make_objective', 'trial_records', 'best_own_trial', 'run_batches', 'tune_model', 'tuner_spec',
-           'stage_source', 'with_code_channel', 'run_tuning_job_aws', 'plot_trials', 'param_importances',
+           'stage_source', 'with_code_channel', 'run_tuning_job_aws', 'aws_trials', 'plot_trials', 'param_importances',
            'plot_importances']
 
 # %% ../nbs/05_tune.ipynb #8df6ac45
@@ -302,6 +302,32 @@ def run_tuning_job_aws(lake: Lake, table: str, n_trials: int = 8, n_jobs: int = 
                             metrics=metrics, features_version=features["version"],
                             tuning_job=tuner.latest_tuning_job.hyper_parameter_tuning_job_name, n_trials=int(n_trials),
                             parent_tuning_job=parent)
+
+def aws_trials(tuning_job: str,           # the SageMaker tuning job
+               space: dict | None = None, # its search space (default SEARCH_SPACE)
+               sm=None,                   # a boto3 SageMaker client (default: boto3's default session)
+               region: str | None = None
+              ) -> dict:
+    "A SageMaker tuning job's trials in the shape `tune_model` returns them locally: `records`, and an Optuna `study` of them."
+    space = check_search_space(space or SEARCH_SPACE)
+    if sm is None:
+        import boto3
+        sm = boto3.client("sagemaker", region_name=region)
+    pages = sm.get_paginator("list_training_jobs_for_hyper_parameter_tuning_job").paginate(HyperParameterTuningJobName=tuning_job)
+    jobs = sorted((j for p in pages for j in p["TrainingJobSummaries"]), key=lambda j: (j["CreationTime"], j["TrainingJobName"]))
+    dists, study, records = optuna_distributions(space), optuna.create_study(direction="maximize"), []
+    for n, j in enumerate(jobs):
+        params = {k: (int(float(v)) if space[k][0] == "int" else float(v))
+                  for k, v in j.get("TunedHyperParameters", {}).items() if k in space}
+        value = j.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value")
+        done = j["TrainingJobStatus"] == "Completed" and value is not None and set(params) == set(space)
+        if done: study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=float(value)))
+        end, start = j.get("TrainingEndTime"), j.get("TrainingStartTime")
+        records.append({"number": n, "job_name": j["TrainingJobName"], "source": "this job",
+                        "state": "COMPLETE" if done else "FAIL", "value": float(value) if done else None, "params": params,
+                        "metrics": {OBJECTIVE: float(value)} if done else {}, "model_data": None,
+                        "seconds": (end - start).total_seconds() if end and start else None})
+    return {"records": records, "study": study}
 
 # %% ../nbs/05_tune.ipynb #5bcd3daa
 def plot_trials(records: list[dict], title: str = "") -> plt.Figure:
