@@ -1,0 +1,85 @@
+"""aws mode rehearsed: the stage notebooks themselves, unchanged, with `mode="aws"` against the AWS emulator.
+
+The lake is on the emulator's S3; training, processing and tuning jobs are SageMaker jobs the emulator carries
+out in the Python environment of the image they name; MLflow is a tracking server whose artifacts go to that S3
+(what SageMaker managed MLflow is: a server with an S3 artifact store). Every request that reaches the emulator
+is validated against botocore's service models.
+
+Not yet rehearsed (see the issue "aws mode that really runs"): 02_explore, 07_deploy and 08_monitor, and the kernel
+still starts Spark for 01 (java on its PATH)."""
+import os, socket, subprocess, sys, time, uuid
+from pathlib import Path
+
+import boto3, pytest
+
+from ml_lifecycle.platform.config import project_root
+from ml_lifecycle.platform.emulator import AwsEmulator, free_port
+from ml_lifecycle.platform.runner import run_series
+from ml_lifecycle.platform.storage import Lake
+
+pytestmark = pytest.mark.notebooks
+STAGES = ["00_ingest", "01_validate", "03_prepare", "04_train", "05_tune", "06_evaluate"]
+BUCKET = f"rehearsal-{uuid.uuid4().hex[:8]}"
+# A request the project's code does not make, refused for a reason outside it: an S3 client below the project (not a
+# botocore one: botocore validates before sending; pyarrow's or Hadoop's) sends x-amz-checksum-mode `enabled`, where
+# botocore's model lists `ENABLED`.
+THIRD_PARTY = [("s3", "GetObject", "ChecksumMode")]
+
+
+@pytest.fixture(scope="module")
+def rehearsal(tmp_path_factory):
+    "The stages run with mode=aws against the emulator: (run result, emulator, lake)."
+    tmp = tmp_path_factory.mktemp("rehearsal")
+    saved = {k: os.environ.get(k) for k in ("ML_LIFECYCLE_ROLE_ARN", "AWS_REGION", "ML_LIFECYCLE_MLFLOW_TRACKING_URI")}
+    with AwsEmulator() as emu:
+        boto3.client("s3").create_bucket(Bucket=BUCKET)
+        port = free_port()
+        mlflow = subprocess.Popen([str(Path(sys.executable).parent/"mlflow"), "server", "--host", "127.0.0.1",
+                                   "--port", str(port), "--workers", "1", "--backend-store-uri",
+                                   f"sqlite:///{tmp}/mlflow.db", "--artifacts-destination", f"s3://{BUCKET}/mlflow"],
+                                  env={**os.environ, "MLFLOW_S3_ENDPOINT_URL": emu.endpoint}, cwd=tmp,
+                                  stdout=open(tmp/"mlflow.log", "w"), stderr=subprocess.STDOUT)
+        try:
+            for _ in range(200):
+                try: socket.create_connection(("127.0.0.1", port), 0.2).close(); break
+                except OSError: time.sleep(0.2)
+            os.environ.update(ML_LIFECYCLE_ROLE_ARN=emu.role_arn, AWS_REGION=emu.region,
+                              ML_LIFECYCLE_MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}")
+            lake = f"s3://{BUCKET}/lake"
+            res = run_series({"mode": "aws", "lake": lake}, notebooks=[project_root()/"nbs"/f"{s}.ipynb" for s in STAGES],
+                             runs_dir=tmp/"runs", progress=False, raise_on_error=False)
+            yield res, emu, Lake(lake)
+        finally:
+            mlflow.terminate(); mlflow.wait(30)
+            for k, v in saved.items():
+                if v is None: os.environ.pop(k, None)
+                else: os.environ[k] = v
+
+
+def test_stages_run_in_aws_mode(rehearsal):
+    res, emu, L = rehearsal
+    assert res.ok, f"{res.error}\n(logs: {res.run_dir/'logs'})"
+    assert [s.status for s in res.stages] == ["ok"] * len(STAGES)
+    for p in ("raw", "validated", "features", "trained", "tuned", "approved" if L.exists("_pointers", "mlc_churn", "approved.json") else "evaluated"):
+        assert L.exists("_pointers", "mlc_churn", f"{p}.json"), p
+
+
+def test_jobs_were_sagemaker_jobs_in_their_images(rehearsal):
+    "03's PySparkProcessor, 04's training job and 05's tuning trials all went through SageMaker's API and ran."
+    res, emu, L = rehearsal
+    ops = [c.operation for c in emu.calls]
+    assert {"CreateProcessingJob", "CreateTrainingJob", "CreateHyperParameterTuningJob"} <= set(ops)
+    trained = L.pointer("mlc_churn", "trained")
+    assert trained["model_data"].startswith(f"s3://{BUCKET}/") and L.exists(trained["model_data"].removeprefix(L.root + "/"))
+    # the job's own metrics.json (from output.tar.gz on S3) says which XGBoost trained it: the image's, not the kernel's
+    doc = L.read_json("models", "mlc_churn", trained["job_name"], "metrics.json")
+    import xgboost
+    assert doc["xgboost_version"] and doc["xgboost_version"] != xgboost.__version__ and doc["curves"]
+
+
+def test_every_request_matches_the_service_models(rehearsal):
+    res, emu, L = rehearsal
+    assert len(emu.calls) > 100
+    ours = [v for v in emu.violations
+            if not any(v.call.service == s and v.call.operation == o and f in v.error for s, o, f in THIRD_PARTY)]
+    assert not ours, ours[:5]
