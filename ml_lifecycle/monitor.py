@@ -41,7 +41,7 @@ __all__ = ['MONITOR_TYPES', 'KINDS', 'HOUR_FMT', 'MONITORING_FOLDERS', 'QUALITY_
            'model_quality_run', 'data_quality_metrics', 'model_quality_metrics', 'metric_datapoints', 'read_metrics',
            'put_metrics', 'metric_series', 'put_metric_data_requests', 'evaluate_alarm', 'alarm_requests',
            'drift_alarm_requests', 'largest_drift', 'capture_columns', 'renamed', 'retrain_request', 'decode_rows',
-           'retrain_dataset', 'latest_model', 'evaluation_metrics', 'monitoring_schedule_requests',
+           'retrain_dataset', 'retrain_key', 'latest_model', 'evaluation_metrics', 'monitoring_schedule_requests',
            'model_quality_schedule_requests', 'create_monitoring', 'delete_monitoring']
 
 # %% ../nbs/08_monitor.ipynb #9f83426c
@@ -979,6 +979,19 @@ def retrain_dataset(raw: pd.DataFrame,     # the raw data the current model was 
     out = pd.concat([raw[keep], new.reindex(columns=raw.columns)], ignore_index=True)
     out.attrs["excluded"] = int((~keep).sum())
     return out
+
+# %% ../nbs/08_monitor.ipynb #a2e538fa
+def retrain_key(source: bytes,  # the retrain's dataset (the CSV written for it)
+                params: dict,   # the papermill parameters of the child run
+                notebooks: list # the stage notebooks it runs
+               ) -> str:
+    "A 16-hex-digit hash of what a retrain depends on: its data, its parameters and the code it runs."
+    import hashlib, ml_lifecycle
+    h = hashlib.sha256(source)
+    h.update(json.dumps(params, sort_keys=True, default=str).encode())
+    for p in [*map(Path, notebooks), *sorted(Path(ml_lifecycle.__file__).parent.rglob("*.py"))]:
+        h.update(p.name.encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()[:16]
 
 # %% ../nbs/08_monitor.ipynb #3ec311fa
 def latest_model(L: Lake, table: str # the lake and table

@@ -5,6 +5,10 @@ import socket
 
 import pytest
 
+# The run folder whose platform and guide notebooks the docs build executed in this session (test_docs sets it):
+# test_notebooks then checks those executed copies instead of running each notebook a second time.
+DOCS_EXECUTED = pytest.StashKey[object]()
+
 
 @pytest.fixture(scope="session")
 def series(tmp_path_factory):

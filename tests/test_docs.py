@@ -14,6 +14,7 @@ from urllib.parse import urljoin, urlparse, unquote
 
 import nbformat, pytest, requests
 
+from conftest import DOCS_EXECUTED
 from ml_lifecycle.platform.config import project_root
 from ml_lifecycle.platform.runner import stage_notebooks
 
@@ -58,10 +59,12 @@ def site(request, tmp_path_factory):
     if not built:
         out = tmp_path_factory.mktemp("site")
         before, t0 = _git_status(), time.time()
+        lake = tmp_path_factory.mktemp("docs-lake")  # the platform notebooks' demo lake: never the repo's
         build = subprocess.run([sys.executable, str(ROOT/"docs"/"build.py"), "--run", str(run_dir), "--out", str(out)],
-                               capture_output=True, text=True)
+                               capture_output=True, text=True, env={**os.environ, "ML_LIFECYCLE_LAKE": str(lake)})
         seconds = time.time() - t0
         assert build.returncode == 0, build.stdout + build.stderr
+        request.config.stash[DOCS_EXECUTED] = run_dir
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(out)))
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield {"out": out, "base": f"http://127.0.0.1:{srv.server_port}/", "build": build, "seconds": seconds,

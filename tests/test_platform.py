@@ -65,7 +65,7 @@ def test_runner_names_failing_notebook_and_cell(tmp_path):
     assert "01_b.ipynb failed in cell 3" in str(err)
     run_dir = next((tmp_path/"runs").iterdir())
     summary = (run_dir/"summary.md").read_text()
-    assert "| 01_b.ipynb | failed |" in summary and "| 02_c.ipynb | skipped |" in summary
+    assert "| 01_b.ipynb |  | failed |" in summary and "| 02_c.ipynb |  | skipped |" in summary
     assert not (run_dir/"02_c.ipynb").exists()
 
 def test_stage_notebooks_in_lifecycle_order():

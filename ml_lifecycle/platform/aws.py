@@ -17,7 +17,8 @@ from botocore.validate import ParamValidator
 __all__ = ['EXAMPLE_ACCOUNT', 'PROJECT_JOB_PREFIXES', 'TABLE_RESOURCES', 'METRIC_NAMESPACES', 'MLFLOW_ACTIONS', 'RESOURCE_KINDS',
            'LIST_PRICES_USD_PER_HOUR', 'SERIES_USAGE', 'AwsRequestError', 'service_model', 'operation_name',
            'validate_request', 'validate_requests', 'AwsCall', 'AwsRecorder', 'policy_allows', 'sagemaker_recorder',
-           'execution_role_policy', 'stop_jobs', 'record_resources', 'delete_resources', 'series_cost']
+           'execution_role_policy', 'iam_requirements', 'denied_calls', 'stop_jobs', 'record_resources',
+           'delete_resources', 'series_cost']
 
 # %% ../../nbs/platform/06_aws.ipynb #f2ebeb70
 class AwsRequestError(ValueError):
@@ -96,6 +97,7 @@ class AwsCall:
     service: str  # botocore service name
     operation: str # API operation name, e.g. 'CreateEndpoint'
     params: dict  # the parameters as passed by the caller
+    access_key: str | None = None # the caller's access key id, where the recorder saw the signed request
 
 def _copy_params(v):
     "A deep copy of request parameters; a stream (an upload's body) is kept as its type name."
@@ -376,6 +378,88 @@ def execution_role_policy(p,                              # `Params` (lake on S3
                               *(f"sagemaker-mlflow:{a}" for a in MLFLOW_ACTIONS)]})
     if p.kms_key_id: st += _kms_statements(p.kms_key_id, region, account)
     return {"Version": "2012-10-17", "Statement": st}
+
+# %% ../../nbs/platform/06_aws.ipynb #77582f5e
+_S3_BUCKET_OPS = {"ListObjectsV2": "s3:ListBucket", "ListObjects": "s3:ListBucket", "HeadBucket": "s3:ListBucket",
+                  "GetBucketLocation": "s3:GetBucketLocation", "CreateBucket": "s3:CreateBucket",
+                  "ListMultipartUploads": "s3:ListBucketMultipartUploads"}
+_S3_OBJECT_OPS = {"GetObject": "s3:GetObject", "HeadObject": "s3:GetObject", "PutObject": "s3:PutObject",
+                  "CreateMultipartUpload": "s3:PutObject", "UploadPart": "s3:PutObject",
+                  "CompleteMultipartUpload": "s3:PutObject", "AbortMultipartUpload": "s3:AbortMultipartUpload",
+                  "DeleteObject": "s3:DeleteObject", "GetObjectTagging": "s3:GetObjectTagging",
+                  "PutObjectTagging": "s3:PutObjectTagging", "ListParts": "s3:ListMultipartUploadParts"}
+_SM_NAMES = {"TrainingJobName": "training-job", "ProcessingJobName": "processing-job", "ModelName": "model",
+             "HyperParameterTuningJobName": "hyper-parameter-tuning-job", "EndpointName": "endpoint",
+             "EndpointConfigName": "endpoint-config", "TransformJobName": "transform-job",
+             "MonitoringScheduleName": "monitoring-schedule"}
+_NO_PERMISSION = {("sts", "GetCallerIdentity")}   # answered for any caller: IAM cannot deny it
+_IAM_PREFIX = {"sagemaker-runtime": "sagemaker"}  # botocore service name -> IAM prefix, where they differ
+
+def _role_arns(v) -> list[str]:
+    "Every `RoleArn` member anywhere in request parameters."
+    if isinstance(v, dict): return [x for k, w in v.items() for x in ([w] if k == "RoleArn" and isinstance(w, str) else _role_arns(w))]
+    if isinstance(v, list): return [x for w in v for x in _role_arns(w)]
+    return []
+
+def iam_requirements(call: AwsCall,  # a recorded call (service, operation, params)
+                     region: str,    # the region it was sent to
+                     account: str    # the caller's account
+                    ) -> list[tuple[str, str, dict]]:
+    "What IAM authorizes for `call`: (action, resource ARN, condition keys) triples; [] for calls no policy can deny."
+    svc, op, p = call.service, call.operation, call.params or {}
+    if (svc, op) in _NO_PERMISSION: return []
+    if svc == "s3":
+        b = p.get("Bucket", "")
+        if op in _S3_BUCKET_OPS:
+            ctx = {"s3:prefix": p.get("Prefix", "")} if _S3_BUCKET_OPS[op] == "s3:ListBucket" and op != "HeadBucket" else {}
+            return [(_S3_BUCKET_OPS[op], f"arn:aws:s3:::{b}", ctx)]
+        if op == "ListBuckets": return [("s3:ListAllMyBuckets", "*", {})]
+        if op == "DeleteObjects":
+            return [("s3:DeleteObject", f"arn:aws:s3:::{b}/{o['Key']}", {}) for o in p.get("Delete", {}).get("Objects", [])]
+        if op in ("CopyObject", "UploadPartCopy"):
+            src = p.get("CopySource", "")
+            src = src if isinstance(src, str) else f"{src.get('Bucket')}/{src.get('Key')}"
+            return [("s3:PutObject", f"arn:aws:s3:::{b}/{p.get('Key', '')}", {}),
+                    ("s3:GetObject", f"arn:aws:s3:::{src.lstrip('/').split('?')[0]}", {})]
+        return [(_S3_OBJECT_OPS.get(op, f"s3:{op}"), f"arn:aws:s3:::{b}/{p.get('Key', '')}", {})]
+    action = f"{_IAM_PREFIX.get(svc, svc)}:{op}"
+    res, ctx = "*", {}
+    if svc in ("sagemaker", "sagemaker-runtime"):
+        kind = {"JobDefinitionName": "data-quality-job-definition" if "DataQuality" in op else "model-quality-job-definition"}
+        key = next((k for k in (*_SM_NAMES, "JobDefinitionName") if k in p), None)
+        if op.startswith("List") and not op.endswith("ForHyperParameterTuningJob"): key = None
+        if key: res = f"arn:aws:sagemaker:{region}:{account}:{_SM_NAMES.get(key) or kind[key]}/{str(p[key]).lower()}"
+        elif "ResourceArn" in p: res = p["ResourceArn"]
+    elif svc == "logs" and "logGroupName" in p:
+        res = f"arn:aws:logs:{region}:{account}:log-group:{p['logGroupName']}" + (
+            f":log-stream:{p['logStreamName']}" if "logStreamName" in p else "")
+    elif svc == "cloudwatch":
+        if op == "PutMetricData": ctx = {"cloudwatch:namespace": p.get("Namespace")}
+        names = p.get("AlarmNames") or ([p["AlarmName"]] if "AlarmName" in p else [])
+        if names: return [(action, f"arn:aws:cloudwatch:{region}:{account}:alarm:{n}", ctx) for n in names]
+    elif svc == "sns":
+        res = p.get("TopicArn") or (f"arn:aws:sns:{region}:{account}:{p['Name']}" if "Name" in p else "*")
+    elif svc == "glue":
+        db = p.get("DatabaseName") or p.get("DatabaseInput", {}).get("Name") or p.get("Name")
+        table = p.get("TableInput", {}).get("Name") or (p.get("Name") if "DatabaseName" in p else None)
+        cat = f"arn:aws:glue:{region}:{account}:catalog"
+        arns = [cat] + ([f"arn:aws:glue:{region}:{account}:database/{db}"] if db else []) + (
+            [f"arn:aws:glue:{region}:{account}:table/{db}/{table}"] if table else [])
+        return [(action, a, {}) for a in arns]
+    elif svc == "iam":
+        res = p.get("PolicySourceArn") or (f"arn:aws:iam::{account}:role/{p['RoleName']}" if "RoleName" in p else "*")
+    out = [(action, res, ctx)]
+    if op.startswith("Create"):  # handing SageMaker a role to act as
+        out += [("iam:PassRole", r, {"iam:PassedToService": "sagemaker.amazonaws.com"}) for r in dict.fromkeys(_role_arns(p))]
+    return out
+
+def denied_calls(policy: dict,  # an IAM policy document
+                 calls: list,   # recorded `AwsCall`s
+                 region: str, account: str
+                ) -> list[tuple[AwsCall, str, str]]:
+    "The calls `policy` does not allow: (call, action, resource) for each requirement it denies."
+    return [(c, a, r) for c in calls for a, r, ctx in iam_requirements(c, region, account)
+            if not policy_allows(policy, a, r, ctx)]
 
 # %% ../../nbs/platform/06_aws.ipynb #0b6b8e5c
 _JOB_KINDS = {"training": ("list_training_jobs", "TrainingJobSummaries", "TrainingJobName", "stop_training_job"),

@@ -204,7 +204,8 @@ def _recording_setup_class(self, request, *args, **kw):
     emu = _emulator_for(request.headers)
     if emu is None or request.headers.get(INTERNAL_HEADER) or request.environ.get("ml_lifecycle.recorded"): return
     request.environ["ml_lifecycle.recorded"] = True  # services that set up twice are recorded once
-    emu._record(*parse_request(self, request))
+    key = re.search(r"Credential=([^/,\s]+)/", request.headers.get("Authorization") or "")
+    emu._record(*parse_request(self, request), access_key=key and key.group(1))
 
 # %% ../../nbs/platform/08_emulator.ipynb #0296cbb7
 _JOB_KEYS = {"training": ("training_job", "TrainingJobName"), "processing": ("processing_job", "ProcessingJobName"),
@@ -403,9 +404,9 @@ def create_bucket(self: AwsEmulator, name: str) -> str:
 
 # %% ../../nbs/platform/08_emulator.ipynb #6ee730f2
 @patch
-def _record(self: AwsEmulator, service: str, operation: str, params: dict | None):
-    "Keep a request that reached the emulator and validate it against the service model."
-    call = AwsCall(service, operation, params)
+def _record(self: AwsEmulator, service: str, operation: str, params: dict | None, access_key: str | None = None):
+    "Keep a request that reached the emulator (and who signed it) and validate it against the service model."
+    call = AwsCall(service, operation, params, access_key)
     problem = None
     if params is not None:
         try: validate_request(service, operation, params)

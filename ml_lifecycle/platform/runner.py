@@ -174,10 +174,11 @@ def write_summary(res: RunResult, # the run to summarise
     lines = [f"# Run {res.run_id}", "",
              f"- status: **{'passed' if res.ok else 'FAILED'}**", f"- lake: `{res.lake}`", f"- table: `{table}`",
              f"- wall time: {total:.1f} s",
-             f"- logs: `{res.run_dir/'logs'}` (each stage's kernel, Spark and job output)", "", "| stage | status | seconds | key figures |", "|---|---|---:|---|"]
+             f"- logs: `{res.run_dir/'logs'}` (each stage's kernel, Spark and job output)", "", "| stage | where | status | seconds | key figures |", "|---|---|---|---:|---|"]
     for s in res.stages:
-        f = figures.get(Path(s.notebook).stem, {}).get("figures", {}) if s.status == "ok" else {}
-        lines.append(f"| {s.notebook} | {s.status} | {s.seconds:.1f} | {_fmt(f) if f else s.note} |")
+        doc = figures.get(Path(s.notebook).stem, {}) if s.status == "ok" else {}
+        f, where = doc.get("figures", {}), doc.get("mode") or ""  # where its figures were measured: local or aws
+        lines.append(f"| {s.notebook} | {where} | {s.status} | {s.seconds:.1f} | {_fmt(f) if f else s.note} |")
     if res.error: lines += ["", "## Failure", "", "```", str(res.error), "```"]
     res.run_dir.mkdir(parents=True, exist_ok=True)
     res.summary.write_text("\n".join(lines) + "\n")

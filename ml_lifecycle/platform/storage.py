@@ -134,7 +134,8 @@ def publish_dir(self: Lake, src: str | Path, *parts, overwrite: bool = False) ->
     if self.exists(*parts) and not overwrite: return u
     if self.is_s3:
         if overwrite and self.exists(*parts): self.fs.rm(u, recursive=True)
-        self.fs.put(str(src).rstrip("/") + "/", u + "/", recursive=True)
+        files = sorted(f for f in Path(src).rglob("*") if f.is_file())  # files only: S3 has no folders to make, and
+        self.fs.put([str(f) for f in files], [f"{u}/{f.relative_to(src).as_posix()}" for f in files])  # making one asks HeadBucket
         self.fs.pipe_file(u + "/_SUCCESS", b"")
         return u
     dst = Path(u); dst.parent.mkdir(parents=True, exist_ok=True)
@@ -186,9 +187,12 @@ def pointer(self: Lake, table: str, name: str) -> dict:
 
 # %% ../../nbs/platform/01_storage.ipynb #96493c89
 @patch
-def record_summary(self: Lake, table: str, stage: str, **figures) -> dict:
-    "Record the key `figures` of `stage` for `table` (read by the runner's summary)."
-    doc = {"stage": stage, "table": table, "recorded": utcnow(), "figures": figures}
+def record_summary(self: Lake, table: str, stage: str,
+                   mode: str | None = None, # where the figures were measured: 'local' or 'aws' (the run's mode)
+                   **figures) -> dict:
+    "Record the key `figures` of `stage` for `table`, and where they were measured (read by the runner's summary)."
+    if mode not in (None, "local", "aws"): raise ValueError(f"mode={mode!r}: pass 'local' or 'aws'")
+    doc = {"stage": stage, "table": table, "mode": mode, "recorded": utcnow(), "figures": figures}
     self.write_json(doc, "_summaries", table, f"{stage}.json")
     return doc
 
