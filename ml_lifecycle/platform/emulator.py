@@ -4,10 +4,11 @@
 
 # %% ../../nbs/platform/08_emulator.ipynb #947af8dc
 from __future__ import annotations
-import copy, hashlib, json, logging, math, os, random, re, shutil, signal, socket, sys, tarfile, tempfile, threading, time
+import contextlib, copy, hashlib, json, logging, math, os, random, re, shutil, signal, socket, sys, tarfile, tempfile, threading, time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import unquote
 
 import boto3
 from fastcore.basics import patch
@@ -17,13 +18,13 @@ from .sagemaker_local import JobError, _failure_reason, image_env_python, run_lo
 
 # %% auto #0
 __all__ = ['FAKE_CREDENTIALS', 'ENDPOINT_SERVICES', 'EMULATOR_ACCOUNT', 'IMAGE_RE', 'KERNEL_IMAGES', 'INTERNAL_HEADER',
-           'ALLOW_ALL', 'SAGEMAKER_TRUST', 'free_port', 'emulator_env', 'client_endpoints', 'EmulatorSession',
-           'EmulatorError', 'image_repo_tag', 'image_python', 'container_path', 'simulate_decision',
+           'RUNTIME_HEADERS', 'ALLOW_ALL', 'SAGEMAKER_TRUST', 'free_port', 'emulator_env', 'client_endpoints',
+           'EmulatorSession', 'EmulatorError', 'image_repo_tag', 'image_python', 'container_path', 'simulate_decision',
            'principal_policies', 'plain', 'parse_request', 'Violation', 'install_patches', 'remove_patches',
            'AwsEmulator', 'split_s3', 'download_s3', 'upload_s3', 'utc_now', 'EmulatedJob', 'LogShipper',
            'kill_processes_in', 'training_script', 'run_emulated_training', 'processing_command',
            'run_emulated_processing', 'sample_hyperparameters', 'trial_request', 'tuning_summary', 'tuning_state',
-           'run_emulated_tuning', 'emulated_aws']
+           'run_emulated_tuning', 'HostedEndpoint', 'emulated_aws']
 
 # %% ../../nbs/platform/08_emulator.ipynb #d272ff0f
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
@@ -248,6 +249,68 @@ def _list_training_jobs_for_hyper_parameter_tuning_job(self):
     if job is None: raise ResourceNotFound(f"Amazon SageMaker can't find a tuning job named {name}")
     return ActionResult({"TrainingJobSummaries": [tuning_summary(job, t) for t in job.trials]})
 
+# %% ../../nbs/platform/08_emulator.ipynb #75937f04
+def _endpoint_handlers() -> dict:
+    "Create/Update/Weights/Delete handlers on moto's `SageMakerResponse` that serve the emulator's endpoints."
+    from moto.core.responses import ActionResult, EmptyResult
+    from moto.sagemaker.exceptions import ValidationError
+    def record(self): return self.sagemaker_backend.endpoints.get(self._get_param("EndpointName"))
+    def host(self, emu, name, config):
+        try: emu.host_endpoint(name, config)
+        except Exception as e:  # SageMaker: the endpoint is created, then Failed with the reason
+            ep = self.sagemaker_backend.endpoints[name]
+            ep.endpoint_status, ep.failure_reason = "Failed", f"{type(e).__name__}: {e}"[:1024]
+    def create_endpoint(self):
+        result = _ORIGINAL["create_endpoint"](self)
+        if (emu := _emulator_for(self.headers)):
+            host(self, emu, self._get_param("EndpointName"), self._get_param("EndpointConfigName"))
+        return result
+    def update_endpoint(self):  # moto has none
+        ep, emu = record(self), _emulator_for(self.headers)
+        if ep is None: raise ValidationError(f"Could not find endpoint {self._get_param('EndpointName')!r}.")
+        config = self._get_param("EndpointConfigName")
+        cfg = self.sagemaker_backend.describe_endpoint_config(config)
+        ep.endpoint_config_name, ep.endpoint_status, ep.failure_reason = config, "InService", None
+        ep.production_variants = ep._process_production_variants(cfg["ProductionVariants"])
+        if emu: host(self, emu, ep.endpoint_name, config)
+        return ActionResult({"EndpointArn": ep.arn})
+    def update_endpoint_weights_and_capacities(self):
+        result = _ORIGINAL["update_endpoint_weights_and_capacities"](self)
+        emu = _emulator_for(self.headers)
+        hosted = emu.endpoints.get(self._get_param("EndpointName")) if emu else None
+        if hosted:
+            hosted.server.update_weights({d["VariantName"]: float(d["DesiredWeight"])
+                                          for d in self._get_param("DesiredWeightsAndCapacities") if "DesiredWeight" in d})
+        return result
+    def delete_endpoint(self):
+        result = _ORIGINAL["delete_endpoint"](self)
+        emu = _emulator_for(self.headers)
+        with (emu._lock if emu else contextlib.nullcontext()):
+            hosted = emu.endpoints.pop(self._get_param("EndpointName"), None) if emu else None
+        if hosted: emu.unhost_endpoint(hosted)
+        return result
+    return {"create_endpoint": create_endpoint, "update_endpoint": update_endpoint, "delete_endpoint": delete_endpoint,
+            "update_endpoint_weights_and_capacities": update_endpoint_weights_and_capacities}
+
+RUNTIME_HEADERS = ("content-type", "accept", "x-amzn-sagemaker-custom-attributes", "x-amzn-sagemaker-target-model",
+                   "x-amzn-sagemaker-target-variant", "x-amzn-sagemaker-target-container-hostname",
+                   "x-amzn-sagemaker-inference-id", "x-amzn-sagemaker-enable-explanations",
+                   "x-amzn-sagemaker-inference-component", "x-amzn-sagemaker-session-id")
+
+def _invoke_endpoint(self):
+    "InvokeEndpoint passed to the endpoint's server; its answer (status, headers, body) returned unchanged."
+    import requests
+    emu, name = _emulator_for(self.headers), self.path.split("/endpoints/", 1)[-1].split("/", 1)[0]
+    hosted = emu.endpoints.get(unquote(name)) if emu else None
+    if hosted is None:
+        body = json.dumps({"message": f"Endpoint {unquote(name)} of account {EMULATOR_ACCOUNT} not found."})
+        return 400, {"Content-Type": "application/json", "x-amzn-ErrorType": "ValidationError", "status": 400}, body
+    headers = {k: v for k, v in self.headers.items() if k.lower() in RUNTIME_HEADERS}
+    r = requests.post(f"{hosted.server.url}/endpoints/{hosted.name}/invocations", data=self.body, headers=headers, timeout=70)
+    keep = {k: v for k, v in r.headers.items() if k.lower() not in ("content-length", "transfer-encoding", "connection",
+                                                                      "date", "server", "keep-alive")}
+    return r.status_code, {**keep, "status": r.status_code}, r.content  # moto takes the status from the headers
+
 # %% ../../nbs/platform/08_emulator.ipynb #ff344685
 def _patch_attr(cls, name: str, fn):
     _ORIGINAL[name] = getattr(cls, name, None)
@@ -259,6 +322,7 @@ def install_patches():
     from moto.core.responses import BaseResponse
     from moto.iam.responses import IamResponse
     from moto.sagemaker.responses import SageMakerResponse
+    from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
     with _PATCH_LOCK:
         if _PATCHED: return
         _patch_attr(BaseResponse, "setup_class", _recording_setup_class)
@@ -267,6 +331,8 @@ def install_patches():
         _patch_attr(SageMakerResponse, "list_training_jobs_for_hyper_parameter_tuning_job",
                     _list_training_jobs_for_hyper_parameter_tuning_job)
         _patch_attr(IamResponse, "simulate_principal_policy", _simulate_principal_policy)
+        for name, fn in _endpoint_handlers().items(): _patch_attr(SageMakerResponse, name, fn)
+        _patch_attr(SageMakerRuntimeResponse, "invoke_endpoint", _invoke_endpoint)
 
 def remove_patches():
     "Give moto its own handlers back."
@@ -294,7 +360,7 @@ class AwsEmulator:
         self.work_dir = Path(work_dir).resolve() if work_dir else None
         self.server = self.port = self._saved = None
         self._clients, self._lock = {}, threading.Lock()
-        self.calls, self.violations, self.unparsed, self.jobs = [], [], [], {}
+        self.calls, self.violations, self.unparsed, self.jobs, self.endpoints = [], [], [], {}, {}
 
     def __repr__(self): return f"AwsEmulator({self.endpoint if self.port else 'stopped'}, {len(self.jobs)} jobs, {len(self.calls)} calls)"
 
@@ -323,7 +389,16 @@ class AwsEmulator:
         except iam.exceptions.EntityAlreadyExistsException:  # moto's state is per process: an earlier emulator made it
             iam.update_assume_role_policy(RoleName=self.role_name, PolicyDocument=json.dumps(SAGEMAKER_TRUST))
         iam.put_role_policy(RoleName=self.role_name, PolicyName="emulated", PolicyDocument=json.dumps(self.role_policy))
+        threading.Thread(target=self._sync_captures, args=(self.server,), daemon=True).start()
         return self
+
+    def _sync_captures(self, server, every: float = 1.0):
+        "Copy hosted endpoints' data capture to S3 every `every` seconds while `server` runs."
+        while self.server is server:
+            for hosted in list(self.endpoints.values()):
+                try: self.sync_capture(hosted)
+                except Exception: pass  # the next round tries again; `unhost_endpoint` makes the last copy
+            time.sleep(every)
 
     def stop(self, wait: float = 30 # seconds running jobs may take to end before they are stopped
             ):
@@ -332,6 +407,8 @@ class AwsEmulator:
         if not self.wait_for_jobs(wait):
             for j in self.running(): self.stop_job(j)
             self.wait_for_jobs(15)
+        with self._lock: hosted, self.endpoints = list(self.endpoints.values()), {}
+        for h in hosted: self.unhost_endpoint(h)
         self.restore()
         self.server.stop()
         _ACTIVE.pop(self.port, None)
@@ -910,6 +987,67 @@ def run_emulated_tuning(emu: AwsEmulator, job: EmulatedJob):
         else: job.finish("Completed" if ok else "Failed", None if ok else "No training job succeeded")
     except Exception as e: job.finish("Failed", f"ClientError: {e}")
     finally: emu._sync_moto(job)
+
+# %% ../../nbs/platform/08_emulator.ipynb #8f19527c
+@dataclass
+class HostedEndpoint:
+    "An endpoint the emulator serves: its server, and where its data capture goes."
+    name: str                 # EndpointName
+    config: str               # the EndpointConfigName it serves
+    server: object            # the `LocalEndpoint`
+    capture_dir: Path | None  # the server's capture folder (None: capture off)
+    capture_uri: str | None   # the config's DestinationS3Uri
+    synced: dict = field(default_factory=dict) # capture file -> size last uploaded
+
+def _download(s3, uri: str, dst: Path) -> Path:
+    "Download the S3 object `uri` to `dst`."
+    bucket, key = split_s3(uri)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    s3.download_file(bucket, key, str(dst))
+    return dst
+
+@patch
+def host_endpoint(self: AwsEmulator, name: str, config_name: str) -> HostedEndpoint:
+    "Serve endpoint `name` as `config_name` describes it: each variant's model from S3, its weight, data capture."
+    from ml_lifecycle.platform.endpoint import LocalEndpoint
+    sm, s3 = self.internal("sagemaker"), self.internal("s3")
+    cfg = sm.describe_endpoint_config(EndpointConfigName=config_name)
+    work = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.work_dir))
+    variants = lambda key: [{k: v[k] for k in ("VariantName", "ModelName", "InitialVariantWeight") if k in v}
+                            for v in cfg.get(key) or []]
+    models = {}
+    for v in variants("ProductionVariants") + variants("ShadowProductionVariants"):
+        uri = sm.describe_model(ModelName=v["ModelName"])["PrimaryContainer"]["ModelDataUrl"]
+        models[v["ModelName"]] = _download(s3, uri, work/"models"/v["ModelName"]/"model.tar.gz")
+    dc = cfg.get("DataCaptureConfig") or {}
+    capture = work/"capture" if dc.get("EnableCapture", bool(dc)) else None
+    server = LocalEndpoint(endpoint_name=name, variants=variants("ProductionVariants"), models=models,
+                           shadow_variants=variants("ShadowProductionVariants") or None, capture_root=capture,
+                           sampling_percentage=dc.get("InitialSamplingPercentage", 100)).start()
+    hosted = HostedEndpoint(name, config_name, server, capture, dc.get("DestinationS3Uri"))
+    with self._lock: old, self.endpoints[name] = self.endpoints.get(name), hosted
+    if old: self.unhost_endpoint(old)
+    return hosted
+
+@patch
+def sync_capture(self: AwsEmulator, hosted: HostedEndpoint) -> int:
+    "Upload the endpoint's new or grown capture files to its DestinationS3Uri; returns how many it uploaded."
+    if not (hosted.capture_dir and hosted.capture_uri and hosted.capture_dir.exists()): return 0
+    bucket, prefix = split_s3(hosted.capture_uri)
+    n = 0
+    for f in sorted(hosted.capture_dir.rglob("*.jsonl")):
+        size = f.stat().st_size
+        if hosted.synced.get(f) == size: continue
+        key = "/".join(p for p in (prefix.rstrip("/"), f.relative_to(hosted.capture_dir).as_posix()) if p)
+        self.internal("s3").put_object(Bucket=bucket, Key=key, Body=f.read_bytes())
+        hosted.synced[f] = size; n += 1
+    return n
+
+@patch
+def unhost_endpoint(self: AwsEmulator, hosted: HostedEndpoint):
+    "Stop serving `hosted`, after a last copy of its capture."
+    try: self.sync_capture(hosted)
+    finally: hosted.server.stop()
 
 # %% ../../nbs/platform/08_emulator.ipynb #4b58cb34
 def emulated_aws(**kwargs # `AwsEmulator` arguments
