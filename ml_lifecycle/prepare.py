@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_prepare.ipynb #bc9cc476
 from __future__ import annotations
-import argparse, builtins, hashlib, json, math, re, shutil, sys, tempfile, zipfile
+import argparse, builtins, hashlib, json, math, os, re, shutil, sys, tempfile, threading, zipfile
 from pathlib import Path
 
 import numpy as np
@@ -364,8 +364,10 @@ def shipped_package(dest: str | Path # folder for the archive
     import ml_lifecycle
     root, out = Path(ml_lifecycle.__file__).parent.parent, Path(dest)/"ml_lifecycle.zip"
     out.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+    part = out.with_name(f".{out.name}.{os.getpid()}.{threading.get_ident()}")  # written whole, then renamed
+    with zipfile.ZipFile(part, "w", zipfile.ZIP_DEFLATED) as z:
         for m in SHIPPED_MODULES: z.writestr(zipfile.ZipInfo(m, (1980, 1, 1, 0, 0, 0)), (root/m).read_bytes())  # fixed bytes
+    os.replace(part, out)
     return out
 
 def pyspark_job_spec(input_uri: str,     # S3 URI of the validated version
@@ -385,7 +387,7 @@ def pyspark_job_spec(input_uri: str,     # S3 URI of the validated version
                      network_config=network_config(subnets, security_group_ids, enable_network_isolation,
                                                    encrypt_inter_container_traffic),
                      base_job_name=check_job_name(job_name))
-    run = dict(submit_app=str(script_path()), submit_py_files=[str(shipped_package(tempfile.mkdtemp(prefix="prepare-py-")))],
+    run = dict(submit_app=str(script_path()), submit_py_files=[str(shipped_package(Path(tempfile.gettempdir())/"ml-lifecycle-job-code"))],  # one folder, reused
                arguments=[_expand(a, root) for a in arguments],
                inputs=[ProcessingInput(input_name="data", s3_input=ProcessingS3Input(
                    s3_uri=s3(input_uri), local_path=f"{root}/input/data", s3_data_type="S3Prefix", s3_input_mode="File"))],

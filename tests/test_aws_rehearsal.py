@@ -8,8 +8,11 @@ is validated against botocore's service models.
 The execution-role policy that 06_aws generates is checked against every call the notebooks made (the MLflow server
 signs with its own key: on AWS, managed MLflow acts as its own role).
 
-Not yet rehearsed (see the issue "aws mode that really runs"): 07_deploy and 08_monitor, and the kernel still starts
-Spark for 01 and 02 (java on its PATH)."""
+07_deploy's endpoint is served by the emulator (its variants' models from the emulated S3, weights, data capture
+to S3), so the canary's traffic shifts, checks and verdict run as they would on AWS.
+
+Not yet rehearsed (see the issue "aws mode that really runs"): 08_monitor, and the kernel still starts Spark for 01,
+02 and 07's batch transform (java on its PATH)."""
 import dataclasses, json, os, socket, subprocess, sys, time, uuid
 from pathlib import Path
 
@@ -22,7 +25,7 @@ from ml_lifecycle.platform.runner import run_series
 from ml_lifecycle.platform.storage import Lake
 
 pytestmark = pytest.mark.notebooks
-STAGES = ["00_ingest", "01_validate", "02_explore", "03_prepare", "04_train", "05_tune", "06_evaluate"]
+STAGES = ["00_ingest", "01_validate", "02_explore", "03_prepare", "04_train", "05_tune", "06_evaluate", "07_deploy"]
 BUCKET = f"rehearsal-{uuid.uuid4().hex[:8]}"
 # A request the project's code does not make, refused for a reason outside it: an S3 client below the project (not a
 # botocore one: botocore validates before sending; pyarrow's or Hadoop's) sends x-amz-checksum-mode `enabled`, where
@@ -106,3 +109,22 @@ def test_the_execution_role_policy_allows_every_call(rehearsal):
     denied = denied_calls(execution_role_policy(P), calls, emu.region, emu.account)
     assert not denied, "\n".join(f"{c.service}:{c.operation} needs {a} on {r}" for c, a, r in
                                  {(c.service, c.operation, a, r): (c, a, r) for c, a, r in denied}.values())
+
+
+def test_the_endpoint_serves_what_the_canary_decided(rehearsal):
+    "07's endpoint runs on the emulator; the canary shifted its weights, and the `endpoint` pointer names what serves."
+    res, emu, L, _ = rehearsal
+    ptr = L.pointer("mlc_churn", "endpoint")
+    hosted = emu.endpoints[ptr["endpoint_name"]]
+    weights = [c.params["DesiredWeightsAndCapacities"] for c in emu.calls if c.operation == "UpdateEndpointWeightsAndCapacities"]
+    assert weights, "the canary never shifted traffic"
+    final = {d["VariantName"]: d["DesiredWeight"] for d in weights[-1]}
+    assert hosted.server.weights == final
+    serving = max(final, key=final.get)
+    models = {v["VariantName"]: v["ModelName"] for v in emu.internal("sagemaker").describe_endpoint_config(
+        EndpointConfigName=hosted.config)["ProductionVariants"]}
+    data = emu.internal("sagemaker").describe_model(ModelName=models[serving])["PrimaryContainer"]["ModelDataUrl"]
+    assert data == ptr["model_data"], (serving, data, ptr["model_data"])
+    emu.sync_capture(hosted)
+    assert L.ls("datacapture", ptr["endpoint_name"]), "no data capture reached the lake's S3"
+    assert L.summaries("mlc_churn")["07_deploy"]["figures"]["aws_canary"] in ("promoted", "rolled back")

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import boto3, pytest
 from botocore.exceptions import ClientError
-from sagemaker.core.helper.iam_role_resolver import RoleValidationError
 
 from ml_lifecycle.platform.aws import validate_request
 from ml_lifecycle.platform.emulator import (ENDPOINT_SERVICES, AwsEmulator, EmulatorError, client_endpoints,
