@@ -349,7 +349,7 @@ def execution_role_policy(p,                              # `Params` (lake on S3
         {"Sid": "ProjectAlarms", "Effect": "Allow", "Resource": [f"arn:aws:cloudwatch:{region}:{account}:alarm:{stem}-*"],
          "Action": ["cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms"]},
         {"Sid": "AlertTopic", "Effect": "Allow", "Action": ["sns:CreateTopic", "sns:Publish", "sns:Subscribe", "sns:DeleteTopic"],
-         "Resource": [f"arn:aws:sns:{region}:{account}:{sns_topic}"]},
+         "Resource": [f"arn:aws:sns:{region}:{account}:{sns_topic}", f"arn:aws:sns:{region}:{account}:{stem}-*"]},
         {"Sid": "SageMakerLogs", "Effect": "Allow",
          "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams", "logs:GetLogEvents"],
          "Resource": [f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/*"]},
@@ -396,8 +396,9 @@ _NO_PERMISSION = {("sts", "GetCallerIdentity")}   # answered for any caller: IAM
 _IAM_PREFIX = {"sagemaker-runtime": "sagemaker"}  # botocore service name -> IAM prefix, where they differ
 
 def _role_arns(v) -> list[str]:
-    "Every `RoleArn` member anywhere in request parameters."
-    if isinstance(v, dict): return [x for k, w in v.items() for x in ([w] if k == "RoleArn" and isinstance(w, str) else _role_arns(w))]
+    "Every role a request hands over: its `RoleArn` and `ExecutionRoleArn` members, at any depth."
+    if isinstance(v, dict):
+        return [x for k, w in v.items() for x in ([w] if k.endswith("RoleArn") and isinstance(w, str) else _role_arns(w))]
     if isinstance(v, list): return [x for w in v for x in _role_arns(w)]
     return []
 

@@ -311,6 +311,70 @@ def _invoke_endpoint(self):
                                                                       "date", "server", "keep-alive")}
     return r.status_code, {**keep, "status": r.status_code}, r.content  # moto takes the status from the headers
 
+# %% ../../nbs/platform/08_emulator.ipynb #92ee698a
+_JOB_DEFINITION_DESCRIBE = {"DataQuality": "describe_data_quality_job_definition",
+                            "ModelQuality": "describe_model_quality_job_definition"}
+
+def _schedule_handlers() -> dict:
+    "Monitoring-schedule handlers on moto's `SageMakerResponse` (moto has none), kept by the emulator."
+    from moto.core.responses import ActionResult, EmptyResult
+    from moto.sagemaker.exceptions import ResourceNotFound, ValidationError
+    def state(self):
+        emu = _emulator_for(self.headers)
+        if emu is None: raise ValidationError("monitoring schedules are kept by the AWS emulator only")
+        return emu, self._get_param("MonitoringScheduleName")
+    def found(emu, name):
+        if name not in emu.schedules: raise ResourceNotFound(f"Could not find monitoring schedule '{name}'.")
+        return emu.schedules[name]
+    def check_definition(self, config) -> str | None:
+        "The endpoint the config's job definition monitors; `ResourceNotFound` when the definition does not exist."
+        kind, job = config.get("MonitoringType", "DataQuality"), config.get("MonitoringJobDefinitionName")
+        if job is None: return None  # an inline MonitoringJobDefinition
+        try: d = getattr(self.sagemaker_backend, _JOB_DEFINITION_DESCRIBE[kind])(job)
+        except Exception: raise ResourceNotFound(f"Could not find {kind} job definition '{job}'.")
+        return (d.get(f"{kind}JobInput") or {}).get("EndpointInput", {}).get("EndpointName")
+    def create_monitoring_schedule(self):
+        emu, name = state(self)
+        config = plain(self._get_param("MonitoringScheduleConfig"))
+        if name in emu.schedules: raise ValidationError(f"Monitoring schedule '{name}' already exists.")
+        endpoint, now = check_definition(self, config), utc_now()
+        arn = f"arn:aws:sagemaker:{self.region}:{self.current_account}:monitoring-schedule/{name.lower()}"
+        emu.schedules[name] = {"MonitoringScheduleArn": arn, "MonitoringScheduleName": name, "MonitoringScheduleStatus": "Scheduled",
+                               "MonitoringType": config.get("MonitoringType", "DataQuality"), "CreationTime": now,
+                               "LastModifiedTime": now, "MonitoringScheduleConfig": config, "EndpointName": endpoint}
+        return ActionResult({"MonitoringScheduleArn": arn})
+    def describe_monitoring_schedule(self):
+        emu, name = state(self)
+        return ActionResult({k: v for k, v in found(emu, name).items() if v is not None})
+    def update_monitoring_schedule(self):
+        emu, name = state(self)
+        s, config = found(emu, name), plain(self._get_param("MonitoringScheduleConfig"))
+        check_definition(self, config)
+        s.update(MonitoringScheduleConfig=config, LastModifiedTime=utc_now(), MonitoringType=config.get("MonitoringType", s["MonitoringType"]))
+        return ActionResult({"MonitoringScheduleArn": s["MonitoringScheduleArn"]})
+    def stop_monitoring_schedule(self):
+        emu, name = state(self)
+        found(emu, name).update(MonitoringScheduleStatus="Stopped", LastModifiedTime=utc_now())
+        return EmptyResult()
+    def start_monitoring_schedule(self):
+        emu, name = state(self)
+        found(emu, name).update(MonitoringScheduleStatus="Scheduled", LastModifiedTime=utc_now())
+        return EmptyResult()
+    def delete_monitoring_schedule(self):
+        emu, name = state(self)
+        found(emu, name); del emu.schedules[name]
+        return EmptyResult()
+    def list_monitoring_schedules(self):
+        emu, _ = state(self)
+        want = self._get_param("EndpointName")
+        rows = [{k: s[k] for k in ("MonitoringScheduleName", "MonitoringScheduleArn", "CreationTime", "LastModifiedTime",
+                                   "MonitoringScheduleStatus", "MonitoringType", "EndpointName")}
+                for s in emu.schedules.values()]
+        return ActionResult({"MonitoringScheduleSummaries": [r for r in rows if want in (None, r["EndpointName"])]})
+    return {f.__name__: f for f in (create_monitoring_schedule, describe_monitoring_schedule, update_monitoring_schedule,
+                                    stop_monitoring_schedule, start_monitoring_schedule, delete_monitoring_schedule,
+                                    list_monitoring_schedules)}
+
 # %% ../../nbs/platform/08_emulator.ipynb #ff344685
 def _patch_attr(cls, name: str, fn):
     _ORIGINAL[name] = getattr(cls, name, None)
@@ -333,6 +397,7 @@ def install_patches():
         _patch_attr(IamResponse, "simulate_principal_policy", _simulate_principal_policy)
         for name, fn in _endpoint_handlers().items(): _patch_attr(SageMakerResponse, name, fn)
         _patch_attr(SageMakerRuntimeResponse, "invoke_endpoint", _invoke_endpoint)
+        for name, fn in _schedule_handlers().items(): _patch_attr(SageMakerResponse, name, fn)
 
 def remove_patches():
     "Give moto its own handlers back."
@@ -360,7 +425,7 @@ class AwsEmulator:
         self.work_dir = Path(work_dir).resolve() if work_dir else None
         self.server = self.port = self._saved = None
         self._clients, self._lock = {}, threading.Lock()
-        self.calls, self.violations, self.unparsed, self.jobs, self.endpoints = [], [], [], {}, {}
+        self.calls, self.violations, self.unparsed, self.jobs, self.endpoints, self.schedules = [], [], [], {}, {}, {}
 
     def __repr__(self): return f"AwsEmulator({self.endpoint if self.port else 'stopped'}, {len(self.jobs)} jobs, {len(self.calls)} calls)"
 
