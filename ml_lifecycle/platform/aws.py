@@ -112,7 +112,7 @@ class AwsRecorder:
     "A boto3 session whose API calls are validated by botocore, recorded and answered locally."
     responses: dict = field(default_factory=dict) # {'Operation': dict or callable(params) -> dict}
     region: str = "us-east-1"                     # the session's region
-    calls: list = field(default_factory=list)     # the recorded `AwsCall`s, in order
+    calls: list = field(default_factory=list)     # the recorded calls (each an `AwsCall`), in order
 
     def __post_init__(self):
         import boto3
@@ -455,7 +455,7 @@ def iam_requirements(call: AwsCall,  # a recorded call (service, operation, para
     return out
 
 def denied_calls(policy: dict,  # an IAM policy document
-                 calls: list,   # recorded `AwsCall`s
+                 calls: list,   # the recorded calls (each an `AwsCall`)
                  region: str, account: str
                 ) -> list[tuple[AwsCall, str, str]]:
     "The calls `policy` does not allow: (call, action, resource) for each requirement it denies."
