@@ -1064,13 +1064,6 @@ class HostedEndpoint:
     capture_uri: str | None   # the config's DestinationS3Uri
     synced: dict = field(default_factory=dict) # capture file -> size last uploaded
 
-def _download(s3, uri: str, dst: Path) -> Path:
-    "Download the S3 object `uri` to `dst`."
-    bucket, key = split_s3(uri)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    s3.download_file(bucket, key, str(dst))
-    return dst
-
 @patch
 def host_endpoint(self: AwsEmulator, name: str, config_name: str) -> HostedEndpoint:
     "Serve endpoint `name` as `config_name` describes it: each variant's model from S3, its weight, data capture."
@@ -1083,7 +1076,7 @@ def host_endpoint(self: AwsEmulator, name: str, config_name: str) -> HostedEndpo
     models = {}
     for v in variants("ProductionVariants") + variants("ShadowProductionVariants"):
         uri = sm.describe_model(ModelName=v["ModelName"])["PrimaryContainer"]["ModelDataUrl"]
-        models[v["ModelName"]] = _download(s3, uri, work/"models"/v["ModelName"]/"model.tar.gz")
+        models[v["ModelName"]] = download_s3(s3, uri, work/"models"/v["ModelName"])/split_s3(uri)[1].rsplit("/", 1)[-1]
     dc = cfg.get("DataCaptureConfig") or {}
     capture = work/"capture" if dc.get("EnableCapture", bool(dc)) else None
     server = LocalEndpoint(endpoint_name=name, variants=variants("ProductionVariants"), models=models,
