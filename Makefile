@@ -21,8 +21,8 @@ unit: setup       ## fast unit tests of the library
 notebooks: setup  ## every notebook through papermill
 	@$(VENV)/pytest -m notebooks tests
 
-test: setup check ## everything CI runs
-	@$(VENV)/pytest tests
+test: setup check ## everything CI runs (two pytest processes side by side: scripts/test.sh)
+	@bash scripts/test.sh
 
 readme: setup     ## README.md from nbs/index.ipynb
 	@bash scripts/readme.sh

@@ -27,7 +27,8 @@ except ModuleNotFoundError as e:
 __all__ = ['SPLITS', 'PIPELINE_VERSION', 'SHIPPED_MODULES', 'add_label', 'check_fractions', 'row_key', 'assign_splits',
            'split_counts', 'screen_columns', 'fit_encoder', 'encoder_metadata', 'encode', 'transform_rows',
            'write_splits', 'prepare_features', 'features_version', 'prepare_arguments', 'script_path',
-           'shipped_package', 'pyspark_job_spec', 'run_pyspark_job_aws', 'run_prepare', 'processing_args', 'main']
+           'shipped_package', 'pyspark_job_spec', 'run_pyspark_job_aws', 'run_prepare', 'job_spark', 'processing_args',
+           'main']
 
 # %% ../nbs/03_prepare.ipynb #6bf40e58
 SPLITS = ("train", "validation", "test")
@@ -453,6 +454,17 @@ def run_prepare(L,                        # the Lake
                          metadata=L.uri(*parts, "feature_metadata.json"), n_features=len(meta["features"]),
                          source_version=v["version"], rows=meta["splits"])
 
+# %% ../nbs/03_prepare.ipynb #8df263cf
+def job_spark():
+    "The processing job's SparkSession: the image's defaults, but shuffles sized to the cluster's cores."
+    from pyspark.sql import SparkSession
+    spark = SparkSession.builder.getOrCreate()
+    # Spark's 200 shuffle partitions suit a big cluster; AQE cannot shrink them under a cached frame, so a job on one
+    # instance pays for 200 tiny tasks per shuffle. A value given in spark-defaults (`configuration=`) still wins.
+    if not spark.sparkContext.getConf().contains("spark.sql.shuffle.partitions"):
+        spark.conf.set("spark.sql.shuffle.partitions", str(max(2, spark.sparkContext.defaultParallelism)))
+    return spark
+
 # %% ../nbs/03_prepare.ipynb #7b1ee99c
 def processing_args(argv: list[str] | None = None # command-line arguments (None → sys.argv[1:])
                    ) -> argparse.Namespace:
@@ -482,9 +494,8 @@ def main(argv: list[str] | None = None # command-line arguments (None → sys.ar
     version = a.source_version or (json.loads(manifest.read_text()).get("version") if manifest.exists() else None)
     try:
         from ml_lifecycle.platform.spark import get_spark, stop_spark
-    except ImportError:  # a bare PySpark container without this package's platform helpers
-        from pyspark.sql import SparkSession
-        get_spark, stop_spark = SparkSession.builder.getOrCreate, lambda: None
+    except ImportError:  # a bare PySpark container (SageMaker's Spark image): the job's own session
+        get_spark, stop_spark = job_spark, lambda: None
     try:
         meta = prepare_features(get_spark(), a.input_dir, a.output_dir, a.target, a.positive_label, a.seed,
                                 (a.train_fraction, a.validation_fraction, a.test_fraction), source_version=version,

@@ -2,8 +2,12 @@
 
 Each dataset gets its own lake; only `dataset`, `target` and `positive_label` are given (plus a smaller tuning budget
 and a shorter monitoring simulation, to keep `make test` within its time). Every stage must succeed, or, for 07/08
-only, be skipped because the gate approved no model, with the gate's reasons recorded."""
-import json, os
+only, be skipped because the gate approved no model, with the gate's reasons recorded.
+
+The series are independent (one lake, one run folder and one job folder each), and one series keeps about one core
+busy (kernels, JVM starts and jobs run one after another), so they run in `WORKERS` processes at once."""
+import json, multiprocessing, os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -45,27 +49,49 @@ DATASETS = {  # name: (dataset, target, positive_label)
 }
 
 
-@pytest.mark.parametrize("name", list(DATASETS))
-def test_series_on_public_dataset(name, tmp_path):
+WORKERS = int(os.environ.get("ML_LIFECYCLE_TEST_WORKERS") or min(2, os.cpu_count() or 1))
+LONGEST_FIRST = ["email", "lending_club", "mixed", "nasscds", "hmda"]  # measured wall times, for a short schedule
+
+
+def run_dataset(name: str, root: str) -> dict:
+    "One dataset's series in its own folder (runs in a worker process); what the test reads of the result."
     dataset, target, positive = DATASETS[name]
-    if dataset is None: dataset = str(mixed_csv(tmp_path/"My Customers.csv"))
-    res = run_series({"lake": str(tmp_path/"lake"), "dataset": dataset, "target": target, "positive_label": positive, **BUDGET},
-                     runs_dir=tmp_path/"runs", progress=False, raise_on_error=False)
-    assert res.ok, f"{name}: {res.error}"
-    lake, table = Lake(res.lake), res.summary.read_text().split("- table: `")[1].split("`")[0]
+    root = Path(root)
+    if dataset is None: dataset = str(mixed_csv(root/"My Customers.csv"))
+    res = run_series({"lake": str(root/"lake"), "dataset": dataset, "target": target, "positive_label": positive, **BUDGET},
+                     runs_dir=root/"runs", progress=False, raise_on_error=False)
+    return {"ok": res.ok, "error": None if res.ok else f"{res.error}", "lake": res.lake, "summary": res.summary.read_text(),
+            "stages": [(s.notebook[:-6], s.status, s.seconds, s.note) for s in res.stages]}
+
+
+@pytest.fixture(scope="module")
+def dataset_runs(request, tmp_path_factory):
+    "Futures of the series of every dataset this session selected, started together in `WORKERS` processes."
+    chosen = {i.callspec.params["name"] for i in request.session.items
+              if getattr(i, "originalname", "") == "test_series_on_public_dataset" and hasattr(i, "callspec")}
+    order = sorted(chosen, key=lambda n: LONGEST_FIRST.index(n) if n in LONGEST_FIRST else -1)
+    with ProcessPoolExecutor(WORKERS, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield {n: pool.submit(run_dataset, n, str(tmp_path_factory.mktemp(n))) for n in order}
+
+
+@pytest.mark.parametrize("name", list(DATASETS))
+def test_series_on_public_dataset(name, dataset_runs):
+    res = dataset_runs[name].result()
+    assert res["ok"], f"{name}: {res['error']}"
+    lake, table = Lake(res["lake"]), res["summary"].split("- table: `")[1].split("`")[0]
     figures = {k: v["figures"] for k, v in lake.summaries(table).items()}
     ev = figures["06_evaluate"]
-    skipped = {s.notebook[:-6]: s.note for s in res.stages if s.status == "skipped"}
+    skipped = {stage: note for stage, status, _, note in res["stages"] if status == "skipped"}
     line = json.dumps({"dataset": name, "test_auc": ev["auc"], "baseline_auc": ev["baseline_auc"], "approved": ev["approved"],
                       "reasons": ev["reasons"], "facet": ev.get("facet"), "skipped": skipped,
-                      "seconds": round(sum(s.seconds for s in res.stages), 1)})
+                      "seconds": round(sum(secs for _, _, secs, _ in res["stages"]), 1)})
     print(line)
     if out := os.environ.get("ML_LIFECYCLE_MATRIX_OUT"):  # where a measuring run collects each dataset's figures
         with open(out, "a") as f: f.write(line + "\n")
     assert 0 <= ev["auc"] <= 1 and 0 <= ev["baseline_auc"] <= 1
     if ev["approved"]: assert ev["auc"] > ev["baseline_auc"] and not skipped, (ev, skipped)
     else: assert ev["reasons"] and set(skipped) <= {"07_deploy", "08_monitor"}, (ev, skipped)
-    assert all(s.status == "ok" for s in res.stages if s.notebook[:-6] not in ("07_deploy", "08_monitor"))
+    assert all(status == "ok" for stage, status, _, _ in res["stages"] if stage not in ("07_deploy", "08_monitor"))
     excluded = json.loads(Path(lake.pointer(table, "features")["metadata"].removeprefix("file://")).read_text())["excluded"]
     if name == "nasscds":  # injSeverity 4 means "died": the screening must catch it, and the case id
         assert excluded.get("injseverity", "").startswith("leak"), excluded
