@@ -18,8 +18,8 @@ from .config import Params, ParameterError, default_lake, make_params, project_r
 from .storage import Lake
 
 # %% auto #0
-__all__ = ['stage_notebooks', 'NotebookFailed', 'run_notebook', 'process_output_to', 'StageSkipped', 'StageResult', 'RunResult',
-           'new_run_id', 'run_series', 'write_summary', 'main']
+__all__ = ['stage_notebooks', 'lake_handoffs', 'NotebookFailed', 'run_notebook', 'process_output_to', 'StageSkipped',
+           'StageResult', 'RunResult', 'new_run_id', 'run_series', 'write_summary', 'main']
 
 # %% ../../nbs/platform/05_runner.ipynb #3f47793a
 def stage_notebooks(nbs_dir: str | Path | None = None # folder of the stage notebooks (default: <repo>/nbs)
@@ -27,6 +27,33 @@ def stage_notebooks(nbs_dir: str | Path | None = None # folder of the stage note
     "The lifecycle notebooks `NN_name.ipynb` in `nbs_dir`, in order."
     nbs_dir = Path(nbs_dir or project_root()/"nbs")
     return sorted(p for p in nbs_dir.glob("[0-9][0-9]*_*.ipynb") if re.match(r"^\d\d[a-z]?_", p.name))
+
+# %% ../../nbs/platform/05_runner.ipynb #s8hand01
+def lake_handoffs(nb: str | Path # a stage notebook
+                 ) -> dict:
+    "The lake pointers a stage notebook reads and the ones it moves, from the calls in its code cells (`table` as first argument)."
+    import ast
+    found = {"reads": set(), "writes": set()}
+    for cell in nbformat.read(nb, as_version=4).cells:
+        if cell.cell_type != "code": continue
+        src = "\n".join(l for l in cell.source.splitlines() if not l.lstrip().startswith(("%", "!")))  # IPython magics
+        try: tree = ast.parse(src)
+        except SyntaxError: continue
+        loops = {}  # `for n in ("tuned", "trained")`: the names a loop variable takes
+        for n in ast.walk(tree):
+            if (isinstance(n, (ast.For, ast.comprehension)) and isinstance(n.target, ast.Name)
+                    and isinstance(n.iter, (ast.Tuple, ast.List))
+                    and all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in n.iter.elts)):
+                loops.setdefault(n.target.id, set()).update(e.value for e in n.iter.elts)
+        for n in ast.walk(tree):
+            if not (isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and len(n.args) >= 2
+                    and isinstance(n.args[0], ast.Name) and n.args[0].id == "table"): continue
+            a = n.args[1]
+            names = ({a.value} if isinstance(a, ast.Constant) and isinstance(a.value, str)
+                     else loops.get(a.id, set()) if isinstance(a, ast.Name) else set())
+            if n.func.attr == "pointer": found["reads"] |= names
+            elif n.func.attr == "set_pointer": found["writes"] |= names
+    return {k: sorted(v) for k, v in found.items()}
 
 # %% ../../nbs/platform/05_runner.ipynb #658b6a82
 class NotebookFailed(RuntimeError):
