@@ -114,8 +114,10 @@ def get_spark(app_name: str = "ml_lifecycle", # shown in Spark's logs
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")     # local mode: bind the driver to loopback only
     if java_home() is None:
         raise RuntimeError("Spark needs Java 17: install it or set JAVA_HOME (see README, `make setup`).")
-    b = (SparkSession.builder.appName(app_name).master(os.environ.get("SPARK_MASTER", "local[*]"))
-         .config("spark.jars", ",".join(spark_jars()))
+    master = os.environ.get("SPARK_MASTER", "local[*]")
+    b = (SparkSession.builder.appName(app_name).master(master)
+         .config(*(("spark.driver.extraClassPath", os.pathsep.join(spark_jars())) if master.startswith("local")
+                   else ("spark.jars", ",".join(spark_jars()))))  # local: on the JVM's classpath (see below)
          .config("spark.driver.memory", memory)
          .config("spark.sql.shuffle.partitions", str(shuffle_partitions or max(2, os.cpu_count() or 2)))
          .config("spark.sql.execution.arrow.pyspark.enabled", "true")
@@ -123,7 +125,7 @@ def get_spark(app_name: str = "ml_lifecycle", # shown in Spark's logs
          .config("spark.ui.enabled", "false")
          .config("spark.ui.showConsoleProgress", "false")
          .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS"))
-    if os.environ.get("SPARK_MASTER", "local").startswith("local"): b = b.config("spark.driver.host", "127.0.0.1")
+    if master.startswith("local"): b = b.config("spark.driver.host", "127.0.0.1")
     for k, v in _s3a_conf().items(): b = b.config(k, v)
     _session = b.getOrCreate()
     _session.sparkContext.setLogLevel("ERROR")
