@@ -230,12 +230,12 @@ def _stage_seconds(run: Path) -> dict[str, float]:
     return {stage: float(secs) for stage, status, secs in rows if status == "ok"}
 
 
-def _stage_card(page: str, handoffs: dict, writer: dict, seconds: dict) -> nbformat.NotebookNode:
-    "What a stage page's reader should know first: what the stage reads and moves in the lake, and how long it took."
-    reads = [f"<code>{p}</code> ({writer[p]})" for p in handoffs["reads"] if p in writer and p not in handoffs["writes"]]
+def _stage_card(flow: dict, seconds: dict) -> nbformat.NotebookNode:
+    "What a stage page's reader should know first: what the stage reads and moves in the lake (`lake_flow`), and how long it took."
+    reads = [f"<code>{p}</code> ({w})" for p, w in flow["reads"].items()]
     parts = [f"<b>reads</b> {', '.join(reads) or 'the source data only'}",
-             f"<b>moves</b> {', '.join(f'<code>{p}</code>' for p in handoffs['writes']) or 'no pointer (its outputs are reports and figures)'}"]
-    if page in seconds: parts.append(f"<b>ran</b> {seconds[page]:.0f} s in the run shown here")
+             f"<b>moves</b> {', '.join(f'<code>{p}</code>' for p in flow['writes']) or 'no pointer (its outputs are reports and figures)'}"]
+    if flow["stage"] in seconds: parts.append(f"<b>ran</b> {seconds[flow['stage']]:.0f} s in the run shown here")
     return nbformat.v4.new_markdown_cell('<p class="ml-stage-card">In the lake: ' + " · ".join(parts) +
                                          ' (<a href="glossary.html">the lifecycle at a glance</a>)</p>')
 
@@ -290,19 +290,13 @@ def write_sources(run: Path, src: Path) -> tuple[list[str], dict[str, Path]]:
     pages = {nbdev_page(page): page for _, page, _, _ in jobs}
     for _, page, _, _ in jobs: proc.link(src/f"{page}.ipynb", page, prefix, url2name, pages)
     for msg in proc.unresolved: print(f"WARNING: {msg}")
-    from ml_lifecycle.platform.runner import lake_handoffs
-    seconds, writer, handoffs = _stage_seconds(run), {}, {}
-    for p in stages:   # in lifecycle order: who moved each pointer last before a stage reads it
-        handoffs[p.stem] = h = lake_handoffs(ROOT/"nbs"/p.name)
-        writer |= {ptr: p.stem for ptr in h["writes"]}
-        if not (h["reads"] or h["writes"]): del handoffs[p.stem]   # 04a: the training script
+    from ml_lifecycle.platform.runner import lake_flow
+    seconds, flow = _stage_seconds(run), {f["stage"]: f for f in lake_flow([ROOT/"nbs"/p.name for p in stages])}
     for _, page, source, has_exec in jobs:   # the download link under each page's title; a stage's card under it
         if not source.exists(): continue
         nb = nbformat.read(src/f"{page}.ipynb", as_version=4)
         at = next((i + 1 for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.lstrip().startswith("# ")), 0)
-        if page in handoffs:
-            earlier = {ptr: w for ptr, w in writer.items() if w < page}  # a pointer an earlier stage moved
-            nb.cells.insert(at, _stage_card(page, handoffs[page], earlier, seconds))
+        if page in flow: nb.cells.insert(at, _stage_card(flow[page], seconds))
         nb.cells.insert(at, _download_cell(page, has_exec))
         nbformat.write(nb, src/f"{page}.ipynb")
     titles = {p.stem: _title(src/f"{p.stem}.ipynb") for p in stages}

@@ -18,7 +18,7 @@ from .config import Params, ParameterError, default_lake, make_params, project_r
 from .storage import Lake
 
 # %% auto #0
-__all__ = ['stage_notebooks', 'lake_handoffs', 'NotebookFailed', 'run_notebook', 'process_output_to', 'StageSkipped',
+__all__ = ['stage_notebooks', 'lake_handoffs', 'lake_flow', 'NotebookFailed', 'run_notebook', 'process_output_to', 'StageSkipped',
            'StageResult', 'RunResult', 'new_run_id', 'run_series', 'write_summary', 'main']
 
 # %% ../../nbs/platform/05_runner.ipynb #3f47793a
@@ -54,6 +54,19 @@ def lake_handoffs(nb: str | Path # a stage notebook
             if n.func.attr == "pointer": found["reads"] |= names
             elif n.func.attr == "set_pointer": found["writes"] |= names
     return {k: sorted(v) for k, v in found.items()}
+
+# %% ../../nbs/platform/05_runner.ipynb #s8flowlib0
+def lake_flow(notebooks: list | None = None # stage notebooks in lifecycle order (default: `stage_notebooks()`)
+             ) -> list[dict]:
+    "Per stage with a hand-over: the pointers it reads that an earlier stage moved (pointer → that stage), and those it moves."
+    flow, writer = [], {}
+    for nb in map(Path, notebooks or stage_notebooks()):
+        h = lake_handoffs(nb)
+        if not (h["reads"] or h["writes"]): continue  # 04a: the training script, run by 04's job
+        flow.append({"stage": nb.stem, "reads": {p: writer[p] for p in h["reads"] if p in writer and p not in h["writes"]},
+                     "writes": h["writes"]})
+        writer |= {p: nb.stem for p in h["writes"]}
+    return flow
 
 # %% ../../nbs/platform/05_runner.ipynb #658b6a82
 class NotebookFailed(RuntimeError):
