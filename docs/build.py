@@ -31,6 +31,7 @@ NOISE = re.compile(r"^(?:Python Callback server started!"
                    r"|\d\d/\d\d/\d\d \d\d:\d\d:\d\d (?:WARN|INFO) \w+: .*"
                    r"|\[IPKernelApp\] WARNING .*)\n?", re.M)
 LOG = ROOT/"_build"/"docs.log"
+LONG_OUTPUT = 25   # an output longer than this many lines is collapsed (its first line says how long it is)
 
 
 def last_green_run(runs: Path) -> Path:
@@ -105,6 +106,31 @@ def _figure_alt(cell, heading: str | None) -> str:
     return f"Figure: {heading}" if heading else "Figure"
 
 
+def is_checks_only(source: str) -> bool:
+    """A cell of checks: it ends with a check (an `assert` or a call of a `test_*` function, fastcore.test), and
+    everything else in it only prepares those checks (assignments, imports, loops; no bare expression, so it shows nothing)."""
+    import ast
+    try: body = ast.parse(source).body
+    except SyntaxError: return False
+    is_check = lambda n: isinstance(n, ast.Assert) or (isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)
+                                                       and isinstance(n.value.func, ast.Name) and n.value.func.id.startswith("test_"))
+    shows = lambda n: isinstance(n, ast.Expr) and not is_check(n)
+    return bool(body) and is_check(body[-1]) and not any(shows(n) for n in ast.walk(ast.Module(body=body, type_ignores=[]))
+                                                          if isinstance(n, ast.stmt))
+
+
+def output_lines(c) -> int:
+    "How many lines a cell's text outputs take (streams and plain text; an HTML table counts its rows)."
+    n = 0
+    for o in c.get("outputs", []):
+        data = o.get("data", {})
+        if o.get("output_type") == "stream": n += "".join(o.get("text", "")).count("\n")
+        elif "image/png" in data: continue
+        elif "text/html" in data: n += "".join(data["text/html"]).count("<tr")
+        elif "text/plain" in data: n += "".join(data["text/plain"]).count("\n") + 1
+    return n
+
+
 def _png_width(b64: str) -> int:
     import base64
     head = base64.b64decode("".join(b64)[:64])
@@ -157,6 +183,7 @@ class Processor:
                     c.metadata["tags"] = sorted(tags | {"remove-input"})
                 self._clean_outputs(c, heading)
                 if not c.source.strip() and not c.get("outputs"): continue
+                self._collapse(c)
             cells.append(c)
         nb.cells = cells
         nbformat.write(nb, dst)
@@ -172,6 +199,19 @@ class Processor:
         self.anchors.setdefault(f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', name)}",
                                 f"{page}.html#{showdoc.anchor(name)}")
         return showdoc.render(obj, name, href)
+
+    @staticmethod
+    def _collapse(c):
+        "What a reader opens only when they want it: the parameters cell, cells of checks only, and long outputs."
+        tags, prompt = set(c.metadata.get("tags", [])), None
+        if any("ml-sig" in "".join(o.get("data", {}).get("text/html", "")) for o in c.get("outputs", [])): return   # show_doc
+        if "parameters" in tags: tags.add("hide-input"); prompt = "Show the parameters (papermill's parameters cell)"
+        elif is_checks_only(c.source): tags.add("hide-input"); prompt = "Show the checks"
+        if (n := output_lines(c)) > LONG_OUTPUT:
+            tags.add("hide-output"); prompt = prompt or f"Show the output ({n} lines)"
+        if prompt:
+            c.metadata["tags"] = sorted(tags)
+            c.metadata.setdefault("mystnb", {}).update(code_prompt_show=prompt, code_prompt_hide="Hide")
 
     @staticmethod
     def _clean_outputs(c, heading):
@@ -230,14 +270,43 @@ def _stage_seconds(run: Path) -> dict[str, float]:
     return {stage: float(secs) for stage, status, secs in rows if status == "ok"}
 
 
-def _stage_card(flow: dict, seconds: dict) -> nbformat.NotebookNode:
-    "What a stage page's reader should know first: what the stage reads and moves in the lake (`lake_flow`), and how long it took."
+def aws_services() -> dict[str, list[str]]:
+    "Each stage's AWS services, from the glossary page's `GLOSSARY` table (one source for the page and the cards)."
+    import ast
+    nb = nbformat.read(ROOT/"nbs"/"glossary.ipynb", as_version=4)
+    for c in nb.cells:
+        for node in ast.parse(c.source if c.cell_type == "code" else "").body:
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "GLOSSARY" for t in node.targets):
+                out = {}
+                for stage, _, _, aws, _, _ in ast.literal_eval(node.value):
+                    if aws not in out.setdefault(stage.replace(" ", "_"), []): out[stage.replace(" ", "_")].append(aws)
+                return out
+    raise SystemExit("nbs/glossary.ipynb defines no GLOSSARY table")
+
+
+def _stage_card(flow: dict, seconds: dict, aws: dict) -> nbformat.NotebookNode:
+    "What a stage page's reader should know first: its AWS counterpart, what it reads and moves in the lake (`lake_flow`), how long it took."
     reads = [f"<code>{p}</code> ({w})" for p, w in flow["reads"].items()]
-    parts = [f"<b>reads</b> {', '.join(reads) or 'the source data only'}",
+    parts = [f"<b>on AWS</b> {html.escape('; '.join(aws.get(flow['stage'], [])) or 'nothing to run: the notebook only')}",
+             f"<b>reads</b> {', '.join(reads) or 'the source data only'}",
              f"<b>moves</b> {', '.join(f'<code>{p}</code>' for p in flow['writes']) or 'no pointer (its outputs are reports and figures)'}"]
     if flow["stage"] in seconds: parts.append(f"<b>ran</b> {seconds[flow['stage']]:.0f} s in the run shown here")
-    return nbformat.v4.new_markdown_cell('<p class="ml-stage-card">In the lake: ' + " · ".join(parts) +
+    return nbformat.v4.new_markdown_cell('<p class="ml-stage-card">' + " · ".join(parts) +
                                          ' (<a href="glossary.html">the lifecycle at a glance</a>)</p>')
+
+
+def _next_card(flows: list[dict], stage: str, pages: list[str]) -> nbformat.NotebookNode:
+    "The line that ends a stage page: what the next stage reads from the lake, and who moved it."
+    i = next(i for i, f in enumerate(flows) if f["stage"] == stage)
+    if i + 1 == len(flows):
+        text = ('<b>Next:</b> this is the last stage; its alarms start the next turn of the lifecycle. '
+                'To stop what is billed by the hour, see <a href="cleanup.html">cleaning up</a>.' if "cleanup" in pages else
+                '<b>Next:</b> this is the last stage; its alarms start the next turn of the lifecycle.')
+    else:
+        nxt = flows[i + 1]
+        reads = ", ".join(f"<code>{p}</code> ({'moved here' if w == stage else 'from ' + w})" for p, w in nxt["reads"].items())
+        text = f'<b>Next:</b> <a href="{nxt["stage"]}.html">{nxt["stage"]}</a> reads {reads or "the source data only"} from the lake.'
+    return nbformat.v4.new_markdown_cell(f'<p class="ml-next-card">{text}</p>')
 
 
 def _modules_in_order(stage_pages: list[str]) -> list[tuple[str, str | None]]:
@@ -291,12 +360,16 @@ def write_sources(run: Path, src: Path) -> tuple[list[str], dict[str, Path]]:
     for _, page, _, _ in jobs: proc.link(src/f"{page}.ipynb", page, prefix, url2name, pages)
     for msg in proc.unresolved: print(f"WARNING: {msg}")
     from ml_lifecycle.platform.runner import lake_flow
-    seconds, flow = _stage_seconds(run), {f["stage"]: f for f in lake_flow([ROOT/"nbs"/p.name for p in stages])}
+    flows = lake_flow([ROOT/"nbs"/p.name for p in stages])
+    seconds, flow, aws = _stage_seconds(run), {f["stage"]: f for f in flows}, aws_services()
+    all_pages = [page for _, page, _, _ in jobs]
     for _, page, source, has_exec in jobs:   # the download link under each page's title; a stage's card under it
         if not source.exists(): continue
         nb = nbformat.read(src/f"{page}.ipynb", as_version=4)
         at = next((i + 1 for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.lstrip().startswith("# ")), 0)
-        if page in flow: nb.cells.insert(at, _stage_card(flow[page], seconds))
+        if page in flow:
+            nb.cells.insert(at, _stage_card(flow[page], seconds, aws))
+            nb.cells.append(_next_card(flows, page, all_pages))
         nb.cells.insert(at, _download_cell(page, has_exec))
         nbformat.write(nb, src/f"{page}.ipynb")
     titles = {p.stem: _title(src/f"{p.stem}.ipynb") for p in stages}

@@ -3,7 +3,10 @@
 Every page opens at 1400 px and 400 px without scrolling sideways, has its title, loads its figures
 (each one linked to its file, with alt text), has links that resolve inside the site (none to the
 placeholder or published doc host), loads nothing from outside 127.0.0.1, shows no raw reST, no Python
-traceback and no library noise. The API page and the stage pages show the exported signatures.
+traceback and no library noise. The API page and the stage pages show the exported signatures. A stage
+page reads in a learner's order: its card (AWS counterpart, lake hand-overs, runtime), the introduction,
+the parameters collapsed, checks and long outputs collapsed, a recap and the line naming what the next
+stage reads; multi-panel figures are at least 600 px wide.
 
 `ML_LIFECYCLE_DOCS_RUN=runs/<run-id>` builds from that existing green run instead of running the
 series (the `series` fixture); `ML_LIFECYCLE_DOCS_SITE=<folder>` checks a site built already (no build,
@@ -26,6 +29,7 @@ CHROME_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-ru
                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]   # nothing outside loopback resolves
 WIDTHS = (1400, 400)
 PLACEHOLDER = "example.github.io"
+LONG_SHOWN = 40   # lines: an output longer than this is collapsed by the build (docs/build.py LONG_OUTPUT, plus wrapping)
 needs_chromium = pytest.mark.skipif(not CHROMIUM, reason="needs Debian's chromium (make test installs it)")
 
 
@@ -86,7 +90,7 @@ def _pages():
 
 
 # What one page shows, read in the browser (one pass over every page at each width, shared by the tests below)
-PAGE_FACTS = """() => {
+PAGE_FACTS = """(LONG) => {
   const W = window.innerWidth, art = document.querySelector('article') || document.body;
   const scrolls = el => { for (let a = el.parentElement; a && a !== document.body; a = a.parentElement) {
       const o = getComputedStyle(a).overflowX; if (o === 'auto' || o === 'scroll') return true; } return false; };
@@ -105,7 +109,13 @@ PAGE_FACTS = """() => {
       .concat([...document.querySelectorAll('link[href]')].filter(e => /stylesheet|icon|preload|font|manifest/.test(e.rel)).map(e => abs(e.getAttribute('href'))))
       .concat([...document.querySelectorAll('img[src], source[src], iframe[src], video[src], audio[src]')].map(e => abs(e.getAttribute('src'))));
   const imgs = [...document.images].map(i => ({src: i.src, ok: i.complete && i.naturalWidth > 0, alt: i.getAttribute('alt') || '',
-      link: i.closest('a') ? i.closest('a').href : null, output: !!i.closest('.cell_output')}));
+      link: i.closest('a') ? i.closest('a').href : null, output: !!i.closest('.cell_output'),
+      panels: i.classList.contains('ml-wide-figure'), width: i.getBoundingClientRect().width}));
+  const before = (a, b) => !!(a.compareDocumentPosition(b) & Node.DOCUMENT_POSITION_FOLLOWING);
+  const hidden = [...art.querySelectorAll('details.hide')];
+  const params = hidden.find(d => /^\\s*mode = /m.test(d.textContent));
+  const prose = [...art.querySelectorAll('p')].filter(q => !q.closest('blockquote, details, .cell_output, .ml-stage-card, .ml-download')
+      && !q.matches('.ml-stage-card, .ml-download, .ml-next-card') && q.innerText.trim().split(/\\s+/).length >= 12);
   return {docWidth: document.documentElement.scrollWidth, W, wide: wide.slice(0, 8), cut: cut.slice(0, 8), assets,
           links: [...document.querySelectorAll('a[href]')].map(a => a.href), imgs,
           h1: (document.querySelector('h1') || {innerText: ''}).innerText.trim(),
@@ -116,7 +126,15 @@ PAGE_FACTS = """() => {
           mathSpans: document.querySelectorAll('span.math, div.math').length,
           mathRendered: document.querySelectorAll('.MathJax, .MathJax_Display, .MathJax_CHTML, mjx-container').length,
           sigs: [...document.querySelectorAll('div.ml-sig')].map(d => ({id: d.id, sig: (d.querySelector('pre') || {innerText: ''}).innerText})),
-          download: [...document.querySelectorAll('p.ml-download a[href]')].map(a => a.href)};
+          download: [...document.querySelectorAll('p.ml-download a[href]')].map(a => a.href),
+          params: params ? {open: params.open, proseBefore: prose.filter(q => before(q, params)).length} : null,
+          shownCode: [...art.querySelectorAll('div.cell_input pre')].filter(shown).map(e => e.innerText),
+          longShown: [...art.querySelectorAll('div.cell_output')].filter(e => shown(e) && !e.querySelector('div.ml-sig')).map(e => e.innerText.split('\\n').length)
+                         .filter(n => n > LONG),
+          card: (art.querySelector('p.ml-stage-card') || {innerText: ''}).innerText,
+          next: (art.querySelector('p.ml-next-card') || {innerText: ''}).innerText,
+          recapThenNext: [...art.querySelectorAll('h2')].some(h => /^Recap/.test(h.innerText) &&
+                         art.querySelector('p.ml-next-card') && before(h, art.querySelector('p.ml-next-card')))};
 }"""
 
 
@@ -146,7 +164,7 @@ def browsed(site):
                         try: page.wait_for_selector(".MathJax, .MathJax_Display, .MathJax_CHTML", timeout=20000)
                         except Exception: pass
                         page.wait_for_timeout(300)
-                    f.update(page.evaluate(PAGE_FACTS))
+                    f.update(page.evaluate(PAGE_FACTS, LONG_SHOWN))
                 f["requests"] = list(requested)
                 facts[(p, width)] = f
             page.close()
@@ -300,3 +318,47 @@ def test_stage_pages_show_figures(site):
     out = site["out"]
     with_images = [p for p in _pages() if "<img" in (out/f"{p}.html").read_text()]
     assert {"02_explore", "06_evaluate"} <= set(with_images), with_images
+
+
+@needs_chromium
+def test_multi_panel_figures_are_readable(browsed):
+    "A figure of several panels is shown at least 600 px wide in a 1400 px window (at 400 px it scrolls in its own box)."
+    def check(p, w, f):
+        if w != WIDTHS[0]: return
+        for i in f["imgs"]:
+            if i["panels"] and i["width"] < 600: yield f"multi-panel figure {i['src']} shown {i['width']:.0f} px wide"
+    assert not (problems := _problems(browsed, check)), "\n".join(problems)
+    assert any(i["panels"] for f in browsed.values() for i in f.get("imgs", [])), "no figure is marked multi-panel"
+
+
+def _checks_only_cells(page: str) -> list[str]:
+    "The source of each cell of `page`'s notebook that holds checks only (the build collapses those)."
+    sys.path.insert(0, str(ROOT/"docs"))
+    from build import is_checks_only
+    nb = ROOT/"nbs"/f"{page}.ipynb"
+    if not nb.exists(): return []
+    return [c.source for c in nbformat.read(nb, as_version=4).cells if c.cell_type == "code" and is_checks_only(c.source)]
+
+
+@needs_chromium
+def test_reading_order_of_stage_pages(browsed):
+    """A stage page opens with what it teaches, its AWS counterpart and its runtime, then its introduction before
+    the (collapsed) parameters; checks and long outputs are collapsed; it ends with a recap and what the next stage reads."""
+    norm = lambda t: re.sub(r"\s+", "", t)
+    def check(p, w, f):
+        if w != WIDTHS[0]: return
+        if p in stage_pages:
+            for want in ("on AWS", "reads", "ran"):
+                if want not in f["card"]: yield f"stage card lacks {want!r}: {f['card']!r}"
+            if not f["recapThenNext"]: yield "no 'Recap' section followed by the next-stage line"
+            if not f["next"].startswith("Next:"): yield f"next-stage line {f['next']!r}"
+        if f["params"] is not None:
+            if f["params"]["open"]: yield "the parameters cell is open"
+            if p in stage_pages and f["params"]["proseBefore"] < 1: yield "the parameters come before any introduction"
+        elif p in stage_pages and p != "04a_xgb_train_script": yield "no collapsed parameters cell"
+        shown = {norm(t) for t in f["shownCode"]}
+        if (open_checks := [c.splitlines()[0] for c in _checks_only_cells(p) if norm(c) in shown]):
+            yield f"{len(open_checks)} cell(s) of checks shown open, e.g. {open_checks[:2]}"
+        if f["longShown"]: yield f"outputs of {f['longShown']} lines shown open"
+    stage_pages = {f["stage"] for f in __import__("ml_lifecycle.platform.runner", fromlist=["lake_flow"]).lake_flow()}
+    assert not (problems := _problems(browsed, check)), "\n".join(problems)
