@@ -23,7 +23,7 @@ import mlflow, mlflow.xgboost
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
-from .platform.endpoint import ModelPackageError, model_files
+from .platform.payload import ModelPackageError, model_files
 from .platform.schema import MISSING, is_flag, label_key, resolve_column
 from .scripts.xgb_train import load_booster
 from .platform.storage import Lake, LakeError

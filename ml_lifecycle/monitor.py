@@ -25,7 +25,8 @@ from pyspark.sql import functions as F, types as T
 
 from .platform.schema import MISSING, is_flag, label_key
 from .platform.storage import Lake, LakeError, utcnow
-from .platform.endpoint import DataCapture, read_capture, to_csv_payload
+from .platform.capture import DataCapture, read_capture
+from .platform.endpoint import to_csv_payload
 
 
 # %% auto #0

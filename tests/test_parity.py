@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 
-from ml_lifecycle.platform.endpoint import MODEL_FILE, pack_model, safe_extract
+from ml_lifecycle.platform.payload import MODEL_FILE, pack_model, safe_extract
 from ml_lifecycle.platform.sagemaker_local import envs_dir, image_env_python, image_envs, image_predict, run_training_job
 from ml_lifecycle.platform.sagemaker_local import XGBOOST_IMAGE
 from ml_lifecycle.scripts.xgb_train import load_booster, save_booster
