@@ -4,7 +4,8 @@
 #   - builds .venv from the pinned versions (requirements.txt locked by constraints.txt),
 #   - fetches the Spark jars (Deequ, hadoop-aws for s3a://) from Maven Central into .cache/jars (with Maven, or,
 #     where there is none, as in a SageMaker Distribution image, by platform.spark.fetch_jars),
-#   - builds a small venv per SageMaker image (envs/*.txt: the XGBoost images, the Spark processing image) in .cache/envs (scripts/job_envs.sh),
+#   - builds a small venv per SageMaker image (envs/*.txt: the XGBoost images, the Spark processing image) in .cache/envs,
+#     and the libraries of the Lambda layer (envs/lambda-*.txt, pip --target for Lambda's platform) (scripts/job_envs.sh),
 #   - registers the `ml-lifecycle` Jupyter kernel inside the venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -26,9 +26,9 @@ __all__ = ['log', 'LOCAL_ACCOUNT', 'INLINE_ROWS', 'VariantRouter', 'runtime_erro
 log = logging.getLogger("ml_lifecycle.endpoint")
 
 # %% ../../nbs/platform/04_endpoint.ipynb #c50c9519
-from ml_lifecycle.platform.payload import (MAX_PAYLOAD, CSV_TYPES, DEFAULT_VARIANT, JSON_TYPES, ModelPackageError, ServedModel,
+from .payload import (MAX_PAYLOAD, CSV_TYPES, DEFAULT_VARIANT, JSON_TYPES, ModelPackageError, ServedModel,
     PayloadError, safe_extract, pack_model, model_files, media_type, parse_csv, parse_json, choose_accept,
-    format_predictions)
+    format_predictions, parse_body, request_type)
 from .capture import DataCapture, read_capture
 
 # %% ../../nbs/platform/04_endpoint.ipynb #d801f2b5
@@ -144,11 +144,12 @@ def make_app(model: ServedModel | None,            # the loaded model (single-va
              capture: DataCapture | None = None,  # data capture, or None
              max_payload: int = MAX_PAYLOAD,      # request size limit in bytes
              router: VariantRouter | None = None, # several variants (replaces `model`/`variant`)
-             model_timeout: float = 60            # seconds a prediction may take before a 504
+             model_timeout: float = 60,           # seconds a prediction may take before a 504
+             max_concurrency: int | None = None   # serverless: requests served at once (more: ThrottlingException)
             ) -> Starlette:
     "A Starlette app serving `model` (or the variants of `router`) on SageMaker's container and Runtime routes."
     router = router or VariantRouter({variant: model})
-    captures = {}
+    captures, inflight = {}, [0]  # in-flight Runtime requests of this worker (serverless' MaxConcurrency)
     def capture_of(name):
         if name not in captures: captures[name] = capture if name == capture.variant else capture.for_variant(name)
         return captures[name]
@@ -173,14 +174,10 @@ def make_app(model: ServedModel | None,            # the loaded model (single-va
         m = router.models[chosen]
         try:
             raw_type = request.headers.get("content-type") or ""
-            ctype = media_type(raw_type)
-            if ctype not in CSV_TYPES + JSON_TYPES:
-                raise PayloadError(415, f"Content-Type {raw_type or '(none)'!r} is not supported; send text/csv "
-                                        "(rows of encoded features, no header, no label) or application/json "
-                                        '({"instances": [...]}).')
+            ctype = request_type(raw_type)
             accept = choose_accept(request.headers.get("accept"), ctype)
             if body is None: body = await _read_body(request, max_payload)
-            X = parse_csv(body, m.features) if ctype in CSV_TYPES else parse_json(body, m.features)
+            X = parse_body(body, ctype, m.features)
         except PayloadError as e: return _error(e.status, str(e), chosen)
         try: p = await predict(m, X)
         except asyncio.TimeoutError:
@@ -224,10 +221,15 @@ def make_app(model: ServedModel | None,            # the loaded model (single-va
             if not body:
                 return runtime_error("ValidationError", 400, "1 validation error detected: Value at 'body' failed to "
                                      "satisfy constraint: Member must not be null", rid)
+            if max_concurrency and inflight[0] >= max_concurrency:  # SageMaker Serverless Inference: over MaxConcurrency
+                return runtime_error("ThrottlingException", 400, f"Rate exceeded: the endpoint serves at most "
+                                     f"{max_concurrency} requests at once (MaxConcurrency).", rid)
+            inflight[0] += 1
             try: resp = await container(request, chosen, body)
             except Exception as e:  # the container crashed: to the caller it answered a 500
                 log.exception("unexpected error")
                 resp = _error(500, f"unexpected server error: {type(e).__name__}: {e}", chosen)
+            finally: inflight[0] -= 1
             if resp.status_code >= 400: return model_error(resp, endpoint_name, chosen, rid)
             resp.headers["x-amzn-RequestId"] = rid
             return resp
@@ -253,7 +255,8 @@ def build_app(spec: dict # endpoint spec: endpoint_name, variants, shadow_varian
     capture = DataCapture(c["root"], spec["endpoint_name"], variants[0]["VariantName"],
                           c.get("sampling_percentage", 100)) if c.get("root") else None
     return make_app(None, spec["endpoint_name"], capture=capture, router=router,
-                    max_payload=int(spec.get("max_payload", MAX_PAYLOAD)), model_timeout=float(spec.get("model_timeout", 60)))
+                    max_payload=int(spec.get("max_payload", MAX_PAYLOAD)), model_timeout=float(spec.get("model_timeout", 60)),
+                    max_concurrency=(variants[0].get("ServerlessConfig") or {}).get("MaxConcurrency"))
 
 def _watch_parent(parent_pid: int):
     while True:
@@ -344,13 +347,17 @@ class LocalEndpoint:
             raise ValueError(f"no model path for ModelName(s) {missing}; pass models={{name: path}}.")
         names = [v["VariantName"] for v in self.variants + self.shadow_variants]
         if len(set(names)) != len(names): raise ValueError(f"variant names must be unique: {names}")
+        if any(v.get("ServerlessConfig") for v in self.variants) and len(self.variants) > 1:
+            raise ValueError("a serverless endpoint (a variant with ServerlessConfig) has exactly one variant.")
         if self.shadow_variants and not capture_root:
             raise ValueError("a shadow variant needs data capture: its answers are only logged, never returned.")
         self.model = Path(model) if model is not None else self.models[self.variants[0]["ModelName"]]
         self.endpoint_name, self.variant = endpoint_name, self.variants[0]["VariantName"]
         self.capture_root, self.sampling_percentage = capture_root, sampling_percentage
         self.host, self.port, self.startup_timeout, self.nthread = host, port, startup_timeout, nthread
-        self.workers, self.model_timeout = int(workers), model_timeout
+        # serverless: one worker holds the MaxConcurrency count (SageMaker starts containers on demand up to it)
+        self.workers = 1 if self.variants[0].get("ServerlessConfig") else int(workers)
+        self.model_timeout = model_timeout
         self._requested_port = port
         self.proc, self.proc_rc, self._tmp, self._log, self.startup_s = None, None, None, None, None
 

@@ -15,7 +15,7 @@ from ..scripts.xgb_train import save_booster, load_booster, MODEL_FILE, METADATA
 # %% auto #0
 __all__ = ['MAX_PAYLOAD', 'LEGACY_FILES', 'CSV_TYPES', 'JSON_TYPES', 'DEFAULT_VARIANT', 'ModelPackageError', 'safe_extract',
            'pack_model', 'model_files', 'ServedModel', 'PayloadError', 'media_type', 'parse_csv', 'parse_json',
-           'choose_accept', 'format_predictions']
+           'choose_accept', 'request_type', 'parse_body', 'format_predictions']
 
 # %% ../../nbs/platform/04a_payload.ipynb #f3fe0010
 MAX_PAYLOAD = 6 * 1024 * 1024          # SageMaker real-time invocation limit: 6 MB
@@ -201,6 +201,23 @@ def choose_accept(accept: str | None, # the Accept header
         if w in ("*/*", ""): return content_type
         if w in CSV_TYPES + JSON_TYPES: return w
     raise PayloadError(406, f"cannot answer with Accept={accept!r}; use text/csv or application/json.")
+
+def request_type(content_type: str | None # the request's Content-Type header
+                ) -> str:
+    "The bare media type of a request the model can read; `PayloadError` (415) for any other."
+    ctype = media_type(content_type)
+    if ctype not in CSV_TYPES + JSON_TYPES:
+        raise PayloadError(415, f"Content-Type {content_type or '(none)'!r} is not supported; send text/csv "
+                                "(rows of encoded features, no header, no label) or application/json "
+                                '({"instances": [...]}).')
+    return ctype
+
+def parse_body(body: bytes,        # the request body
+               ctype: str,         # its media type, from `request_type`
+               features: list[str] # the model's feature order
+              ) -> np.ndarray:
+    "The rows of a CSV or JSON body as a float matrix (`parse_csv` or `parse_json`)."
+    return parse_csv(body, features) if ctype in CSV_TYPES else parse_json(body, features)
 
 def format_predictions(p: np.ndarray, # probabilities
                        accept: str     # 'text/csv' or 'application/json'

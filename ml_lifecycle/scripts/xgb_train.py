@@ -7,7 +7,6 @@ from __future__ import annotations
 import builtins, glob, json, os, re, shutil, sys, time
 
 import numpy as np
-import pandas as pd
 import xgboost as xgb
 
 # %% auto #0
@@ -79,6 +78,7 @@ def read_csv_channel(path: str, # the channel folder
     "Features and labels from every CSV file under `path` (label first, no header): `(X, y)` as float32."
     files = sorted(glob.glob(os.path.join(path, "**", "*.csv"), recursive=True))
     if not files: raise ValueError(f"channel {name!r} ({path}) has no .csv files: give it CSV files with the label first and no header")
+    import pandas as pd  # here, not at the top: a server of the model (a Lambda package) imports this module without pandas
     df = pd.concat([pd.read_csv(f, header=None) for f in files], ignore_index=True)
     if df.shape[1] < 2: raise ValueError(f"channel {name!r}: rows need a label and at least one feature, got {df.shape[1]} column(s)")
     return df.iloc[:, 1:].to_numpy(dtype=np.float32), df.iloc[:, 0].to_numpy(dtype=np.float32)
