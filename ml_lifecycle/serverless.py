@@ -13,7 +13,7 @@ from .platform.sagemaker_local import envs_dir
 
 # %% auto #0
 __all__ = ['LAMBDA_RUNTIME', 'HANDLER', 'UNZIPPED_LIMIT', 'DIRECT_UPLOAD_LIMIT', 'SHIPPED_MODULES', 'LEFT_OUT', 'layer_libraries',
-           'package_files', 'write_zip', 'build_function', 'build_layer', 'check_size', 'invoke_package',
+           'package_files', 'write_zip', 'build_function', 'build_layer', 'check_size', 'unpack_zip', 'invoke_package',
            'lambda_requests', 'serverless_config_request']
 
 # %% ../nbs/07b_serverless.ipynb #938fd49a
@@ -95,6 +95,20 @@ def check_size(function: dict, layer: dict) -> dict:
             "headroom_mb": round((UNZIPPED_LIMIT - total) / 1e6, 1)}
 
 # %% ../nbs/07b_serverless.ipynb #6d3347b6
+def unpack_zip(src: str | Path, # a zip
+               dest: str | Path # the folder to unpack it into
+              ) -> Path:
+    "Unpack `src` into `dest`, refusing any member that would land outside it (absolute, `..`, a link)."
+    dest = Path(dest).resolve()
+    with zipfile.ZipFile(src) as z:
+        for info in z.infolist():
+            out = (dest/info.filename).resolve()
+            if not out.is_relative_to(dest) or (info.external_attr >> 16) & 0o170000 == 0o120000:
+                raise ValueError(f"{src}: member {info.filename!r} would land outside {dest} or is a link")
+            if info.is_dir(): out.mkdir(parents=True, exist_ok=True); continue
+            out.parent.mkdir(parents=True, exist_ok=True); out.write_bytes(z.read(info))
+    return dest
+
 _RUNNER = """
 import json, sys, time
 t0 = time.perf_counter()
@@ -113,7 +127,7 @@ def invoke_package(function_zip: str | Path, # the function package
                   ) -> dict:
     "Answers of the packaged handler to `events`, in a Python that sees only the package and the layer; with the cold start in ms."
     with tempfile.TemporaryDirectory(prefix="lambda-task-") as task:
-        with zipfile.ZipFile(function_zip) as z: z.extractall(task)
+        unpack_zip(function_zip, task)
         env = {"PATH": os.environ.get("PATH", ""), "LAMBDA_TASK_ROOT": task, "PYTHONNOUSERSITE": "1",
                "AWS_LAMBDA_FUNCTION_NAME": "local", "OMP_NUM_THREADS": "1"}
         r = subprocess.run([sys.executable, "-S", "-c", _RUNNER, task, str(layer_dir)], input=json.dumps(events),

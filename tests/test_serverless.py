@@ -145,3 +145,11 @@ def test_serverless_endpoint_serves_one_worker_and_throttles_past_max_concurrenc
         assert ep.workers == 1
         out = ep.runtime_client().invoke_endpoint(EndpointName="sv-limit", Body=to_csv_payload(X[:2]), ContentType="text/csv")
         assert out["InvokedProductionVariant"] == "AllTraffic"
+
+
+@pytest.mark.parametrize("name", ["../outside.txt", "/abs/outside.txt"])
+def test_unpack_zip_refuses_members_outside(tmp_path, name):
+    bad = tmp_path/"bad.zip"
+    with zipfile.ZipFile(bad, "w") as z: z.writestr(zipfile.ZipInfo(name), b"x")
+    with pytest.raises(ValueError, match="outside"): sv.unpack_zip(bad, tmp_path/"task")
+    assert not (tmp_path/"outside.txt").exists()
