@@ -299,9 +299,8 @@ def _next_card(flows: list[dict], stage: str, pages: list[str]) -> nbformat.Note
     "The line that ends a stage page: what the next stage reads from the lake, and who moved it."
     i = next(i for i, f in enumerate(flows) if f["stage"] == stage)
     if i + 1 == len(flows):
-        text = ('<b>Next:</b> this is the last stage; its alarms start the next turn of the lifecycle. '
-                'To stop what is billed by the hour, see <a href="cleanup.html">cleaning up</a>.' if "cleanup" in pages else
-                '<b>Next:</b> this is the last stage; its alarms start the next turn of the lifecycle.')
+        text = '<b>Next:</b> this is the last stage; its alarms start the next turn of the lifecycle.'
+        if "cleanup" in pages: text += ' To stop what is billed by the hour, see <a href="cleanup.html">cleaning up</a>.'
     else:
         nxt = flows[i + 1]
         reads = ", ".join(f"<code>{p}</code> ({'moved here' if w == stage else 'from ' + w})" for p, w in nxt["reads"].items())

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .platform.config import project_root
-from .platform.sagemaker_local import envs_dir
+from .platform.sagemaker_local import env_is_current, envs_dir
 
 # %% auto #0
 __all__ = ['LAMBDA_RUNTIME', 'HANDLER', 'UNZIPPED_LIMIT', 'DIRECT_UPLOAD_LIMIT', 'SHIPPED_MODULES', 'LEFT_OUT', 'layer_libraries',
@@ -30,9 +30,7 @@ def layer_libraries(runtime: str = LAMBDA_RUNTIME # a Lambda runtime with pins i
                    ) -> Path:
     "The folder of the layer's libraries (what Lambda unpacks as /opt/python), built by `make setup` from the pins."
     pins, env = project_root()/"envs"/f"lambda-{runtime}.txt", envs_dir()/f"lambda-{runtime}"
-    want = hashlib.sha256(pins.read_bytes()).hexdigest()[:16]
-    stamp = env/".installed"
-    if not (stamp.is_file() and stamp.read_text().strip() == want and (env/"python").is_dir()):
+    if not (env_is_current(pins, env) and (env/"python").is_dir()):
         raise FileNotFoundError(f"the Lambda libraries of {pins.name} are not built in {env}: run `make setup` "
                                 f"(or `scripts/job_envs.sh lambda-{runtime}`)")
     return env/"python"

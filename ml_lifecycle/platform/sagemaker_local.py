@@ -19,9 +19,10 @@ from .spark import java_home
 __all__ = ['FLOAT_RE', 'SPARK_IMAGE', 'XGBOOST_IMAGE', 'SKLEARN_FRAMEWORK_VERSION', 'serialize_hyperparameters',
            'deserialize_hyperparameters', 'parse_metrics', 'fetch', 'pack_dir', 'JobError', 'run_logged',
            'default_work_dir', 'unique_job_name', 'check_job_name', 'JobResult', 'envs_dir', 'image_envs',
-           'image_env_python', 'spark_image_python', 'image_predict', 'job_python', 'run_training_job',
-           'run_processing_job', 'framework_image_uri', 'training_job_spec', 'job_session', 'run_training_job_aws',
-           'network_config', 'processing_job_spec', 'run_processing_job_aws', 'training_job', 'processing_job']
+           'env_is_current', 'image_env_python', 'spark_image_python', 'image_predict', 'job_python',
+           'run_training_job', 'run_processing_job', 'framework_image_uri', 'training_job_spec', 'job_session',
+           'run_training_job_aws', 'network_config', 'processing_job_spec', 'run_processing_job_aws', 'training_job',
+           'processing_job']
 
 # %% ../../nbs/platform/03_sagemaker_local.ipynb #96e38a00
 def serialize_hyperparameters(hps: dict # hyperparameters with any JSON-able values
@@ -309,11 +310,17 @@ def image_envs(root: str | Path | None = None # the repository holding envs/ (de
         out[image] = pins
     return out
 
+def env_is_current(pins: Path, # the pinned requirements, e.g. envs/xgboost-3.0-5.txt
+                   env: Path   # the folder scripts/job_envs.sh built from them
+                  ) -> bool:
+    "Whether `env` was built from the current content of `pins` (the stamp job_envs.sh writes)."
+    stamp = env/".installed"
+    return stamp.is_file() and stamp.read_text().strip() == hashlib.sha256(pins.read_bytes()).hexdigest()[:16]
+
 def _built_python(pins: Path, env: Path) -> Path | None:
-    "The venv's Python if `env` was built from the current content of `pins` (the stamp job_envs.sh writes), else None."
-    want = hashlib.sha256(pins.read_bytes()).hexdigest()[:16]
-    stamp, py = env/".installed", env/"bin"/"python"
-    return py if py.exists() and stamp.is_file() and stamp.read_text().strip() == want else None
+    "The venv's Python if `env` was built from the current content of `pins`, else None."
+    py = env/"bin"/"python"
+    return py if py.exists() and env_is_current(pins, env) else None
 
 def image_env_python(image: str, # a SageMaker XGBoost image tag with pins in envs/, e.g. "3.0-5"
                      root: str | Path | None = None # the repository holding envs/
