@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import requests as http
 import xgboost as xgb
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, WaiterError
 from sklearn.metrics import roc_auc_score
 
 from .platform.capture import read_capture
@@ -29,7 +29,7 @@ __all__ = ['DeployError', 'approved_model', 'fetch_model', 'split_rows', 'endpoi
            'bad_request_table', 'TransformError', 'TransformJobFailed', 'byte_ranges', 'read_lines', 'batch_transform',
            'previous_model', 'send_traffic', 'variant_auc', 'check_step', 'canary_rollout', 'compare_shadow',
            'model_request', 'endpoint_config_request', 'weights_request', 'transform_job_request', 'validate_requests',
-           'deploy_sagemaker', 'sagemaker_weights', 'delete_sagemaker']
+           'deploy_sagemaker', 'sagemaker_weights', 'delete_sagemaker', 'transform_job_aws']
 
 # %% ../nbs/07_deploy.ipynb #9440a3eb
 class DeployError(RuntimeError):
@@ -510,3 +510,22 @@ def delete_sagemaker(sm, endpoint_name: str, config_names: list[str], model_name
             except sm.exceptions.ClientError as e:
                 if "Could not find" not in str(e) and "does not exist" not in str(e): raise
     return done
+
+# %% ../nbs/07_deploy.ipynb #c4e2a912
+def transform_job_aws(sm,              # a boto3 SageMaker client
+                      lake: Lake,      # the lake that holds the request's input and output prefixes
+                      request: dict,   # `transform_job_request(...)`
+                      files: dict,     # {name under the input prefix: local file}
+                      delay: int = 5   # seconds between DescribeTransformJob polls
+                     ) -> dict:
+    "Upload `files` to the request's input prefix, run it as a SageMaker transform job and wait; its description."
+    prefix = request["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
+    if not prefix.startswith(lake.uri().rstrip("/") + "/"): raise ValueError(f"{prefix} is not under the lake {lake.uri()}")
+    for name, f in files.items(): lake.write_bytes(Path(f).read_bytes(), prefix[len(lake.uri()) + 1:], name)
+    name = request["TransformJobName"]
+    sm.create_transform_job(**request)
+    try: sm.get_waiter("transform_job_completed_or_stopped").wait(TransformJobName=name, WaiterConfig={"Delay": delay, "MaxAttempts": 4 * 3600 // delay})
+    except WaiterError: pass  # a Failed job ends the waiter with an error; the description says why
+    job = sm.describe_transform_job(TransformJobName=name)
+    if job["TransformJobStatus"] != "Completed": raise TransformJobFailed(job)
+    return job

@@ -4,9 +4,9 @@
 
 # %% ../nbs/02_explore.ipynb #1deb8217
 from __future__ import annotations
-import io, math
+import argparse, builtins, importlib.util, io, json, math, sys, tempfile
+from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pyspark.sql.functions as F
@@ -14,17 +14,22 @@ from pyspark.ml.feature import Bucketizer, VectorAssembler
 from pyspark.ml.stat import Correlation
 from pyspark.sql import DataFrame
 from pyspark.sql.types import IntegralType
-from scipy import stats
+try:  # the kernel draws and tests; SageMaker's Spark image (where the aggregations run in aws mode) has neither
+    import matplotlib.pyplot as plt
+    from scipy import stats
+except ModuleNotFoundError: plt = stats = None
 
-from .platform.spark import get_spark, stop_spark
-from .platform.storage import Lake
-from .platform.schema import column_kinds, is_positive, label_text, label_key
-from .platform.spark import load_version
+try:  # written absolute (nbdev keeps a nested import as it is): this file also runs as a processing job's script
+    from ml_lifecycle.platform.job_code import end_spark, job_spark
+    from ml_lifecycle.platform.schema import column_kinds, is_positive, label_text, label_key
+except ModuleNotFoundError as e:
+    raise ModuleNotFoundError("explore.py needs the ml_lifecycle package beside it: ship it with the job") from e
 
 # %% auto #0
-__all__ = ['save_figure', 'target_balance', 'plot_target_balance', 'numeric_summary', 'plot_outliers', 'histogram_edges',
-           'histograms', 'plot_histograms', 'correlations', 'plot_correlations', 'cardinality', 'plot_cardinality',
-           'category_rates', 'association', 'plot_category_rates', 'explore_stats']
+__all__ = ['JOB_MODULES', 'save_figure', 'target_balance', 'plot_target_balance', 'numeric_summary', 'plot_outliers',
+           'histogram_edges', 'histograms', 'plot_histograms', 'correlations', 'plot_correlations', 'cardinality',
+           'plot_cardinality', 'category_rates', 'association', 'plot_category_rates', 'explore_stats',
+           'explore_frames', 'frame_doc', 'doc_frame', 'main', 'run_explore_job']
 
 # %% ../nbs/02_explore.ipynb #eab5206f
 def _empty_figure(title: str, note: str):
@@ -288,3 +293,73 @@ def explore_stats(tb: pd.DataFrame, summary: pd.DataFrame, hist: pd.DataFrame, c
     return _jsonable({**meta, "target_balance": tb.to_dict("records"), "numeric": summary.to_dict("index"),
                       "histograms": hists, "correlation": {"columns": list(corr.columns), "matrix": corr.to_numpy().tolist()},
                       "categorical": cats})
+
+# %% ../nbs/02_explore.ipynb #a9af8546
+def explore_frames(df: DataFrame, target: str, positive_label: str, # the data, its label column and positive value
+                   bins: int = 20, rel_error: float = 0.001) -> dict:
+    "The six Spark aggregations of this page, in its order: the tables the kernel draws."
+    kinds = column_kinds(df.schema, [target])
+    summary = numeric_summary(df, kinds["numeric"], rel_error)
+    card = cardinality(df, kinds["categorical"])
+    return {"kinds": kinds, "target_balance": target_balance(df, target, positive_label), "summary": summary,
+            "histograms": histograms(df, kinds["numeric"], target, positive_label, bins, summary),
+            "correlations": correlations(df, kinds["numeric"], target, positive_label), "cardinality": card,
+            "category_rates": category_rates(df, [c for c in card.index if card[c] <= 1000], target, positive_label)}
+
+def frame_doc(x) -> dict:
+    "A DataFrame or Series as JSON-ready data (`doc_frame` reads it back)."
+    f = x.to_frame() if isinstance(x, pd.Series) else x
+    return {"series": isinstance(x, pd.Series), "index_name": f.index.name, **json.loads(f.to_json(orient="split"))}
+
+def doc_frame(d: dict):
+    "The DataFrame or Series `frame_doc` wrote."
+    f = pd.read_json(io.StringIO(json.dumps({k: d[k] for k in ("columns", "index", "data")})), orient="split",
+                     dtype=False, convert_dates=False)
+    f.index.name = d["index_name"]
+    return f.iloc[:, 0] if d["series"] else f
+
+# %% ../nbs/02_explore.ipynb #1167cd8b
+JOB_MODULES = ("ml_lifecycle/__init__.py", "ml_lifecycle/platform/__init__.py", "ml_lifecycle/platform/job_code.py",
+               "ml_lifecycle/platform/schema.py", "ml_lifecycle/explore.py")  # what the job imports of this project
+
+def main(argv: list[str] | None = None # command-line arguments (None → sys.argv[1:])
+        ) -> int:
+    "Processing-job entry point: aggregate `--input-dir`, write `job.json` to `--output-dir`."
+    p = argparse.ArgumentParser(prog="python -m ml_lifecycle.explore", description="Spark aggregations for exploration.")
+    p.add_argument("--input-dir", default="/opt/ml/processing/input/data")
+    p.add_argument("--output-dir", default="/opt/ml/processing/output/explore")
+    p.add_argument("--target", required=True); p.add_argument("--positive-label", required=True)
+    p.add_argument("--bins", type=int, default=20); p.add_argument("--rel-error", type=float, default=0.001)
+    a = p.parse_args(argv)
+    spark = job_spark()
+    try:
+        df, manifest = spark.read.parquet(a.input_dir), Path(a.input_dir)/"_manifest.json"
+        if manifest.exists(): df = df.select(*[c["name"] for c in json.loads(manifest.read_text())["schema"]])  # in order
+        frames = explore_frames(df.cache(), a.target, a.positive_label, a.bins, a.rel_error)
+    finally: end_spark(spark)
+    out = Path(a.output_dir); out.mkdir(parents=True, exist_ok=True)
+    (out/"job.json").write_text(json.dumps({k: v if k == "kinds" else frame_doc(v) for k, v in frames.items()}))
+    return 0
+
+def run_explore_job(lake,                   # the lake (a `Lake`)
+                    table: str,             # lake table name
+                    validated: dict,        # the `validated` pointer
+                    bins: int = 20, rel_error: float = 0.001,
+                    mode: str = "local",    # 'local': in the Spark image's environment here; 'aws': PySparkProcessor
+                    aws: dict | None = None # aws mode: `config.job_settings(P)`
+                   ) -> dict:
+    "Run `explore_frames` on the `validated` version as a PySpark processing job; its tables."
+    from ml_lifecycle.platform.job_code import ship_package
+    from ml_lifecycle.platform.sagemaker_local import spark_processing_job
+    job = ("explore", table, f"version={validated['version']}", "_job")
+    args = ["--input-dir", "{input:data}", "--output-dir", "{output:explore}", "--target", str(validated["target"]),
+            "--positive-label", str(validated["positive_label"]), "--bins", str(int(bins)), "--rel-error", repr(float(rel_error))]
+    with tempfile.TemporaryDirectory(prefix="explore-job-") as ship:
+        spark_processing_job(mode, aws, code=Path(importlib.util.find_spec("ml_lifecycle.explore").origin),
+                             inputs={"data": validated["uri"]}, outputs={"explore": lake.uri(*job)}, arguments=args,
+                             job_name=f"explore-{validated['version']}"[:63],
+                             py_files=[ship_package(Path(ship)/"ml_lifecycle.zip", JOB_MODULES)])
+    doc = lake.read_json(*job, "job.json")
+    return {k: v if k == "kinds" else doc_frame(v) for k, v in doc.items()}
+
+if __name__ == "__main__" and not hasattr(builtins, "__IPYTHON__"): sys.exit(main())

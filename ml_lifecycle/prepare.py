@@ -19,6 +19,7 @@ try: from sklearn.metrics import roc_auc_score
 except ImportError: roc_auc_score = None  # SageMaker's Spark processing image has no scikit-learn: see `_auc`
 
 try:  # written absolute (nbdev keeps a nested import as it is): this file also runs as a processing job's script
+    from ml_lifecycle.platform.job_code import job_spark, ship_package
     from ml_lifecycle.platform.schema import LABEL, MISSING, column_kinds, is_positive, label_text
 except ModuleNotFoundError as e:
     raise ModuleNotFoundError("prepare.py needs the ml_lifecycle package beside it: ship it with the job") from e
@@ -27,12 +28,11 @@ except ModuleNotFoundError as e:
 __all__ = ['SPLITS', 'PIPELINE_VERSION', 'SHIPPED_MODULES', 'add_label', 'check_fractions', 'row_key', 'assign_splits',
            'split_counts', 'screen_columns', 'fit_encoder', 'encoder_metadata', 'encode', 'transform_rows',
            'write_splits', 'prepare_features', 'features_version', 'prepare_arguments', 'script_path',
-           'shipped_package', 'pyspark_job_spec', 'run_pyspark_job_aws', 'run_prepare', 'job_spark', 'processing_args',
-           'main']
+           'shipped_package', 'pyspark_job_spec', 'run_pyspark_job_aws', 'run_prepare', 'processing_args', 'main']
 
 # %% ../nbs/03_prepare.ipynb #6bf40e58
 SPLITS = ("train", "validation", "test")
-PIPELINE_VERSION = 2         # bump when the feature logic changes: part of the content address (2: the one-value leak rule)
+PIPELINE_VERSION = 3         # bump when the feature logic or its record changes: part of the content address (3: positives per split)
 _INTERNAL = ("split", "__u", "__key")  # helper columns the pipeline adds
 
 def add_label(sdf: DataFrame,      # the validated data
@@ -321,6 +321,7 @@ def prepare_features(spark,                    # a SparkSession
     meta = {"label": LABEL, "target": target, "positive_label": str(positive_label), **recipe, "encoding": "one-hot",
             "source_version": source_version, "splits": {s: int(counts.rows[s]) for s in SPLITS}, "seed": int(seed),
             "label_rate": {s: float(counts.label_rate[s]) for s in SPLITS},
+            "positives": {s: int(counts.positives[s]) for s in SPLITS},
             "excluded": {r["column"]: r["reason"] for r in report.to_dict("records") if r["action"] == "drop"},
             "flagged": {r["column"]: r["reason"] for r in report.to_dict("records") if r["reason"]},
             "screening": report.to_dict("records"),
@@ -357,53 +358,30 @@ def script_path() -> Path:
     import importlib.util
     return Path(importlib.util.find_spec("ml_lifecycle.prepare").origin)
 
-SHIPPED_MODULES = ("ml_lifecycle/__init__.py", "ml_lifecycle/platform/__init__.py", "ml_lifecycle/platform/schema.py")
+SHIPPED_MODULES = ("ml_lifecycle/__init__.py", "ml_lifecycle/platform/__init__.py", "ml_lifecycle/platform/job_code.py",
+                   "ml_lifecycle/platform/schema.py")  # what the script imports of this project
 
 def shipped_package(dest: str | Path # folder for the archive
                    ) -> Path:
-    "`ml_lifecycle.zip` with the modules the script imports (only `platform.schema`), shipped with the job (`--py-files`)."
-    import ml_lifecycle
-    root, out = Path(ml_lifecycle.__file__).parent.parent, Path(dest)/"ml_lifecycle.zip"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    part = out.with_name(f".{out.name}.{os.getpid()}.{threading.get_ident()}")  # written whole, then renamed
-    with zipfile.ZipFile(part, "w", zipfile.ZIP_DEFLATED) as z:
-        for m in SHIPPED_MODULES: z.writestr(zipfile.ZipInfo(m, (1980, 1, 1, 0, 0, 0)), (root/m).read_bytes())  # fixed bytes
-    os.replace(part, out)
-    return out
+    "`ml_lifecycle.zip` with the modules the script imports (`SHIPPED_MODULES`), shipped with the job (`--py-files`)."
+    return ship_package(Path(dest)/"ml_lifecycle.zip", SHIPPED_MODULES)
 
 def pyspark_job_spec(input_uri: str,     # S3 URI of the validated version
                      output_uri: str,    # S3 URI the features version is uploaded to
                      arguments: list,    # `prepare_arguments(...)` (with {input:..}/{output:..} placeholders)
-                     role_arn: str | None = None, aws_region: str = "us-east-1", instance_type: str = "ml.m5.xlarge",
-                     kms_key_id: str | None = None, job_name: str = "prepare", framework_version: str = "3.5",
-                     timeout: int = 3600,
-                     subnets: list | None = None, security_group_ids: list | None = None, # the job's VPC
-                     enable_network_isolation: bool = False, encrypt_inter_container_traffic: bool = True) -> dict:
+                     job_name: str = "prepare",
+                     **aws               # `config.job_settings(P)`: role, region, instance type, KMS key, VPC
+                    ) -> dict:
     "The SageMaker SDK 3 `PySparkProcessor` kwargs and `run` kwargs for this stage (built here, run only in aws mode)."
-    from sagemaker.core.shapes import ProcessingInput, ProcessingOutput, ProcessingS3Input, ProcessingS3Output
-    from ml_lifecycle.platform.sagemaker_local import _expand, check_job_name, network_config
-    root, s3 = "/opt/ml/processing", lambda u: "s3://" + str(u).split("://", 1)[1] if "://" in str(u) else str(u)
-    processor = dict(role=role_arn, framework_version=framework_version, instance_type=instance_type, instance_count=1,
-                     volume_kms_key=kms_key_id, output_kms_key=kms_key_id, max_runtime_in_seconds=int(timeout),
-                     network_config=network_config(subnets, security_group_ids, enable_network_isolation,
-                                                   encrypt_inter_container_traffic),
-                     base_job_name=check_job_name(job_name))
-    run = dict(submit_app=str(script_path()), submit_py_files=[str(shipped_package(Path(tempfile.gettempdir())/"ml-lifecycle-job-code"))],  # one folder, reused
-               arguments=[_expand(a, root) for a in arguments],
-               inputs=[ProcessingInput(input_name="data", s3_input=ProcessingS3Input(
-                   s3_uri=s3(input_uri), local_path=f"{root}/input/data", s3_data_type="S3Prefix", s3_input_mode="File"))],
-               outputs=[ProcessingOutput(output_name="features", s3_output=ProcessingS3Output(
-                   s3_uri=s3(output_uri), local_path=f"{root}/output/features", s3_upload_mode="EndOfJob"))])
-    return {"processor": processor, "run": run, "region": aws_region}
+    from ml_lifecycle.platform.sagemaker_local import spark_processing_spec
+    code = shipped_package(Path(tempfile.gettempdir())/"ml-lifecycle-job-code")  # one folder, reused
+    return spark_processing_spec(script_path(), {"data": input_uri}, {"features": output_uri}, arguments, job_name,
+                                 py_files=[code], **{k: v for k, v in aws.items() if k != "image_uri" and v is not None})
 
-def run_pyspark_job_aws(spec: dict, wait: bool = True,
-                        sagemaker_session=None): # default: one that stages the code in the lake (`job_session`)
+def run_pyspark_job_aws(spec: dict, wait: bool = True, sagemaker_session=None):
     "Start the `pyspark_job_spec` job on SageMaker (aws mode only: needs AWS credentials)."
-    from sagemaker.core.spark.processing import PySparkProcessor
-    from ml_lifecycle.platform.sagemaker_local import job_session
-    sess = sagemaker_session or job_session(spec["run"]["outputs"][0].s3_output.s3_uri, spec.get("region", "us-east-1"),
-                                            kms_key_id=spec["processor"].get("output_kms_key"))
-    return PySparkProcessor(sagemaker_session=sess, **spec["processor"]).run(**spec["run"], wait=wait, logs=wait)
+    from ml_lifecycle.platform.sagemaker_local import run_spark_processing_aws
+    return run_spark_processing_aws(spec, sagemaker_session, wait)
 
 def run_prepare(L,                        # the Lake
                 table: str,               # table name, e.g. 'mlc_churn'
@@ -453,17 +431,6 @@ def run_prepare(L,                        # the Lake
                          **{s: L.uri(*parts, s) for s in SPLITS},
                          metadata=L.uri(*parts, "feature_metadata.json"), n_features=len(meta["features"]),
                          source_version=v["version"], rows=meta["splits"])
-
-# %% ../nbs/03_prepare.ipynb #8df263cf
-def job_spark():
-    "The processing job's SparkSession: the image's defaults, but shuffles sized to the cluster's cores."
-    from pyspark.sql import SparkSession
-    spark = SparkSession.builder.getOrCreate()
-    # Spark's 200 shuffle partitions suit a big cluster; AQE cannot shrink them under a cached frame, so a job on one
-    # instance pays for 200 tiny tasks per shuffle. A value given in spark-defaults (`configuration=`) still wins.
-    if not spark.sparkContext.getConf().contains("spark.sql.shuffle.partitions"):
-        spark.conf.set("spark.sql.shuffle.partitions", str(max(2, spark.sparkContext.defaultParallelism)))
-    return spark
 
 # %% ../nbs/03_prepare.ipynb #7b1ee99c
 def processing_args(argv: list[str] | None = None # command-line arguments (None → sys.argv[1:])

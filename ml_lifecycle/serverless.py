@@ -9,12 +9,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .platform.config import project_root
+from .platform.job_code import package_files, write_zip  # one zip writer for every package
 from .platform.sagemaker_local import env_is_current, envs_dir
 
 # %% auto #0
-__all__ = ['LAMBDA_RUNTIME', 'HANDLER', 'UNZIPPED_LIMIT', 'DIRECT_UPLOAD_LIMIT', 'SHIPPED_MODULES', 'LEFT_OUT', 'layer_libraries',
-           'package_files', 'write_zip', 'build_function', 'build_layer', 'check_size', 'unpack_zip', 'invoke_package',
-           'lambda_requests', 'serverless_config_request']
+__all__ = ['LAMBDA_RUNTIME', 'HANDLER', 'UNZIPPED_LIMIT', 'DIRECT_UPLOAD_LIMIT', 'SHIPPED_MODULES', 'layer_libraries',
+           'build_function', 'build_layer', 'check_size', 'unpack_zip', 'invoke_package', 'lambda_requests',
+           'serverless_config_request']
 
 # %% ../nbs/07b_serverless.ipynb #938fd49a
 LAMBDA_RUNTIME = "python3.11"        # the runtime the package is built for (envs/lambda-<runtime>.txt)
@@ -24,7 +25,6 @@ DIRECT_UPLOAD_LIMIT = 50 * 1024 * 1024 # Lambda: a zip sent in the request itsel
 SHIPPED_MODULES = ("ml_lifecycle/__init__.py", "ml_lifecycle/platform/__init__.py", "ml_lifecycle/platform/payload.py",
                    "ml_lifecycle/scripts/__init__.py", "ml_lifecycle/scripts/xgb_train.py",
                    "ml_lifecycle/scripts/lambda_handler.py")  # the handler and what it imports of this project
-LEFT_OUT = ("__pycache__", "tests")  # folders a server never reads: compiled caches and the libraries' own test suites
 
 def layer_libraries(runtime: str = LAMBDA_RUNTIME # a Lambda runtime with pins in envs/lambda-<runtime>.txt
                    ) -> Path:
@@ -34,32 +34,6 @@ def layer_libraries(runtime: str = LAMBDA_RUNTIME # a Lambda runtime with pins i
         raise FileNotFoundError(f"the Lambda libraries of {pins.name} are not built in {env}: run `make setup` "
                                 f"(or `scripts/job_envs.sh lambda-{runtime}`)")
     return env/"python"
-
-# %% ../nbs/07b_serverless.ipynb #8452f4d4
-def package_files(root: str | Path,  # a folder to pack
-                  prefix: str = ""    # the folder it has in the zip (a layer's libraries: 'python')
-                 ) -> list[tuple[str, Path]]:
-    "`(name in the zip, file)` of every file under `root`, sorted, less the `LEFT_OUT` folders."
-    root = Path(root)
-    return sorted((str(Path(prefix)/p.relative_to(root)), p) for p in root.rglob("*")
-                  if p.is_file() and not set(p.relative_to(root).parts[:-1]) & set(LEFT_OUT))
-
-def write_zip(files: list[tuple[str, Path]], # `(name, file)` pairs
-              dest: str | Path               # the zip to write
-             ) -> dict:
-    "Write `files` as a zip with fixed timestamps (the same files give the same bytes); its sizes and SHA-256."
-    dest = Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(f".{dest.name}.{os.getpid()}.partial")  # several series may build the same layer at once
-    with zipfile.ZipFile(part, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as z:
-        for name, f in files:
-            info = zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0)); info.external_attr = 0o644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            with open(f, "rb") as src, z.open(info, "w") as out:
-                while chunk := src.read(1 << 20): out.write(chunk)
-    part.replace(dest)
-    return {"zip": dest, "files": len(files), "zipped_bytes": dest.stat().st_size,
-            "unzipped_bytes": sum(f.stat().st_size for _, f in files),
-            "sha256": hashlib.sha256(dest.read_bytes()).hexdigest()}
 
 # %% ../nbs/07b_serverless.ipynb #0073ec70
 def build_function(model_dir: str | Path, # the extracted model package (xgboost-model, metadata/)

@@ -4,18 +4,22 @@
 
 # %% ../nbs/01_validate.ipynb #15feec75
 from __future__ import annotations
-import json, math, re, shutil, tempfile, warnings
+import argparse, builtins, json, math, os, re, shutil, sys, tempfile, warnings
 from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 import pyspark.sql.functions as F
 from pyspark.sql import Column, DataFrame, SparkSession
-
 from pyspark.sql.types import StringType
-from .platform.schema import column_kinds, is_positive, label_sql, target_labels
-from .platform.spark import get_spark, load_version, stop_spark
-from .platform.storage import Lake
+
+try:  # written absolute (nbdev keeps a nested import as it is): this file also runs as a processing job's script
+    from ml_lifecycle.platform.job_code import end_spark, job_spark
+    from ml_lifecycle.platform.schema import column_kinds, is_positive, label_sql, target_labels
+except ModuleNotFoundError as e:
+    raise ModuleNotFoundError("validate.py needs the ml_lifecycle package beside it: ship it with the job") from e
+try: from ml_lifecycle.platform.spark import SPARK_LINE  # in a kernel: sets SPARK_VERSION, which PyDeequ reads at import
+except ModuleNotFoundError: SPARK_LINE = os.environ.get("SPARK_VERSION", "3.5")  # in the job: its environment sets it
 from pydeequ.checks import Check, CheckLevel, ConstrainableDataTypes
 from pydeequ.analyzers import Completeness, Size
 from pydeequ.anomaly_detection import RelativeRateOfChangeStrategy
@@ -25,11 +29,12 @@ from pydeequ.suggestions import ConstraintSuggestionRunner, DEFAULT
 from pydeequ.verification import VerificationResult, VerificationSuite
 
 # %% auto #0
-__all__ = ['CONSTRAINT_ORDER', 'DROPPED_RULES', 'METRIC_NAMES', 'BUILDERS', 'profile_columns', 'profile_frame',
+__all__ = ['CONSTRAINT_ORDER', 'DROPPED_RULES', 'METRIC_NAMES', 'BUILDERS', 'JOB_MODULES', 'profile_columns', 'profile_frame',
            'suggest_constraints', 'describe', 'check_spec', 'suggestion_to_check', 'range_checks',
-           'hand_written_checks', 'build_suite', 'load_or_build_suite', 'make_check', 'anomaly_specs',
+           'hand_written_checks', 'build_suite', 'choose_suite', 'load_or_build_suite', 'make_check', 'anomaly_specs',
            'anomaly_strategy', 'anomaly_analyzer', 'repository_history', 'verify', 'QualityGateError', 'failed_checks',
-           'quality_gate', 'corrupt_copy']
+           'quality_gate', 'corrupt_copy', 'read_suite', 'validate_version', 'validation_args', 'main',
+           'run_validation_job']
 
 # %% ../nbs/01_validate.ipynb #2629120c
 def profile_columns(spark: SparkSession, # the shared session
@@ -202,6 +207,15 @@ def build_suite(suggestions: list[dict], # `suggest_constraints` of the data
     return suite, reviewed
 
 # %% ../nbs/01_validate.ipynb #452c38a7
+def choose_suite(saved: dict | None,  # the saved suite (`checks.json`), if any
+                 fresh: list[dict],   # the suite `build_suite` derived from this version
+                 table: str, version: str, target: str, labels: list[str], # what a new suite records
+                 rebuild: bool = False, # derive again even when a saved suite exists
+                ) -> dict:
+    "`saved`, unless missing, built for another target or `rebuild`; else a new suite document from `fresh`."
+    if saved and saved.get("target") == target and not rebuild: return saved  # new labels are for the gate to catch
+    return {"table": table, "target": target, "labels": sorted(labels), "built_from_version": version, "checks": fresh}
+
 def load_or_build_suite(lake: Lake,           # the lake
                         table: str,           # lake table name
                         fresh: list[dict],    # the suite `build_suite` derived from this version
@@ -211,11 +225,9 @@ def load_or_build_suite(lake: Lake,           # the lake
                         rebuild: bool = False, # derive again even when a saved suite exists
                        ) -> dict:
     "The saved check suite of `table` (`quality/<table>/checks.json`), written from `fresh` when missing, stale or `rebuild`."
-    if lake.exists("quality", table, "checks.json") and not rebuild:
-        saved = lake.read_json("quality", table, "checks.json")
-        if saved.get("target") == target: return saved  # new labels are for the gate to catch, not a new suite
-    doc = {"table": table, "target": target, "labels": sorted(labels), "built_from_version": version, "checks": fresh}
-    lake.write_json(doc, "quality", table, "checks.json")
+    saved = lake.read_json("quality", table, "checks.json") if lake.exists("quality", table, "checks.json") else None
+    doc = choose_suite(saved, fresh, table, version, target, labels, rebuild)
+    if doc is not saved: lake.write_json(doc, "quality", table, "checks.json")
     return doc
 
 # %% ../nbs/01_validate.ipynb #986b25db
@@ -390,3 +402,104 @@ def corrupt_copy(df: DataFrame,      # clean data
         changes.append({"column": col, "injected": what})
     n = out.where("__hit").count()
     return out.drop("__hit", "__h"), [c | {"rows": n} for c in changes]
+
+# %% ../nbs/01_validate.ipynb #9a3d6609
+def read_suite(folder: str | Path | None) -> dict | None:
+    "The saved suite (`checks.json`) in `folder`, or None."
+    f = Path(folder)/"checks.json" if folder else None
+    return json.loads(f.read_text()) if f and f.exists() else None
+
+def validate_version(spark: SparkSession,   # the job's session
+                     df: DataFrame,         # the raw version
+                     target: str, positive_label: str, # the label column and its positive value
+                     version: str,          # the raw version's id (the repository entry's tag)
+                     saved: dict | None,    # the saved suite (`checks.json`), None on a table's first version
+                     repository: str,       # the Deequ metrics repository file to append to (may not exist yet)
+                     created_ms: int = 1,   # the repository entry's date (ms)
+                     max_categories: int = 64, range_margin: float = 0.5, rebuild: bool = False,
+                     table: str = "") -> dict:
+    "This page's steps on `df`: profile, suggestions, the suite (saved or built), verification with anomaly checks."
+    kinds, labels = column_kinds(df.schema, [target]), target_labels(df, target)
+    key_sql = label_sql(target, df.schema[target].dataType)
+    profile, suggestions = profile_columns(spark, df), suggest_constraints(spark, df)
+    fresh, reviewed = build_suite(suggestions, profile, kinds, target, labels, positive_label, max_categories, range_margin,
+                                  key_sql=key_sql)
+    suite = choose_suite(saved, fresh, table, version, target, labels, rebuild)
+    history = json.loads(Path(repository).read_text()) if Path(repository).exists() else []
+    anomalies = anomaly_specs(df.columns) if history else []
+    result = verify(spark, df, suite["checks"], repository=str(repository), tags={"version": version},
+                    dataset_date=created_ms, anomalies=anomalies)
+    return {"kinds": kinds, "labels": labels, "key_sql": key_sql, "profile": profile, "suggestions": suggestions, "reviewed": reviewed,
+            "fresh_suite": fresh, "suite": suite, "new_suite": suite is not saved, "anomalies": anomalies, "result": result}
+
+# %% ../nbs/01_validate.ipynb #8338b423
+def validation_args(argv: list[str] | None = None # command-line arguments (None → sys.argv[1:])
+                   ) -> argparse.Namespace:
+    "Parse the validation job's arguments (SageMaker processing paths by default)."
+    p = argparse.ArgumentParser(prog="python -m ml_lifecycle.validate", description="Deequ profile, suite and verification.")
+    p.add_argument("--input-dir", default="/opt/ml/processing/input/data", help="the raw Parquet version")
+    p.add_argument("--suite-dir", default=None, help="holds the saved checks.json, if any")
+    p.add_argument("--repository-dir", default=None, help="holds the metrics repository (metrics.json), if any")
+    p.add_argument("--output-dir", default="/opt/ml/processing/output/report", help="where the job's files go")
+    p.add_argument("--target", required=True); p.add_argument("--positive-label", required=True)
+    p.add_argument("--version", required=True, help="the raw version's id")
+    p.add_argument("--table", default="")
+    p.add_argument("--created-ms", type=int, default=1)
+    p.add_argument("--max-categories", type=int, default=64)
+    p.add_argument("--range-margin", type=float, default=0.5)
+    p.add_argument("--rebuild-checks", action="store_true")
+    return p.parse_args(argv)
+
+def main(argv: list[str] | None = None # command-line arguments (None → sys.argv[1:])
+        ) -> int:
+    "Processing-job entry point: validate `--input-dir`; write the repository with this version's entry, and `job.json`."
+    a = validation_args(argv)
+    out = Path(a.output_dir); out.mkdir(parents=True, exist_ok=True)
+    repo = out/"metrics.json"  # the repository as it was, then this version's entry appended by Deequ
+    if a.repository_dir and (Path(a.repository_dir)/"metrics.json").exists(): shutil.copy(Path(a.repository_dir)/"metrics.json", repo)
+    spark = job_spark()
+    try:
+        df, manifest = spark.read.parquet(a.input_dir), Path(a.input_dir)/"_manifest.json"
+        if manifest.exists(): df = df.select(*[c["name"] for c in json.loads(manifest.read_text())["schema"]])  # in order
+        doc = validate_version(spark, df, a.target, a.positive_label, a.version, read_suite(a.suite_dir), str(repo),
+                               a.created_ms, a.max_categories, a.range_margin, a.rebuild_checks, a.table)
+    finally: end_spark(spark)  # PyDeequ's callback server would keep the job running
+    for crc in out.glob(".*.crc"): crc.unlink()  # Hadoop's local checksums of the repository file
+    (out/"job.json").write_text(json.dumps(doc, default=str))  # written last: its presence means the job finished
+    r = doc["result"]; print(f"status {r['status']}: {r['passed']}/{r['constraints']} constraints passed")
+    return 0
+
+if __name__ == "__main__" and not hasattr(builtins, "__IPYTHON__"): sys.exit(main())
+
+# %% ../nbs/01_validate.ipynb #3995a71b
+JOB_MODULES = ("ml_lifecycle/__init__.py", "ml_lifecycle/platform/__init__.py", "ml_lifecycle/platform/job_code.py",
+               "ml_lifecycle/platform/schema.py", "ml_lifecycle/validate.py")  # what the job imports of this project
+
+def run_validation_job(lake,                  # the lake (a `Lake`)
+                       table: str,            # lake table name
+                       raw: dict,             # the `raw` pointer
+                       max_categories: int = 64, range_margin: float = 0.5, rebuild: bool = False,
+                       created_ms: int = 1,   # the repository entry's date (ms)
+                       mode: str = "local",   # 'local': in the Spark image's environment here; 'aws': PySparkProcessor
+                       aws: dict | None = None # aws mode: `config.job_settings(P)`
+                      ) -> dict:
+    "Run `validate_version` on the `raw` version as a PySpark processing job; what it found (its `job.json`)."
+    import importlib.util
+    from ml_lifecycle.platform.job_code import ship_package
+    from ml_lifecycle.platform.sagemaker_local import spark_processing_job
+    from ml_lifecycle.platform.spark import spark_jars
+    job = ("quality", table, f"version={raw['version']}", "_job")
+    inputs, args = {"data": raw["uri"]}, ["--input-dir", "{input:data}", "--output-dir", "{output:report}"]
+    for name, f in (("suite", "checks.json"), ("repository", "metrics.json")):
+        if lake.exists("quality", table, f): inputs[name] = lake.uri("quality", table, f); args += [f"--{name}-dir", f"{{input:{name}}}"]
+    args += ["--target", str(raw["target"]), "--positive-label", str(raw["positive_label"]), "--version", str(raw["version"]),
+             "--table", table, "--created-ms", str(int(created_ms)),
+             "--max-categories", str(int(max_categories)), "--range-margin", repr(float(range_margin))]
+    if rebuild: args.append("--rebuild-checks")
+    with tempfile.TemporaryDirectory(prefix="validate-job-") as ship:
+        spark_processing_job(mode, aws, code=Path(importlib.util.find_spec("ml_lifecycle.validate").origin), inputs=inputs,
+                             outputs={"report": lake.uri(*job)}, arguments=args, job_name=f"validate-{raw['version']}"[:63],
+                             env={"SPARK_VERSION": SPARK_LINE},
+                             py_files=[ship_package(Path(ship)/"ml_lifecycle.zip", JOB_MODULES, ["pydeequ"])],
+                             jars=[j for j in spark_jars() if "deequ" in Path(j).name])
+    return lake.read_json(*job, "job.json")

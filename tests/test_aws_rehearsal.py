@@ -14,8 +14,14 @@ to S3), so the canary's traffic shifts, checks and verdict run as they would on 
 08_monitor creates its data- and model-quality job definitions and schedules on that endpoint (the emulator keeps
 the schedules), the SNS topic and the alarms on Model Monitor's metrics, and pushes no simulated metric.
 
-Not yet rehearsed (see the issue "aws mode that really runs"): 08's retrain, and the kernel still starts Spark for
-01, 02, 07's batch transform and 08's local runs (java on its PATH)."""
+01_validate (Deequ), 02_explore (aggregations) and 03_prepare (features) run their Spark work as PySparkProcessor
+jobs that the emulator carries out through spark-submit in the Spark image's environment (with only what the job
+ships: this project's few modules, PyDeequ, the Deequ jar); 07's batch transform is a SageMaker transform job on the
+approved model. 00→07 run in a kernel like a Studio space without Java: no `java` on its PATH, no JAVA_HOME, and
+`ML_LIFECYCLE_KERNEL_SPARK=off`, so any Spark start in the kernel fails.
+
+Not yet rehearsed (see the issue "aws mode that really runs"): 08's retrain; 08's baseline and local runs still start
+Spark in the kernel."""
 import dataclasses, json, os, socket, subprocess, sys, time, uuid
 from pathlib import Path
 
@@ -35,14 +41,26 @@ BUCKET = f"rehearsal-{uuid.uuid4().hex[:8]}"
 # botocore one: botocore validates before sending; pyarrow's or Hadoop's) sends x-amz-checksum-mode `enabled`, where
 # botocore's model lists `ENABLED`.
 THIRD_PARTY = [("s3", "GetObject", "ChecksumMode")]
+NO_JVM = STAGES[:8]  # 00→07: stages whose kernel has no Java
 MLFLOW_KEY = "MLFLOWSERVERKEY"  # the tracking server's own credentials: on AWS, managed MLflow's role, not the notebook's
+
+
+def no_java_kernel(folder: Path) -> str:
+    "A Jupyter kernel like a Studio space without Java: no `java` on PATH, no JAVA_HOME, and Spark refused in-process."
+    spec = folder/"kernels"/"no-java"; spec.mkdir(parents=True, exist_ok=True)
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if not (Path(p)/"java").exists())
+    spec.joinpath("kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"], "display_name": "Python (no Java)",
+        "language": "python", "env": {"PATH": path, "JAVA_HOME": "", "ML_LIFECYCLE_KERNEL_SPARK": "off"}}))
+    return "no-java"
 
 
 @pytest.fixture(scope="module")
 def rehearsal(tmp_path_factory):
     "The stages run with mode=aws against the emulator: (run result, emulator, lake)."
     tmp = tmp_path_factory.mktemp("rehearsal")
-    saved = {k: os.environ.get(k) for k in ("ML_LIFECYCLE_ROLE_ARN", "AWS_REGION", "ML_LIFECYCLE_MLFLOW_TRACKING_URI")}
+    saved = {k: os.environ.get(k) for k in ("ML_LIFECYCLE_ROLE_ARN", "AWS_REGION", "ML_LIFECYCLE_MLFLOW_TRACKING_URI", "JUPYTER_PATH")}
+    kernel = no_java_kernel(tmp/"jupyter")
     with AwsEmulator() as emu:
         emu.create_bucket(BUCKET)   # the account's owner made it: not a call of the notebooks
         port = free_port()
@@ -57,11 +75,12 @@ def rehearsal(tmp_path_factory):
                 try: socket.create_connection(("127.0.0.1", port), 0.2).close(); break
                 except OSError: time.sleep(0.2)
             os.environ.update(ML_LIFECYCLE_ROLE_ARN=emu.role_arn, AWS_REGION=emu.region,
-                              ML_LIFECYCLE_MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}")
+                              ML_LIFECYCLE_MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}",
+                              JUPYTER_PATH=os.pathsep.join(filter(None, [str(tmp/"jupyter"), saved["JUPYTER_PATH"]])))
             lake = f"s3://{BUCKET}/lake"
             # no retrain: in aws mode it re-runs the notebooks into a child lake (a pipeline execution is the aws way: issue 13)
             res = run_series({"mode": "aws", "lake": lake, "register_glue": True, "retrain": False}, notebooks=[project_root()/"nbs"/f"{s}.ipynb" for s in STAGES],
-                             runs_dir=tmp/"runs", progress=False, raise_on_error=False)
+                             runs_dir=tmp/"runs", progress=False, raise_on_error=False, kernels={s: kernel for s in NO_JVM})
             # every recorded call, for reading after a failure
             (tmp/"calls.json").write_text(json.dumps([dataclasses.asdict(c) for c in emu.calls], default=str, indent=0))
             yield res, emu, Lake(lake), f"http://127.0.0.1:{port}"
@@ -81,6 +100,34 @@ def test_stages_run_in_aws_mode(rehearsal):
     assert f"| {STAGES[0]}.ipynb | aws | ok |" in res.summary.read_text()
     for p in ("raw", "validated", "features", "trained", "tuned", "approved" if L.exists("_pointers", "mlc_churn", "approved.json") else "evaluated"):
         assert L.exists("_pointers", "mlc_churn", f"{p}.json"), p
+
+
+def test_spark_stages_ran_without_java_in_the_kernel(rehearsal):
+    "00→07 ran in a kernel without Java: 01, 02 and 03's Spark work ran in PySparkProcessor jobs."
+    res, emu, L, _ = rehearsal
+    ran = {Path(s.notebook).stem: s.kernel for s in res.stages}
+    assert {s: ran.get(s) for s in NO_JVM} == {s: "no-java" for s in NO_JVM}, ran
+    for s in NO_JVM:  # and no Spark started in them: the kernels' output (Spark's banner goes there) holds none
+        log = (res.run_dir/"logs"/f"{s}.log").read_text(errors="replace")
+        assert "SparkContext" not in log and "NativeCodeLoader" not in log, (s, log[-2000:])
+    spark_jobs = [c.params for c in emu.calls if c.operation == "CreateProcessingJob"
+                  and c.params["AppSpecification"]["ContainerEntrypoint"][0] == "smspark-submit"]
+    names = [j["ProcessingJobName"] for j in spark_jobs]
+    assert {n.split("-")[0] for n in names} >= {"validate", "explore", "prepare"}, names
+    validate = next(j for j in spark_jobs if j["ProcessingJobName"].startswith("validate-"))
+    assert "--jars" in validate["AppSpecification"]["ContainerEntrypoint"], validate["AppSpecification"]  # Deequ travels with it
+    recorded = L.summaries("mlc_churn")
+    assert recorded["01_validate"]["figures"]["passed"] == recorded["01_validate"]["figures"]["checks"] > 0
+
+
+def test_batch_transform_was_a_transform_job(rehearsal):
+    "07's batch transform ran as SageMaker transform jobs on the approved model: the clean one Completed, the late file's Failed."
+    res, emu, L, _ = rehearsal
+    jobs = [j for j in emu.jobs.values() if j.kind == "transform"]
+    assert sorted(j.status for j in jobs) == ["Completed", "Failed"], [(j.name, j.status, j.failure_reason) for j in jobs]
+    failed = next(j for j in jobs if j.status == "Failed")
+    assert "day=1/late.csv" in failed.failure_reason and failed.request["ModelName"] == jobs[0].request["ModelName"]
+    assert L.summaries("mlc_churn")["07_deploy"]["figures"]["transform_rows"] == 750
 
 
 def test_jobs_were_sagemaker_jobs_in_their_images(rehearsal):

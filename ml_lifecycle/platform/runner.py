@@ -137,6 +137,7 @@ class StageResult:
     seconds: float = 0.0
     output: str = ""
     note: str = ""         # why a stage was skipped
+    kernel: str = ""       # the Jupyter kernel that ran it
 
 @dataclass
 class RunResult:
@@ -161,6 +162,7 @@ def run_series(parameters: dict | None = None,   # papermill parameters for ever
                runs_dir: str | Path | None = None, # where runs go (default: <repo>/runs)
                run_id: str | None = None,        # default: `new_run_id()`
                kernel: str = "python3",          # Jupyter kernel name
+               kernels: dict | None = None,      # notebook stem → another kernel for that stage (e.g. one with no Java)
                progress: bool = True,            # show a progress bar
                raise_on_error: bool = True       # raise `NotebookFailed` after writing the summary
               ) -> RunResult:
@@ -180,17 +182,17 @@ def run_series(parameters: dict | None = None,   # papermill parameters for ever
         for nb in bar:
             bar.set_postfix_str(nb.stem)
             if res.error: res.stages.append(StageResult(nb.name, "skipped")); continue
-            t0 = time.perf_counter()
+            t0, kernel_name = time.perf_counter(), (kernels or {}).get(nb.stem, kernel)
             try:
                 with process_output_to(run_dir/"logs"/f"{nb.stem}.log"):  # kernel, Spark and job output
-                    out = run_notebook(nb, run_dir/nb.name, parameters, kernel=kernel)
-                res.stages.append(StageResult(nb.name, "ok", time.perf_counter() - t0, str(out)))
+                    out = run_notebook(nb, run_dir/nb.name, parameters, kernel=kernel_name)
+                res.stages.append(StageResult(nb.name, "ok", time.perf_counter() - t0, str(out), kernel=kernel_name))
             except NotebookFailed as e:
                 if e.ename == "StageSkipped":  # the stage said it has nothing to do, and why: the series goes on
-                    res.stages.append(StageResult(nb.name, "skipped", time.perf_counter() - t0, str(e.output), e.evalue))
+                    res.stages.append(StageResult(nb.name, "skipped", time.perf_counter() - t0, str(e.output), e.evalue, kernel_name))
                     continue
                 res.error = e
-                res.stages.append(StageResult(nb.name, "failed", time.perf_counter() - t0, str(e.output)))
+                res.stages.append(StageResult(nb.name, "failed", time.perf_counter() - t0, str(e.output), kernel=kernel_name))
     finally:
         if own_work: del os.environ["ML_LIFECYCLE_WORK"]
     bar.close()

@@ -12,17 +12,18 @@ from pathlib import Path
 import fsspec
 
 from .config import project_root
-from .storage import Lake, _s3_options
+from .storage import Lake, s3_options
 from .spark import java_home
 
 # %% auto #0
 __all__ = ['FLOAT_RE', 'SPARK_IMAGE', 'XGBOOST_IMAGE', 'SKLEARN_FRAMEWORK_VERSION', 'serialize_hyperparameters',
            'deserialize_hyperparameters', 'parse_metrics', 'fetch', 'pack_dir', 'JobError', 'run_logged',
-           'default_work_dir', 'unique_job_name', 'check_job_name', 'JobResult', 'envs_dir', 'image_envs',
-           'env_is_current', 'image_env_python', 'spark_image_python', 'image_predict', 'job_python',
+           'default_work_dir', 'unique_job_name', 'check_job_name', 'JobResult', 'job_failure_reason', 'envs_dir',
+           'image_envs', 'env_is_current', 'image_env_python', 'spark_image_python', 'image_predict', 'job_python',
            'run_training_job', 'run_processing_job', 'framework_image_uri', 'training_job_spec', 'job_session',
-           'run_training_job_aws', 'network_config', 'processing_job_spec', 'run_processing_job_aws', 'training_job',
-           'processing_job']
+           'run_training_job_aws', 'network_config', 'processing_job_spec', 'run_processing_job_aws',
+           'spark_processing_spec', 'run_spark_processing_aws', 'training_job', 'processing_job',
+           'spark_processing_job']
 
 # %% ../../nbs/platform/03_sagemaker_local.ipynb #96e38a00
 def serialize_hyperparameters(hps: dict # hyperparameters with any JSON-able values
@@ -68,7 +69,7 @@ def parse_metrics(log_text: str,               # the job's log
 def _fs(uri: str):
     "The fsspec filesystem and path of a local path or `s3://` URI."
     uri = str(uri)
-    if uri.startswith(("s3://", "s3a://")): return fsspec.filesystem("s3", **_s3_options()), "s3://" + uri.split("://", 1)[1]
+    if uri.startswith(("s3://", "s3a://")): return fsspec.filesystem("s3", **s3_options()), "s3://" + uri.split("://", 1)[1]
     return fsspec.filesystem("file"), str(Path(uri.removeprefix("file://")).expanduser().resolve())
 
 def fetch(src: str | Path, # a local path or lake URI (s3://, s3a://) of a file or folder
@@ -276,7 +277,11 @@ def _training_env(job_name: str, ml: dict[str, Path], hps: dict[str, str], chann
     return {**os.environ, **{k: str(v) for k, v in env.items()}, **{k: str(v) for k, v in (extra or {}).items()}}
 
 # %% ../../nbs/platform/03_sagemaker_local.ipynb #3d86844a
-def _failure_reason(ml_output: Path, log_text: str, rc: int | None, timeout) -> str:
+def job_failure_reason(ml_output: Path,  # the job's output folder (/opt/ml/output): its `failure` file, if written
+                       log_text: str,     # the job's log
+                       rc: int | None,    # exit code (None: stopped at the time limit)
+                       timeout) -> str:
+    "Why a job failed, as SageMaker's FailureReason says it (the script's own `failure` file first); written to `failure`."
     f = ml_output/"failure"
     if f.exists() and f.read_text().strip(): return f.read_text().strip()
     if rc is None: reason = f"MaxRuntimeExceeded: the job ran longer than {timeout} s and was stopped"
@@ -422,7 +427,7 @@ def run_training_job(entry_point: str,              # the script, relative to `s
                     exit_code=rc, seconds=round(secs, 3))
     res.metrics = parse_metrics(res.logs, metric_definitions or [])
     if rc != 0:
-        res.failure_reason = _failure_reason(ml["output"], res.logs, rc, timeout)
+        res.failure_reason = job_failure_reason(ml["output"], res.logs, rc, timeout)
         (job_dir/"job.json").write_text(json.dumps(res.as_dict(), indent=2))
         raise JobError(f"Training job {job_name} {res.status.lower()}: {res.failure_reason}\n"
                        f"--- last lines of {log_path} ---\n{res.log_tail()}", res)
@@ -456,7 +461,8 @@ def run_processing_job(code: str | Path,               # the script to run (Sage
                        overwrite_outputs: bool = True, # replace what is at an output URI (SageMaker overwrites)
                        stream: bool = False,           # also print the log here
                        python: str | Path | None = None, # the interpreter of the image's environment (None: this kernel's)
-                       py_files: list | None = None    # files shipped with the job, importable by the script (spark-submit's --py-files)
+                       py_files: list | None = None,   # files shipped with the job, importable by the script (spark-submit's --py-files)
+                       jars: list | None = None        # JVM libraries of a PySpark job (spark-submit's --jars), e.g. Deequ
                       ) -> JobResult:
     "Run `code` as a SageMaker processing job would, in a local job directory; raises `JobError` on failure."
     code, inputs, outputs = Path(code), dict(inputs or {}), dict(outputs or {})
@@ -483,6 +489,8 @@ def run_processing_job(code: str | Path,               # the script to run (Sage
                 **_processing_env(inputs, outputs, root), **{k: str(v) for k, v in (env or {}).items()}}
     if python is not None: full_env.pop("PYTHONPATH", None)  # the image's environment only, as in its container
     if shipped: full_env["PYTHONPATH"] = os.pathsep.join([*map(str, shipped), *filter(None, [full_env.get("PYTHONPATH")])])
+    if jars:  # what the script's SparkSession.builder passes to spark-submit, as smspark-submit's --jars does
+        full_env["PYSPARK_SUBMIT_ARGS"] = f"--jars {','.join(str(Path(j).resolve()) for j in jars)} pyspark-shell"
     log_path = job_dir/"logs"/"algo-1.log"
     rc, secs = run_logged([str(python or sys.executable), root/"input"/"code"/code.name, *args], log_path, env=full_env, cwd=job_dir,
                           timeout=timeout, stream=stream)
@@ -490,7 +498,7 @@ def run_processing_job(code: str | Path,               # the script to run (Sage
                     job_dir=str(job_dir), log_path=str(log_path), exit_code=rc, seconds=round(secs, 3))
     if rc != 0:
         (job_dir/"output").mkdir(exist_ok=True)
-        res.failure_reason = _failure_reason(job_dir/"output", res.logs, rc, timeout)
+        res.failure_reason = job_failure_reason(job_dir/"output", res.logs, rc, timeout)
         raise JobError(f"Processing job {job_name} {res.status.lower()}: {res.failure_reason}\n"
                        f"--- last lines of {log_path} ---\n{res.log_tail()}", res)
     for n, dst in outputs.items():
@@ -625,6 +633,7 @@ def processing_job_spec(code: str | Path, inputs: dict | None = None, outputs: d
     "The SageMaker SDK 3 objects for this processing job: `ScriptProcessor` kwargs and `run` kwargs."
     from sagemaker.core.shapes import ProcessingInput, ProcessingOutput, ProcessingS3Input, ProcessingS3Output
     root, inputs, outputs = "/opt/ml/processing", dict(inputs or {}), dict(outputs or {})
+    s3 = lambda u: "s3://" + str(u).split("://", 1)[1] if str(u).startswith("s3a://") else str(u)  # Spark's name → S3's
     processor = dict(role=role_arn, image_uri=image_uri or framework_image_uri("sklearn", aws_region),
                      command=["python3"], instance_count=1, instance_type=instance_type,
                      volume_kms_key=kms_key_id, output_kms_key=kms_key_id, max_runtime_in_seconds=int(timeout),
@@ -634,10 +643,10 @@ def processing_job_spec(code: str | Path, inputs: dict | None = None, outputs: d
                      env={**_processing_env(inputs, outputs, root), **{k: str(v) for k, v in (env or {}).items()}})
     run = dict(code=str(code), arguments=[_expand(a, root) for a in arguments] if arguments else None,  # [] is refused
                inputs=[ProcessingInput(input_name=n, s3_input=ProcessingS3Input(
-                   s3_uri=str(s), local_path=f"{root}/input/{n}", s3_data_type="S3Prefix", s3_input_mode="File"))
+                   s3_uri=s3(s), local_path=f"{root}/input/{n}", s3_data_type="S3Prefix", s3_input_mode="File"))
                    for n, s in inputs.items()],
                outputs=[ProcessingOutput(output_name=n, s3_output=ProcessingS3Output(
-                   s3_uri=str(d), local_path=f"{root}/output/{n}", s3_upload_mode="EndOfJob"))
+                   s3_uri=s3(d), local_path=f"{root}/output/{n}", s3_upload_mode="EndOfJob"))
                    for n, d in outputs.items()])
     return {"processor": processor, "run": run, "region": aws_region}
 
@@ -649,6 +658,35 @@ def run_processing_job_aws(spec: dict, sagemaker_session=None, wait: bool = True
                                         kms_key_id=spec["processor"].get("output_kms_key"))
     proc = ScriptProcessor(sagemaker_session=sagemaker_session, **spec["processor"])
     return proc.run(**spec["run"], wait=wait, logs=wait)
+
+# %% ../../nbs/platform/03_sagemaker_local.ipynb #a1b2c3d4
+def spark_processing_spec(code: str | Path, inputs: dict | None = None, outputs: dict | None = None,
+                          arguments: list | None = None, job_name: str | None = None, env: dict | None = None,
+                          timeout: float = 3600,
+                          py_files: list | None = None,  # zips/modules the script imports (spark-submit --py-files)
+                          jars: list | None = None,      # JVM libraries (spark-submit --jars)
+                          framework_version: str = SPARK_IMAGE, # the Spark image (PySparkProcessor framework_version)
+                          role_arn: str | None = None, aws_region: str = "us-east-1",
+                          instance_type: str = "ml.m5.xlarge", kms_key_id: str | None = None,
+                          subnets: list | None = None, security_group_ids: list | None = None, # the job's VPC
+                          enable_network_isolation: bool = False, encrypt_inter_container_traffic: bool = True
+                         ) -> dict:
+    "The SageMaker SDK 3 `PySparkProcessor` kwargs and `run` kwargs of a PySpark processing job."
+    base = processing_job_spec(code, inputs, outputs, arguments, job_name, env, timeout, role_arn, aws_region, instance_type,
+                               kms_key_id, "unused", subnets, security_group_ids, enable_network_isolation,
+                               encrypt_inter_container_traffic)
+    processor = {k: v for k, v in base["processor"].items() if k not in ("image_uri", "command")}
+    run = {"submit_app": str(code), "submit_py_files": [str(p) for p in py_files or []] or None,
+           "submit_jars": [str(j) for j in jars or []] or None, **{k: v for k, v in base["run"].items() if k != "code"}}
+    return {"processor": {**processor, "framework_version": framework_version}, "run": run, "region": aws_region}
+
+def run_spark_processing_aws(spec: dict, sagemaker_session=None, wait: bool = True):
+    "Start the PySpark job `spec` on SageMaker (needs AWS credentials)."
+    from sagemaker.core.spark.processing import PySparkProcessor
+    if sagemaker_session is None and spec["run"]["outputs"]:
+        sagemaker_session = job_session(spec["run"]["outputs"][0].s3_output.s3_uri, spec.get("region", "us-east-1"),
+                                        kms_key_id=spec["processor"].get("output_kms_key"))
+    return PySparkProcessor(sagemaker_session=sagemaker_session, **spec["processor"]).run(**spec["run"], wait=wait, logs=wait)
 
 # %% ../../nbs/platform/03_sagemaker_local.ipynb #ec5a348f
 _AWS_KEYS = ("role_arn", "aws_region", "instance_type", "kms_key_id", "image_uri", "subnets", "security_group_ids",
@@ -673,3 +711,11 @@ def processing_job(mode: str = "local", aws: dict | None = None, **kwargs) -> Jo
     keep = {"code", "inputs", "outputs", "arguments", "job_name", "env", "timeout"}
     aws = {k: v for k, v in (aws or {}).items() if k in _AWS_KEYS and v is not None}
     return run_processing_job_aws(processing_job_spec(**{k: v for k, v in kwargs.items() if k in keep}, **aws))
+
+def spark_processing_job(mode: str = "local", aws: dict | None = None, **kwargs):
+    "Run a PySpark processing job locally (in the Spark image's environment) or on SageMaker, from the same arguments."
+    if mode == "local": return run_processing_job(python=spark_image_python(), **kwargs)
+    if mode != "aws": raise ValueError(f"mode={mode!r}: pass 'local' or 'aws'")
+    keep = {"code", "inputs", "outputs", "arguments", "job_name", "env", "timeout", "py_files", "jars"}
+    aws = {k: v for k, v in (aws or {}).items() if k in _AWS_KEYS and k != "image_uri" and v is not None}
+    return run_spark_processing_aws(spark_processing_spec(**{k: v for k, v in kwargs.items() if k in keep}, **aws))

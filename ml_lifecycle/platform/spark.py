@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from .config import project_root
+from .job_code import end_spark
 
 # %% auto #0
 __all__ = ['SPARK_LINE', 'MAVEN_CENTRAL', 'jar_dir', 'spark_jars', 'java_home', 'pom_jars', 'fetch_jars', 'get_spark',
@@ -109,6 +110,9 @@ def get_spark(app_name: str = "ml_lifecycle", # shown in Spark's logs
     "The shared SparkSession (local[*], Arrow, Deequ jar), created on first use."
     global _session
     if _session is not None and _session.sparkContext._jsc is not None: return _session
+    if os.environ.get("ML_LIFECYCLE_KERNEL_SPARK") == "off":  # a kernel meant to start no JVM (a small Studio space)
+        raise RuntimeError("ML_LIFECYCLE_KERNEL_SPARK=off: this process starts no Spark. In aws mode the stages run their "
+                           "Spark work as SageMaker Processing jobs; unset the variable to run Spark here.")
     from pyspark.sql import SparkSession
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # Python workers use this interpreter (the venv's)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")     # local mode: bind the driver to loopback only
@@ -139,11 +143,7 @@ def stop_spark():
     "Stop the shared session, and PyDeequ's callback server, so the process can exit."
     global _session
     if _session is None: return
-    try:
-        gw = _session.sparkContext._gateway
-        if gw is not None: gw.shutdown_callback_server()
-    except Exception: pass
-    _session.stop()
+    end_spark(_session)
     _session = None
 
 # %% ../../nbs/platform/02_spark.ipynb #c25b18da

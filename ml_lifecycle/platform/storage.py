@@ -12,7 +12,7 @@ import fsspec
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['WRITERS', 'LakeError', 'utcnow', 'Lake', 'sweep_stale']
+__all__ = ['WRITERS', 'LakeError', 'utcnow', 'Lake', 's3_options', 'sweep_stale']
 
 # %% ../../nbs/platform/01_storage.ipynb #852e48cd
 class LakeError(RuntimeError):
@@ -31,7 +31,7 @@ class Lake:
         self.is_s3 = root.startswith(("s3://", "s3a://"))
         if self.is_s3:
             self.root = "s3://" + root.split("://", 1)[1].rstrip("/")
-            self.fs = fsspec.filesystem("s3", **_s3_options())
+            self.fs = fsspec.filesystem("s3", **s3_options())
         else:
             self.root = str(Path(root.removeprefix("file://")).expanduser().resolve())
             self.fs = fsspec.filesystem("file")
@@ -61,7 +61,8 @@ class Lake:
         return sorted(p.rstrip("/").split("/")[-1] for p in self.fs.ls(u, detail=False))
 
 # %% ../../nbs/platform/01_storage.ipynb #98373715
-def _s3_options() -> dict:
+def s3_options() -> dict:
+    "fsspec's S3 options: the endpoint of an S3-compatible server when `AWS_ENDPOINT_URL(_S3)` names one."
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     return {"client_kwargs": {"endpoint_url": endpoint}} if endpoint else {}
 
