@@ -107,7 +107,8 @@ def _figure_alt(cell, heading: str | None) -> str:
 
 
 def is_checks_only(source: str) -> bool:
-    """A cell of checks: it ends with a check (an `assert` or a call of a `test_*` function, fastcore.test), and
+    """A cell of checks: it ends with a check (an `assert` or a call of a `test_*` function, fastcore.test, perhaps
+    inside an `if`), and
     everything else in it only prepares those checks (assignments, imports, loops; no bare expression, so it shows nothing)."""
     import ast
     try: body = ast.parse(source).body
@@ -115,8 +116,11 @@ def is_checks_only(source: str) -> bool:
     is_check = lambda n: isinstance(n, ast.Assert) or (isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)
                                                        and isinstance(n.value.func, ast.Name) and n.value.func.id.startswith("test_"))
     shows = lambda n: isinstance(n, ast.Expr) and not is_check(n)
-    return bool(body) and is_check(body[-1]) and not any(shows(n) for n in ast.walk(ast.Module(body=body, type_ignores=[]))
-                                                          if isinstance(n, ast.stmt))
+    def ends_with_check(n):  # a check, or an `if` (say, `if spark:` for local-mode-only checks) whose branches end with one
+        return is_check(n) or (isinstance(n, ast.If) and ends_with_check(n.body[-1])
+                               and (not n.orelse or ends_with_check(n.orelse[-1])))
+    return bool(body) and ends_with_check(body[-1]) and not any(shows(n) for n in ast.walk(ast.Module(body=body, type_ignores=[]))
+                                                                if isinstance(n, ast.stmt))
 
 
 def output_lines(c) -> int:
