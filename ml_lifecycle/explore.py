@@ -20,7 +20,7 @@ try:  # the kernel draws and tests; SageMaker's Spark image (where the aggregati
 except ModuleNotFoundError: plt = stats = None
 
 try:  # written absolute (nbdev keeps a nested import as it is): this file also runs as a processing job's script
-    from ml_lifecycle.platform.job_code import end_spark, job_spark
+    from ml_lifecycle.platform.job_code import end_spark, job_spark, read_version
     from ml_lifecycle.platform.schema import column_kinds, is_positive, label_text, label_key
 except ModuleNotFoundError as e:
     raise ModuleNotFoundError("explore.py needs the ml_lifecycle package beside it: ship it with the job") from e
@@ -333,8 +333,7 @@ def main(argv: list[str] | None = None # command-line arguments (None → sys.ar
     a = p.parse_args(argv)
     spark = job_spark()
     try:
-        df, manifest = spark.read.parquet(a.input_dir), Path(a.input_dir)/"_manifest.json"
-        if manifest.exists(): df = df.select(*[c["name"] for c in json.loads(manifest.read_text())["schema"]])  # in order
+        df = read_version(spark, a.input_dir)
         frames = explore_frames(df.cache(), a.target, a.positive_label, a.bins, a.rel_error)
     finally: end_spark(spark)
     out = Path(a.output_dir); out.mkdir(parents=True, exist_ok=True)

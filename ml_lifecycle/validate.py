@@ -14,7 +14,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql.types import StringType
 
 try:  # written absolute (nbdev keeps a nested import as it is): this file also runs as a processing job's script
-    from ml_lifecycle.platform.job_code import end_spark, job_spark
+    from ml_lifecycle.platform.job_code import end_spark, job_spark, read_version
     from ml_lifecycle.platform.schema import column_kinds, is_positive, label_sql, target_labels
 except ModuleNotFoundError as e:
     raise ModuleNotFoundError("validate.py needs the ml_lifecycle package beside it: ship it with the job") from e
@@ -459,8 +459,7 @@ def main(argv: list[str] | None = None # command-line arguments (None → sys.ar
     if a.repository_dir and (Path(a.repository_dir)/"metrics.json").exists(): shutil.copy(Path(a.repository_dir)/"metrics.json", repo)
     spark = job_spark()
     try:
-        df, manifest = spark.read.parquet(a.input_dir), Path(a.input_dir)/"_manifest.json"
-        if manifest.exists(): df = df.select(*[c["name"] for c in json.loads(manifest.read_text())["schema"]])  # in order
+        df = read_version(spark, a.input_dir)
         doc = validate_version(spark, df, a.target, a.positive_label, a.version, read_suite(a.suite_dir), str(repo),
                                a.created_ms, a.max_categories, a.range_margin, a.rebuild_checks, a.table)
     finally: end_spark(spark)  # PyDeequ's callback server would keep the job running

@@ -8,8 +8,8 @@ import hashlib, importlib.util, os, zipfile
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['LEFT_OUT', 'SUBMIT_OPTIONS', 'package_files', 'write_zip', 'ship_package', 'job_spark', 'end_spark', 'submit_files',
-           'spark_submit_command']
+__all__ = ['LEFT_OUT', 'SUBMIT_OPTIONS', 'package_files', 'write_zip', 'ship_package', 'job_spark', 'read_version', 'end_spark',
+           'submit_files', 'spark_submit_command']
 
 # %% ../../nbs/platform/03a_job_code.ipynb #76918bee
 LEFT_OUT = ("__pycache__", "tests")  # folders a job never reads: compiled caches and the libraries' own test suites
@@ -65,6 +65,14 @@ def job_spark():
     if not spark.sparkContext.getConf().contains("spark.sql.shuffle.partitions"):
         spark.conf.set("spark.sql.shuffle.partitions", str(max(2, spark.sparkContext.defaultParallelism)))
     return spark
+
+def read_version(spark,                  # the job's session
+                 folder: str | Path      # a lake version as the job received it: Parquet files and `_manifest.json`
+                ):
+    "The version in `folder`, its columns in the order of its manifest (what `platform.spark.load_version` is to a kernel)."
+    import json
+    df, manifest = spark.read.parquet(str(folder)), Path(folder)/"_manifest.json"
+    return df.select(*[c["name"] for c in json.loads(manifest.read_text())["schema"]]) if manifest.exists() else df
 
 def end_spark(spark):
     "Stop `spark` and PyDeequ's callback server (a py4j thread that would keep the process from exiting)."

@@ -672,9 +672,12 @@ def spark_processing_spec(code: str | Path, inputs: dict | None = None, outputs:
                           enable_network_isolation: bool = False, encrypt_inter_container_traffic: bool = True
                          ) -> dict:
     "The SageMaker SDK 3 `PySparkProcessor` kwargs and `run` kwargs of a PySpark processing job."
-    base = processing_job_spec(code, inputs, outputs, arguments, job_name, env, timeout, role_arn, aws_region, instance_type,
-                               kms_key_id, "unused", subnets, security_group_ids, enable_network_isolation,
-                               encrypt_inter_container_traffic)
+    base = processing_job_spec(code, inputs, outputs, arguments, job_name, env, timeout, role_arn=role_arn,
+                               aws_region=aws_region, instance_type=instance_type, kms_key_id=kms_key_id,
+                               image_uri="(the SDK's Spark image)",  # dropped below: framework_version picks it
+                               subnets=subnets, security_group_ids=security_group_ids,
+                               enable_network_isolation=enable_network_isolation,
+                               encrypt_inter_container_traffic=encrypt_inter_container_traffic)
     processor = {k: v for k, v in base["processor"].items() if k not in ("image_uri", "command")}
     run = {"submit_app": str(code), "submit_py_files": [str(p) for p in py_files or []] or None,
            "submit_jars": [str(j) for j in jars or []] or None, **{k: v for k, v in base["run"].items() if k != "code"}}
