@@ -4,45 +4,54 @@
 
 # %% ../nbs/08_monitor.ipynb #6898233a
 from __future__ import annotations
-import base64, copy, csv, io, json, operator, re, tempfile
+import argparse, base64, builtins, copy, csv, io, json, operator, os, re, sys, tempfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import fsspec
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
-from scipy.spatial.distance import jensenshannon
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score
+from pyspark.sql import functions as F, types as T
 
-import ml_lifecycle.platform.spark  # sets SPARK_VERSION before PyDeequ is imported
+try:  # written absolute (nbdev keeps a nested import as it is): this file also runs as a processing job's script
+    from ml_lifecycle.platform.job_code import end_spark, job_spark
+    from ml_lifecycle.platform.schema import MISSING, is_flag, label_key
+except ModuleNotFoundError as e:
+    raise ModuleNotFoundError("monitor.py needs the ml_lifecycle package beside it: ship it with the job") from e
+try: from ml_lifecycle.platform.spark import SPARK_LINE  # in a kernel: sets SPARK_VERSION, which PyDeequ reads at import
+except ModuleNotFoundError: SPARK_LINE = os.environ.get("SPARK_VERSION", "3.5")  # in the job: its environment sets it
 from pydeequ.analyzers import (AnalysisRunner, AnalyzerContext, ApproxCountDistinct, Completeness, DataType,
                                Compliance, Histogram, KLLParameters, KLLSketch, Maximum, Mean, Minimum, Size,
                                StandardDeviation, Sum)
-from pyspark.sql import functions as F, types as T
-
-from .platform.schema import MISSING, is_flag, label_key
-from .platform.storage import Lake, LakeError, utcnow
-from .platform.capture import DataCapture, read_capture
-from .platform.endpoint import to_csv_payload
+try:  # the kernel's side: the lake, the capture, drift tests, model quality. SageMaker's Spark image, where the
+    # analyses run as a processing job in aws mode (`run_analysis_job`), has none of these, and the job needs none
+    import fsspec
+    from scipy import stats as sps
+    from scipy.spatial.distance import jensenshannon
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score
+    from ml_lifecycle.platform.storage import Lake, LakeError, utcnow
+    from ml_lifecycle.platform.capture import DataCapture, read_capture
+    from ml_lifecycle.platform.endpoint import to_csv_payload
+except ModuleNotFoundError:  # in the job: only the analyzer below (`analyse`, `main`) runs there
+    if not os.environ.get("ML_LIFECYCLE_ANALYZER_JOB"): raise
 
 
 # %% auto #0
-__all__ = ['MONITOR_TYPES', 'KINDS', 'HOUR_FMT', 'MONITORING_FOLDERS', 'QUALITY_METRICS', 'COMPARISONS', 'DATA_NAMESPACE',
-           'MODEL_NAMESPACE', 'METRIC_COLUMNS', 'METRIC_KEY', 'METRICS_FILE', 'MAX_ALARM_METRICS', 'infer_types',
-           'compute_statistics', 'read_statistics', 'read_constraints', 'read_violations', 'suggest_constraints',
-           'baseline_job', 'invoke_with_ids', 'ks_noise_level', 'pick_shift_features', 'simulate_shift', 'hour_of',
-           'simulate_capture_hour', 'capture_hours', 'read_hour', 'captured_frame', 'onehot_groups', 'drift_distances',
-           'checked_threshold', 'check_constraints', 'label_drift', 'monitoring_run', 'execution_hour', 'report_parts',
-           'report_uri', 'monitoring_reports', 'hourly_monitoring_run', 'drift_violations', 'drift_over_time',
-           'ground_truth_records', 'write_ground_truth', 'read_ground_truth', 'join_ground_truth',
-           'model_quality_statistics', 'model_quality_constraints', 'check_model_quality', 'model_quality_baseline',
-           'model_quality_run', 'data_quality_metrics', 'model_quality_metrics', 'metric_datapoints', 'read_metrics',
-           'put_metrics', 'metric_series', 'put_metric_data_requests', 'evaluate_alarm', 'alarm_requests',
-           'drift_alarm_requests', 'largest_drift', 'capture_columns', 'renamed', 'retrain_request', 'decode_rows',
-           'retrain_dataset', 'retrain_key', 'latest_model', 'evaluation_metrics', 'monitoring_schedule_requests',
+__all__ = ['MONITOR_TYPES', 'KINDS', 'JOB_MODULES', 'HOUR_FMT', 'MONITORING_FOLDERS', 'QUALITY_METRICS', 'COMPARISONS',
+           'DATA_NAMESPACE', 'MODEL_NAMESPACE', 'METRIC_COLUMNS', 'METRIC_KEY', 'METRICS_FILE', 'MAX_ALARM_METRICS',
+           'infer_types', 'compute_statistics', 'analyse', 'read_statistics', 'read_constraints', 'read_violations',
+           'suggest_constraints', 'baseline_job', 'analyse_folder', 'main', 'run_analysis_job', 'invoke_with_ids',
+           'ks_noise_level', 'pick_shift_features', 'simulate_shift', 'hour_of', 'simulate_capture_hour',
+           'capture_hours', 'read_hour', 'captured_frame', 'onehot_groups', 'drift_distances', 'checked_threshold',
+           'check_constraints', 'label_drift', 'monitoring_run', 'execution_hour', 'report_parts', 'report_uri',
+           'monitoring_reports', 'hourly_monitoring_run', 'drift_violations', 'drift_over_time', 'ground_truth_records',
+           'write_ground_truth', 'read_ground_truth', 'join_ground_truth', 'model_quality_statistics',
+           'model_quality_constraints', 'check_model_quality', 'model_quality_baseline', 'model_quality_run',
+           'data_quality_metrics', 'model_quality_metrics', 'metric_datapoints', 'read_metrics', 'put_metrics',
+           'metric_series', 'put_metric_data_requests', 'evaluate_alarm', 'alarm_requests', 'drift_alarm_requests',
+           'largest_drift', 'capture_columns', 'renamed', 'retrain_request', 'decode_rows', 'retrain_dataset',
+           'retrain_key', 'latest_model', 'evaluation_metrics', 'monitoring_schedule_requests',
            'model_quality_schedule_requests', 'create_monitoring', 'delete_monitoring']
 
 # %% ../nbs/08_monitor.ipynb #9f83426c
@@ -185,6 +194,16 @@ def _feature_stats(name: str, kind: str, m: dict, n: int, n_buckets: int = 10) -
     else: doc["string_statistics"] = {"common": common}
     return doc
 
+# %% ../nbs/08_monitor.ipynb #72c95953
+def analyse(spark, sdf,                 # the SparkSession and the data
+            types: dict | None = None,  # Model Monitor type per column (a baseline's); None: the inferred ones
+            kll_buckets: int = 10       # buckets of the KLL distribution
+           ) -> dict:
+    "One analyzer run over `sdf`: its inferred `types`, the kinds of values in text columns (`type_counts`) and its `statistics`."
+    inferred, counts = infer_types(spark, sdf)
+    use = inferred if types is None else {c: types.get(c, "String") for c in sdf.columns}
+    return {"types": inferred, "type_counts": counts, "statistics": compute_statistics(spark, sdf, use, kll_buckets)}
+
 # %% ../nbs/08_monitor.ipynb #66820f36
 def _load(doc) -> dict:
     "A Model Monitor file as a dict (a copy): from a dict, JSON text or bytes, or a local or fsspec path."
@@ -273,22 +292,92 @@ def suggest_constraints(statistics: dict,              # baseline `statistics.js
 # %% ../nbs/08_monitor.ipynb #faa3254b
 def baseline_job(spark, L: Lake, table: str,    # the SparkSession, lake and table
                  features_ptr: dict,             # the `features` pointer (03_prepare)
-                 comparison_threshold: float = 0.1 # drift threshold written into constraints.json
+                 comparison_threshold: float = 0.1, # drift threshold written into constraints.json
+                 analysis: dict | None = None     # `analyse` of the training features, done by a job (then `spark` may be None)
                 ) -> dict:
     "Baseline statistics and constraints of the training features in `monitoring/<table>/baseline/`."
     train_uri = features_ptr["train"].rstrip("/") + "/data.parquet"
-    sdf = spark.read.parquet(train_uri.replace("s3://", "s3a://", 1))
-    sdf = sdf.drop(*[c for c in ("label",) if c in sdf.columns])
-    types, _ = infer_types(spark, sdf)
-    statistics = compute_statistics(spark, sdf, types)
+    if analysis is None:
+        sdf = spark.read.parquet(train_uri.replace("s3://", "s3a://", 1))
+        analysis = analyse(spark, sdf.drop(*[c for c in ("label",) if c in sdf.columns]))
+    statistics = analysis["statistics"]
     constraints = suggest_constraints(statistics, comparison_threshold)
     manifest = {"dataset": train_uri, "features_version": features_ptr["version"], "created": utcnow(),
-                "item_count": statistics["dataset"]["item_count"], "features": sdf.columns}
+                "item_count": statistics["dataset"]["item_count"], "features": [f["name"] for f in statistics["features"]]}
     with tempfile.TemporaryDirectory() as d:
         for name, doc in [("statistics.json", statistics), ("constraints.json", constraints), ("_manifest.json", manifest)]:
             Path(d, name).write_text(json.dumps(doc, indent=2))
         uri = L.publish_dir(d, "monitoring", table, "baseline", overwrite=True)
     return {"uri": uri, "statistics": statistics, "constraints": constraints, "manifest": manifest}
+
+# %% ../nbs/08_monitor.ipynb #e5ad74b1
+JOB_MODULES = ("ml_lifecycle/__init__.py", "ml_lifecycle/platform/__init__.py", "ml_lifecycle/platform/job_code.py",
+               "ml_lifecycle/platform/schema.py", "ml_lifecycle/monitor.py")  # what the job imports of this project
+
+def analyse_folder(spark,                    # the job's session
+                   folder: str | Path,       # staged datasets: `request.json` and a `<name>.parquet` per dataset
+                   paths: dict | None = None # {name: Parquet folder} of datasets not staged (e.g. the training split)
+                  ) -> dict:
+    "`analyse` each dataset `request.json` lists ({name: {'types', 'kll_buckets', 'drop'}}): {name: its result}."
+    out = {}
+    for name, s in json.loads((Path(folder)/"request.json").read_text()).items():
+        sdf = spark.read.parquet(str((paths or {}).get(name) or Path(folder)/f"{name}.parquet"))
+        sdf = sdf.drop(*[c for c in s.get("drop", []) if c in sdf.columns])
+        out[name] = analyse(spark, sdf, s.get("types"), s.get("kll_buckets", 10))
+    return out
+
+def main(argv: list[str] | None = None # command-line arguments (None → sys.argv[1:])
+        ) -> int:
+    "Processing-job entry point: `analyse_folder` of `--input-dir`, written as `analysis.json` to `--output-dir`."
+    p = argparse.ArgumentParser(prog="python -m ml_lifecycle.monitor", description="Model Monitor's analyzer: types and statistics.")
+    p.add_argument("--input-dir", default="/opt/ml/processing/input/datasets")
+    p.add_argument("--output-dir", default="/opt/ml/processing/output/analysis")
+    p.add_argument("--dataset", action="append", default=[], metavar="NAME=FOLDER", help="a dataset not staged in --input-dir")
+    a = p.parse_args(argv)
+    spark = job_spark()
+    try: found = analyse_folder(spark, a.input_dir, dict(d.split("=", 1) for d in a.dataset))
+    finally: end_spark(spark)  # PyDeequ's callback server would keep the job running
+    out = Path(a.output_dir); out.mkdir(parents=True, exist_ok=True)
+    (out/"analysis.json").write_text(json.dumps(found))  # written last: its presence means the job finished
+    print("; ".join(f"{n}: {r['statistics']['dataset']['item_count']} rows" for n, r in found.items()))
+    return 0
+
+if __name__ == "__main__" and not hasattr(builtins, "__IPYTHON__"): sys.exit(main())
+
+# %% ../nbs/08_monitor.ipynb #098dbad3
+def run_analysis_job(lake,                    # the lake (a `Lake`)
+                     table: str,              # lake table name
+                     name: str,               # the job's folder, `monitoring/<table>/_analysis/<name>/`
+                     datasets: dict,          # {name: a DataFrame to stage, or the URI of a Parquet folder in the lake}
+                     settings: dict | None = None, # {name: {'types', 'kll_buckets', 'drop'}} (see `analyse_folder`)
+                     mode: str = "local",     # 'local': in the Spark image's environment here; 'aws': PySparkProcessor
+                     aws: dict | None = None  # aws mode: `config.job_settings(P)`
+                    ) -> dict:
+    "`analyse` each of `datasets` in a PySpark processing job; {name: its result}, as `analyse_folder` returns them."
+    import importlib.util
+    from ml_lifecycle.platform.job_code import ship_package
+    from ml_lifecycle.platform.sagemaker_local import spark_processing_job, unique_job_name
+    from ml_lifecycle.platform.spark import spark_jars
+    bad = [n for n in [name, *datasets] if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]*", str(n))]
+    if bad: raise ValueError(f"names of an analysis and its datasets are letters, digits and '-' (they name files, "
+                             f"job inputs and the job): {bad}")
+    job = ("monitoring", table, "_analysis", name)
+    args = ["--input-dir", "{input:datasets}", "--output-dir", "{output:report}"]
+    inputs = {"datasets": lake.uri(*job, "input")}
+    with tempfile.TemporaryDirectory(prefix="analysis-job-") as ship:
+        staged = Path(ship)/"datasets"; staged.mkdir()
+        (staged/"request.json").write_text(json.dumps({n: (settings or {}).get(n, {}) for n in datasets}))
+        for n, d in datasets.items():
+            if isinstance(d, pd.DataFrame): d.to_parquet(staged/f"{n}.parquet", index=False)
+            else: inputs[n], args = str(d), args + ["--dataset", f"{n}={{input:{n}}}"]
+        lake.publish_dir(staged, *job, "input", overwrite=True)
+        spark_processing_job(mode, aws, code=Path(importlib.util.find_spec("ml_lifecycle.monitor").origin),
+                             inputs=inputs, outputs={"report": lake.uri(*job, "output")}, arguments=args,
+                             job_name=unique_job_name(f"monitor-{name}"),
+                             env={"SPARK_VERSION": SPARK_LINE, "ML_LIFECYCLE_ANALYZER_JOB": "1"},
+                             py_files=[ship_package(Path(ship)/"ml_lifecycle.zip", JOB_MODULES, ["pydeequ"])],
+                             jars=[j for j in spark_jars() if "deequ" in Path(j).name])
+    return lake.read_json(*job, "output", "analysis.json")
 
 # %% ../nbs/08_monitor.ipynb #d00f5bfc
 def invoke_with_ids(runtime, endpoint_name: str,  # a sagemaker-runtime client and the endpoint
@@ -539,18 +628,19 @@ def monitoring_run(spark, L: Lake, table: str,   # the SparkSession, lake and ta
                    run_name: str,                # output folder under monitoring/<table>/ ('a/b' for sub-folders)
                    captured: pd.DataFrame,       # from `captured_frame`
                    baseline_dir: tuple = ("baseline",), # baseline folder under monitoring/<table>/
-                   groups: dict | None = None    # one-hot groups for Jensen-Shannon drift (see `onehot_groups`)
+                   groups: dict | None = None,   # one-hot groups for Jensen-Shannon drift (see `onehot_groups`)
+                   analysis: dict | None = None  # `analyse` of `captured` under the baseline's types, done by a job
                   ) -> dict:
     "Statistics, drift and violations of `captured` against the baseline, written to `monitoring/<table>/<run_name>/`."
     base = ("monitoring", table, *baseline_dir)
     constraints, manifest = read_constraints(L.read_json(*base, "constraints.json")), L.read_json(*base, "_manifest.json")
     types = {c["name"]: c["inferred_type"] for c in constraints["features"]}
     if captured.empty: raise ValueError(f"run {run_name!r}: no captured rows in the window: nothing to monitor.")
-    with tempfile.TemporaryDirectory() as d:  # staged as Parquet: Spark plans a file scan far faster than
-        captured.astype("string").to_parquet(Path(d, "captured.parquet"))  # a wide in-memory DataFrame
-        sdf = spark.read.parquet(str(Path(d, "captured.parquet")))
-        _, type_counts = infer_types(spark, sdf)  # what kinds of values the text holds (data-type check)
-        statistics = compute_statistics(spark, sdf, {c: types.get(c, "String") for c in captured.columns})
+    if analysis is None:
+        with tempfile.TemporaryDirectory() as d:  # staged as Parquet: Spark plans a file scan far faster than
+            captured.astype("string").to_parquet(Path(d, "captured.parquet"))  # a wide in-memory DataFrame
+            analysis = analyse(spark, spark.read.parquet(str(Path(d, "captured.parquet"))), types)
+    statistics, type_counts = analysis["statistics"], analysis["type_counts"]  # type counts: the data-type check
     baseline_df = pd.read_parquet(manifest["dataset"])
     drift = label_drift(drift_distances(baseline_df, captured, types, groups), constraints)
     violations = check_constraints(constraints, statistics, type_counts, drift, captured)
@@ -563,7 +653,7 @@ def monitoring_run(spark, L: Lake, table: str,   # the SparkSession, lake and ta
 
 # %% ../nbs/08_monitor.ipynb #6ee68f2a
 MONITORING_FOLDERS = ("baseline", "baseline-capture", "model-quality-baseline", "metrics", "figures", "retrain",
-                      "retrain_requests")  # beside the reports
+                      "retrain_requests", "_analysis")  # beside the reports
 
 def execution_hour(hour: str | datetime, # the hour of traffic an execution analyses, e.g. '2026-01-05T08'
                    wait_hours: int = 0    # hours it waits beyond that hour's end (model quality: for the labels)
@@ -607,13 +697,14 @@ def hourly_monitoring_run(spark, L: Lake, table: str,          # the SparkSessio
                           capture_root: str | Path, endpoint_name: str, variant: str, # the capture to read
                           hour: str,                            # the hour to analyse, e.g. '2026-01-05T08'
                           features: list[str],                  # the baseline's feature order
-                          groups: dict | None = None            # one-hot groups (Jensen-Shannon drift)
+                          groups: dict | None = None,           # one-hot groups (Jensen-Shannon drift)
+                          analysis: dict | None = None          # `analyse` of the hour's capture, done by a job
                          ) -> dict:
     "The scheduled data-quality execution over the capture of `hour` → `monitoring/<table>/<endpoint>/<schedule>/yyyy/mm/dd/hh/` (the next hour)."
     records = read_hour(capture_root, endpoint_name, variant, hour)
     scheduled = execution_hour(hour)
     run = monitoring_run(spark, L, table, "/".join(report_parts(endpoint_name, schedule_name, scheduled)),
-                         captured_frame(records, features), groups=groups)
+                         captured_frame(records, features), groups=groups, analysis=analysis)
     return run | {"hour": hour, "scheduled": scheduled, "records": len(records)}
 
 def drift_violations(run: dict # from `monitoring_run`

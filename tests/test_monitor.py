@@ -385,3 +385,25 @@ def test_drift_alarm_is_metric_math_over_model_monitor_metrics():
     assert largest_drift(store, ["tenure", "calls"]).tolist() == [0.1, 0.3]  # 'other' is not watched
     doc = {"version": 0.0, "features": [{"name": "tenure", "inferred_type": "Fractional"}, {"name": "calls", "inferred_type": "Integral"}]}
     assert [f["name"] for f in renamed(doc, cols)["features"]] == ["_c0", "_c1"] and doc["features"][0]["name"] == "tenure"
+
+
+@pytest.mark.slow  # Spark in the kernel, and a job in the Spark image's environment
+def test_analysis_job_in_the_spark_image_equals_the_kernel(spark, lake_with_baseline, tmp_path):
+    "run_analysis_job (only what SageMaker's Spark image has, plus what the job ships) finds what `analyse` finds here."
+    from ml_lifecycle.monitor import run_analysis_job
+    L, base, _ = lake_with_baseline
+    _hour_capture(tmp_path, simulate_shift(_rows(300, 7)[FEATURES], ["minutes"], 1.6), "2026-01-05T11", "j")
+    captured = captured_frame(read_hour(tmp_path, "e", "AllTraffic", "2026-01-05T11"), FEATURES)
+    types = {f["name"]: f["inferred_type"] for f in base["constraints"]["features"]}
+    train = base["manifest"]["dataset"]
+    job = run_analysis_job(L, "t", "check", {"baseline": train, "hour": captured.astype("string")},
+                           {"baseline": {"drop": ["label"]}, "hour": {"types": types}})
+    assert set(job) == {"baseline", "hour"}
+    assert job["baseline"]["statistics"] == base["statistics"]  # the same Deequ analysis, in another process
+    kernel = monitoring_run(spark, L, "t", "k", captured)  # `analyse` of the same rows in this kernel's Spark
+    assert job["hour"]["statistics"] == json.loads(json.dumps(kernel["statistics"]))
+    from_job = monitoring_run(None, L, "t", "j", captured, analysis=job["hour"])  # no Spark needed with the job's analysis
+    assert from_job["violations"] == kernel["violations"] and drift_violations(from_job) == ["minutes"]
+    assert L.ls("monitoring", "t", "_analysis", "check") == ["input", "output"]
+    with pytest.raises(ValueError, match="letters, digits"):
+        run_analysis_job(L, "t", "check", {"a/b": captured})

@@ -268,7 +268,7 @@ def sagemaker_recorder(role_arn: str = f"arn:aws:iam::{EXAMPLE_ACCOUNT}:role/MLL
     return rec_ref[0]
 
 # %% ../../nbs/platform/06_aws.ipynb #d81b7364
-PROJECT_JOB_PREFIXES = {"processing-job": ["prepare-*", "validate-*", "explore-*"], "training-job": ["xgb-*", "tune-*"],
+PROJECT_JOB_PREFIXES = {"processing-job": ["prepare-*", "validate-*", "explore-*", "monitor-*"], "training-job": ["xgb-*", "tune-*"],
                         "hyper-parameter-tuning-job": ["tune-*"], "model": ["xgb-*", "tune-*"],
                         "transform-job": ["xgb-*", "tune-*"]}  # 01/02/03's Spark jobs; jobs and models named after their job
 TABLE_RESOURCES = ("endpoint", "endpoint-config", "transform-job", "monitoring-schedule", "processing-job", "model",

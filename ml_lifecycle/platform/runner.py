@@ -217,10 +217,16 @@ def write_summary(res: RunResult, # the run to summarise
              f"- status: **{'passed' if res.ok else 'FAILED'}**", f"- lake: `{res.lake}`", f"- table: `{table}`",
              f"- wall time: {total:.1f} s",
              f"- logs: `{res.run_dir/'logs'}` (each stage's kernel, Spark and job output)", "", "| stage | where | status | seconds | key figures |", "|---|---|---|---:|---|"]
+    places = []  # a stage's `measured_on` ({figure: where}) when not all its figures come from one place
     for s in res.stages:
         doc = figures.get(Path(s.notebook).stem, {}) if s.status == "ok" else {}
-        f, where = doc.get("figures", {}), doc.get("mode") or ""  # where its figures were measured: local or aws
+        f, where = dict(doc.get("figures", {})), doc.get("mode") or ""  # where its figures were measured: local or aws
+        if on := f.pop("measured_on", None):
+            by = {}
+            for k, place in on.items(): by.setdefault(place, []).append(k)
+            places.append(f"- {s.notebook}: " + "; ".join(f"{place}: {', '.join(ks)}" for place, ks in by.items()))
         lines.append(f"| {s.notebook} | {where} | {s.status} | {s.seconds:.1f} | {_fmt(f) if f else s.note} |")
+    if places: lines += ["", "Where figures were measured (the rest: where the stage ran):", "", *places]
     if res.error: lines += ["", "## Failure", "", "```", str(res.error), "```"]
     res.run_dir.mkdir(parents=True, exist_ok=True)
     res.summary.write_text("\n".join(lines) + "\n")
