@@ -17,7 +17,7 @@ HOW = ("wall time of `run_training_job` (job folder, channel copy, subprocess wi
 
 def hyperparameters(rounds: int, checkpoint_frequency: int = 50, cv: bool = False) -> dict:
     "04_train's default hyperparameters; without `cv`, a fixed number of rounds (no CV, no early stopping)."
-    from ml_lifecycle.train import DEFAULT_HYPERPARAMETERS
+    from ml_lifecycle.platform.xgb_job import DEFAULT_HYPERPARAMETERS
     hps = {**DEFAULT_HYPERPARAMETERS, "num_round": rounds, "checkpoint_frequency": checkpoint_frequency, "seed": 42}
     return hps if cv else hps | {"early_stopping_rounds": 0, "cv_folds": 0}
 
@@ -25,7 +25,7 @@ def hyperparameters(rounds: int, checkpoint_frequency: int = 50, cv: bool = Fals
 def run_runner(feat: dict, hps: dict, work: Path) -> dict:
     "One local training job; wall time and its parts."
     from ml_lifecycle.platform.sagemaker_local import run_training_job
-    from ml_lifecycle.train import ENTRY_POINT, METRIC_DEFINITIONS, script_dir
+    from ml_lifecycle.platform.xgb_job import ENTRY_POINT, METRIC_DEFINITIONS, script_dir
     t0 = time.perf_counter()
     res = run_training_job(ENTRY_POINT, script_dir(), hps, {"train": feat["train"], "validation": feat["validation"],
                            "metadata": feat["metadata"]}, job_name="bench-train", work_dir=work, cpus=1, overwrite=True,

@@ -10,91 +10,13 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from .platform.storage import Lake, LakeError
-from .platform.sagemaker_local import FLOAT_RE, JobResult, fetch, training_job, training_job_spec
-from .scripts.xgb_train import cast_hyperparameters
+from .platform.sagemaker_local import fetch, training_job_spec
+from .platform.xgb_job import (DEFAULT_HYPERPARAMETERS, ENTRY_POINT, FINAL_METRICS, job_metrics,
+                                           run_xgb_job, script_dir)
 
 # %% auto #0
-__all__ = ['ENTRY_POINT', 'DEFAULT_HYPERPARAMETERS', 'METRIC_DEFINITIONS', 'FINAL_METRICS', 'TRAINING_LOG_GROUP', 'script_dir',
-           'xgb_channels', 'train_job_name', 'run_xgb_job', 'output_metrics', 'job_metrics', 'train_model', 'job_log',
-           'plot_learning_curve', 'code_version', 'data_version', 'log_training_run']
-
-# %% ../nbs/04_train.ipynb #40cae43f
-ENTRY_POINT = "xgb_train.py"  # the entry script, in `ml_lifecycle/scripts/`
-
-DEFAULT_HYPERPARAMETERS = {"num_round": 1000, "max_depth": 6, "eta": 0.02, "subsample": 0.8, "colsample_bytree": 0.5,
-                           "min_child_weight": 3, "early_stopping_rounds": 100, "cv_folds": 5, "checkpoint_frequency": 50,
-                           "objective": "binary:logistic", "eval_metric": "auc"}
-
-METRIC_DEFINITIONS = [
-    {"Name": "validation:auc", "Regex": r".*validation-auc:" + FLOAT_RE},
-    {"Name": "train:auc", "Regex": r".*train-auc:" + FLOAT_RE},
-    {"Name": "cv:auc", "Regex": r".*cv-auc:" + FLOAT_RE},
-    {"Name": "objective:auc", "Regex": r".*objective-auc:" + FLOAT_RE},
-    {"Name": "best_iteration", "Regex": r".*best_iteration:([0-9]+)"},
-]
-FINAL_METRICS = ("validation:auc", "train:auc", "cv:auc", "objective:auc", "best_iteration")  # kept in pointers
-
-def script_dir() -> Path:
-    "The folder holding the entry script (the job's `source_dir`)."
-    import importlib.util
-    return Path(importlib.util.find_spec("ml_lifecycle.scripts.xgb_train").origin).parent
-
-def xgb_channels(features: dict # the `features` pointer
-                ) -> dict[str, str]:
-    "The job's channels: the train and validation split folders, and the feature metadata."
-    missing = [k for k in ("version", "train", "validation", "metadata") if not features.get(k)]
-    if missing: raise LakeError(f"the 'features' pointer lacks {missing}: re-run 03_prepare")
-    return {"train": features["train"], "validation": features["validation"], "metadata": features["metadata"]}
-
-def train_job_name(features_version: str, # the `features` version trained on
-                   hyperparameters: dict, # the job's hyperparameters
-                   prefix: str = "xgb"
-                  ) -> str:
-    "A job name that is the same for the same data and hyperparameters: `xgb-<features[:8]>-<hps hash[:8]>`."
-    h = hashlib.sha256(json.dumps(hyperparameters, sort_keys=True, default=str).encode()).hexdigest()[:8]
-    return f"{prefix}-{str(features_version)[:8]}-{h}"
-
-# %% ../nbs/04_train.ipynb #fe8d7779
-def run_xgb_job(features: dict,             # the `features` pointer (its split URIs become channels)
-                hyperparameters: dict,      # overrides of DEFAULT_HYPERPARAMETERS
-                output_path: str | None,    # lake URI: model.tar.gz goes to <output_path>/<job_name>/ (None: stays in the job folder)
-                job_name: str | None = None,# default: `train_job_name(...)`
-                work_dir: str | Path | None = None, # where the local job directory goes
-                cpus: int | None = None,    # SM_NUM_CPUS (threads) of the job
-                timeout: float = 900,       # seconds before the job is stopped
-                stream: bool = False,       # print the job's log here as it runs
-                mode: str = "local",        # 'local' or 'aws'
-                aws: dict | None = None,    # aws mode: role_arn, aws_region, instance_type, kms_key_id
-                checkpoint_dir: str | None = None # kept checkpoints (lake/S3 URI), synced with the job's checkpoint folder
-               ) -> JobResult:
-    "Train the XGBoost entry script on the `features` splits as a (local or SageMaker) training job."
-    hps = {**DEFAULT_HYPERPARAMETERS, **(hyperparameters or {})}
-    cast_hyperparameters(hps)  # fail here, before starting a job, on a misspelt or out-of-range hyperparameter
-    return training_job(mode=mode, aws=aws, entry_point=ENTRY_POINT, source_dir=script_dir(), hyperparameters=hps,
-                        channels=xgb_channels(features), job_name=job_name or train_job_name(features["version"], hps),
-                        work_dir=work_dir, output_path=output_path, metric_definitions=METRIC_DEFINITIONS, cpus=cpus,
-                        timeout=timeout, overwrite=True, stream=stream, checkpoint_dir=checkpoint_dir)
-
-def output_metrics(model_data: str # S3 URI of a SageMaker training job's model.tar.gz
-                  ) -> dict:
-    "`metrics.json` from the job's `output.tar.gz` (SageMaker uploads /opt/ml/output/data there, beside model.tar.gz); {} if none."
-    import fsspec, io, tarfile
-    uri = model_data.rsplit("/", 1)[0] + "/output.tar.gz"
-    fs, path = fsspec.core.url_to_fs(uri)
-    if not fs.exists(path): return {}
-    with tarfile.open(fileobj=io.BytesIO(fs.cat_file(path)), mode="r:gz") as t:
-        m = next((m for m in t.getmembers() if m.isfile() and m.name.lstrip("./") == "metrics.json"), None)
-        return json.loads(t.extractfile(m).read()) if m else {}
-
-def job_metrics(res: JobResult) -> dict:
-    "The job's metrics: those parsed from its log, updated from the script's `metrics.json` (local job folder, or S3)."
-    doc = dict(res.metrics)  # what SageMaker would report (parsed from the log)...
-    if res.job_dir and (p := Path(res.job_dir)/"output"/"data"/"metrics.json").exists():
-        doc.update(json.loads(p.read_text()))  # ...refined by the script's own file: full precision, the curves
-    elif str(res.model_data or "").startswith("s3://"): doc.update(output_metrics(res.model_data))  # on AWS
-    if "validation:auc" not in doc:
-        raise RuntimeError(f"job {res.job_name} reported no validation:auc; its log ends with:\n{res.log_tail()}")
-    return doc
+__all__ = ['TRAINING_LOG_GROUP', 'train_model', 'job_log', 'plot_learning_curve', 'code_version', 'data_version',
+           'log_training_run']
 
 # %% ../nbs/04_train.ipynb #2997ab5f
 def train_model(lake: Lake,                   # the data lake

@@ -15,8 +15,8 @@ import pandas as pd
 from .platform.storage import Lake, LakeError
 from .platform.sagemaker_local import JobError, check_job_name, training_job_spec, job_session
 from .scripts.xgb_train import HYPERPARAMETERS
-from .train import (DEFAULT_HYPERPARAMETERS, ENTRY_POINT, FINAL_METRICS, METRIC_DEFINITIONS, job_metrics,
-                                run_xgb_job, script_dir, xgb_channels)
+from .platform.xgb_job import (DEFAULT_HYPERPARAMETERS, ENTRY_POINT, FINAL_METRICS, METRIC_DEFINITIONS,
+                                           job_metrics, run_xgb_job, script_dir, xgb_channels)
 
 # %% auto #0
 __all__ = ['SEARCH_SPACE', 'KINDS', 'OBJECTIVE', 'CODE_CHANNEL', 'ISOLATED_SUBMIT_DIR', 'check_search_space',
@@ -165,7 +165,7 @@ def tune_model(lake: Lake,                # the data lake
                n_jobs: int | None = None, # trials at once (None: min(2, cores))
                seed: int = 42,            # seeds the sampler and XGBoost
                space: dict | None = None, # the search space (default SEARCH_SPACE)
-               static: dict | None = None,# fixed hyperparameters (default: 04_train's defaults)
+               static: dict | None = None,# fixed hyperparameters (default: the job's DEFAULT_HYPERPARAMETERS)
                warm_start: bool = True,   # start from the parent tuning job's trials
                work_dir=None,             # where local job directories go
                timeout: float = 600       # seconds per trial job

@@ -108,7 +108,7 @@ def _recorded_job(P, start, op: str, kind: str) -> tuple:
 def test_training_job_request(P):
     "04_train in aws mode: the SDK's CreateTrainingJob carries the account's settings and validates."
     from ml_lifecycle.platform.sagemaker_local import run_training_job_aws, training_job_spec
-    from ml_lifecycle.train import ENTRY_POINT, METRIC_DEFINITIONS, script_dir
+    from ml_lifecycle.platform.xgb_job import ENTRY_POINT, METRIC_DEFINITIONS, script_dir
     feats = P.lake + "/features/mlc_churn/version=abc"
     spec = training_job_spec(ENTRY_POINT, script_dir(), {"num_round": 10, "max_depth": 3},
                              {"train": feats + "/train", "validation": feats + "/validation"}, job_name="xgb-abc",
@@ -302,7 +302,7 @@ def test_policy_allows_every_recorded_call(P):
     "Each job request the SDK sends (and the code it uploads) is allowed by the generated policy; PassRole too."
     from ml_lifecycle.platform.sagemaker_local import run_training_job_aws, training_job_spec
     from ml_lifecycle.prepare import prepare_arguments, pyspark_job_spec, run_pyspark_job_aws
-    from ml_lifecycle.train import ENTRY_POINT, METRIC_DEFINITIONS, script_dir
+    from ml_lifecycle.platform.xgb_job import ENTRY_POINT, METRIC_DEFINITIONS, script_dir
     pol = execution_role_policy(P)
     rec = sagemaker_recorder(P.role_arn, pol)
     feats = P.lake + "/features/mlc_churn/version=f1"

@@ -16,7 +16,7 @@ from ml_lifecycle.platform.emulator import (ENDPOINT_SERVICES, AwsEmulator, Emul
 from ml_lifecycle.platform.sagemaker_local import (XGBOOST_IMAGE, envs_dir, framework_image_uri, image_env_python,
                                                    image_envs, processing_job_spec, run_processing_job_aws,
                                                    run_training_job_aws, training_job_spec)
-from ml_lifecycle.train import ENTRY_POINT, METRIC_DEFINITIONS, script_dir
+from ml_lifecycle.platform.xgb_job import ENTRY_POINT, METRIC_DEFINITIONS, script_dir
 
 emu = pytest.fixture(scope="module", name="emu")(emulated_aws)
 BUCKET = f"emulated-{uuid.uuid4().hex[:8]}"  # moto's state is per process: a bucket of this module's own

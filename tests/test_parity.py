@@ -12,7 +12,7 @@ from ml_lifecycle.platform.payload import MODEL_FILE, pack_model, safe_extract
 from ml_lifecycle.platform.sagemaker_local import envs_dir, image_env_python, image_envs, image_predict, run_training_job
 from ml_lifecycle.platform.sagemaker_local import XGBOOST_IMAGE
 from ml_lifecycle.scripts.xgb_train import load_booster, save_booster
-from ml_lifecycle.train import ENTRY_POINT, script_dir
+from ml_lifecycle.platform.xgb_job import ENTRY_POINT, script_dir
 
 IMAGES = sorted(image_envs())
 TOL = 1e-6

@@ -1,4 +1,4 @@
-"Unit tests of the XGBoost entry script (ml_lifecycle.scripts.xgb_train) and the training stage (ml_lifecycle.train)."
+"Unit tests of the XGBoost entry script (ml_lifecycle.scripts.xgb_train), its job (ml_lifecycle.platform.xgb_job) and the training stage (ml_lifecycle.train)."
 import json, tarfile
 from pathlib import Path
 
@@ -11,9 +11,9 @@ from ml_lifecycle.platform.storage import Lake, LakeError
 from ml_lifecycle.platform.sagemaker_local import JobError, run_training_job
 from ml_lifecycle.scripts.xgb_train import (load_booster, cast_hyperparameters, read_hyperparameters, read_csv_channel,
                                             find_feature_metadata, fit_xgboost, main)
-from ml_lifecycle.train import (DEFAULT_HYPERPARAMETERS, ENTRY_POINT, METRIC_DEFINITIONS, job_metrics, run_xgb_job,
-                                script_dir, train_job_name, train_model, xgb_channels, log_training_run,
-                                plot_learning_curve)
+from ml_lifecycle.platform.xgb_job import (DEFAULT_HYPERPARAMETERS, ENTRY_POINT, METRIC_DEFINITIONS, job_metrics,
+                                           run_xgb_job, script_dir, train_job_name, xgb_channels)
+from ml_lifecycle.train import train_model, log_training_run, plot_learning_curve
 
 T = "toy"
 
