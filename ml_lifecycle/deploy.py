@@ -35,13 +35,13 @@ __all__ = ['DeployError', 'approved_model', 'fetch_model', 'split_rows', 'endpoi
 class DeployError(RuntimeError):
     "Deployment refused or failed; the message says why and what to do."
 
-def approved_model(L: Lake,    # the data lake
+def approved_model(lake: Lake,    # the data lake
                    table: str  # table name
                   ) -> dict:
     "The `approved` pointer of `table`; `DeployError` when no model has been approved."
-    try: ptr = L.pointer(table, "approved")
+    try: ptr = lake.pointer(table, "approved")
     except LakeError:
-        others = [n for n in ("tuned", "trained") if L.exists("_pointers", table, f"{n}.json")]
+        others = [n for n in ("tuned", "trained") if lake.exists("_pointers", table, f"{n}.json")]
         hint = f" (a {' and a '.join(others)} model exist{'s' if len(others) == 1 else ''}, but neither is approved)" if others else ""
         raise DeployError(f"Refusing to deploy: table '{table}' has no approved model{hint}. Run 06_evaluate: "
                           "its gate writes the 'approved' pointer only for a model that passes.") from None
@@ -63,12 +63,12 @@ def fetch_model(model_data: str,        # URI of model.tar.gz (local path or s3:
     return local
 
 # %% ../nbs/07_deploy.ipynb #1255de94
-def split_rows(L: Lake, table: str,       # the lake and table
+def split_rows(lake: Lake, table: str,       # the lake and table
               features: list[str],        # the model's feature order
               split: str = "test"         # which split of `features` to read
              ) -> pd.DataFrame:
     "The encoded rows of `split` (no label) in the model's feature order."
-    ptr = L.pointer(table, "features")
+    ptr = lake.pointer(table, "features")
     df = pd.read_parquet(ptr[split].rstrip("/") + "/data.parquet")
     if missing := [f for f in features if f not in df.columns]:
         raise DeployError(f"the {split} split (features version {ptr['version']}) lacks the model's feature(s) "
@@ -320,12 +320,12 @@ def batch_transform(model: str | Path,         # a model directory or a local mo
     return job
 
 # %% ../nbs/07_deploy.ipynb #b1404243
-def previous_model(L: Lake, table: str, # the lake and table
+def previous_model(lake: Lake, table: str, # the lake and table
                    approved: dict        # the approved pointer (the candidate)
                   ) -> dict:
     "The model to roll back to: the last deployed model if it differs from `approved`, else the `trained` one."
     for name in ("endpoint", "trained"):
-        try: ptr = L.pointer(table, name)
+        try: ptr = lake.pointer(table, name)
         except LakeError: continue
         if ptr.get("model_data") and ptr["model_data"] != approved["model_data"]: return {**ptr, "source": name}
     return {**approved, "source": "approved"}

@@ -39,14 +39,14 @@ __all__ = ['EvaluationError', 'candidate_pointer', 'lake_relpath', 'safe_extract
 class EvaluationError(ValueError):
     "The model or data cannot be evaluated, or the gate rejected with `fail_on_reject`; the message says why."
 
-def candidate_pointer(L: Lake, # the data lake
+def candidate_pointer(lake: Lake, # the data lake
                       table: str, # table name, e.g. 'mlc_churn'
                       features_version: str | None = None, # the current `features` version, to prefer a model built on it
                      ) -> dict:
     "The model to evaluate: pointer `tuned`, else `trained` (printing a note), preferring one built on `features_version`."
-    found = [L.pointer(table, n) for n in ("tuned", "trained") if L.exists("_pointers", table, f"{n}.json")]
+    found = [lake.pointer(table, n) for n in ("tuned", "trained") if lake.exists("_pointers", table, f"{n}.json")]
     if not found:
-        raise LakeError(f"The lake {L.root} has neither a 'tuned' nor a 'trained' pointer for table '{table}': "
+        raise LakeError(f"The lake {lake.root} has neither a 'tuned' nor a 'trained' pointer for table '{table}': "
                         "run 04_train (and 05_tune) first.")
     current = [p for p in found if features_version and p.get("features_version") == features_version]
     chosen = (current or found)[0]
@@ -62,18 +62,18 @@ def candidate_pointer(L: Lake, # the data lake
     return chosen
 
 # %% ../nbs/06_evaluate.ipynb #aaf1e49c
-def lake_relpath(L: Lake, # the data lake
+def lake_relpath(lake: Lake, # the data lake
                  uri: str, # a URI or local path under the lake root (`s3a://` is read as `s3://`)
                 ) -> str:
     "The path of `uri` relative to the lake root; raises `EvaluationError` for URIs outside the lake."
     u = str(uri)
     if u.startswith("s3a://"): u = "s3://" + u[6:]
-    if not L.is_s3 and "://" not in u.removeprefix("file://"):
+    if not lake.is_s3 and "://" not in u.removeprefix("file://"):
         u = str(Path(u.removeprefix("file://")).expanduser().resolve())
-    root = L.root.rstrip("/") + "/"
+    root = lake.root.rstrip("/") + "/"
     rel = u[len(root):] if u.startswith(root) else None
     if not rel or ".." in PurePosixPath(rel).parts:
-        raise EvaluationError(f"{uri!r} is not inside the lake {L.root}: pointers must name URIs in this lake.")
+        raise EvaluationError(f"{uri!r} is not inside the lake {lake.root}: pointers must name URIs in this lake.")
     return rel
 
 # %% ../nbs/06_evaluate.ipynb #4c942fa2
@@ -95,13 +95,13 @@ def safe_extract(tar_path: str | Path, # a .tar or .tar.gz archive
     return dst
 
 # %% ../nbs/06_evaluate.ipynb #867aa56e
-def load_model(L: Lake, # the data lake
+def load_model(lake: Lake, # the data lake
                model_data: str, # URI of a model.tar.gz in the lake
                workdir: str | Path, # a local scratch folder for the download
               ) -> tuple[xgb.Booster, dict | None]:
     "Download `model_data`, extract it safely, and load its model and `feature_metadata.json` (if any)."
     workdir = Path(workdir)
-    tar = L.get(workdir/"model.tar.gz", lake_relpath(L, model_data))
+    tar = lake.get(workdir/"model.tar.gz", lake_relpath(lake, model_data))
     d = safe_extract(tar, workdir/"model")
     try: model_file, meta_file = model_files(d)
     except ModelPackageError as e: raise EvaluationError(f"{model_data}: {e}") from None
@@ -123,13 +123,13 @@ def check_features(model_meta: dict | None, # feature_metadata.json from the mod
                               "re-run 04_train/05_tune on the current features.")
 
 # %% ../nbs/06_evaluate.ipynb #ba90722b
-def read_split(L: Lake, # the data lake
+def read_split(lake: Lake, # the data lake
                split_uri: str, # URI of a split folder (holding data.csv) from the `features` pointer
                n_features: int, # expected number of feature columns
               ) -> tuple[np.ndarray, np.ndarray]:
     "The labels `y` (0/1 ints) and features `X` (floats) of a label-first, header-less `data.csv`."
-    rel = lake_relpath(L, split_uri)
-    raw = L.read_bytes(rel, "data.csv")
+    rel = lake_relpath(lake, split_uri)
+    raw = lake.read_bytes(rel, "data.csv")
     df = pd.read_csv(io.BytesIO(raw), header=None)
     if df.shape[1] != n_features + 1:
         raise EvaluationError(f"{split_uri}/data.csv has {df.shape[1]} columns, expected 1 label + {n_features} features.")
@@ -362,7 +362,7 @@ def auc_difference(y,                 # 0/1 labels
             "low": float(low), "high": float(high)}
 
 # %% ../nbs/06_evaluate.ipynb #e144ef6d
-def champion_auc(L: Lake, # the data lake
+def champion_auc(lake: Lake, # the data lake
                  table: str, # table name
                  candidate: dict, # the candidate's pointer (job_name, model_data)
                  features: list[str], # current ordered feature names
@@ -372,13 +372,13 @@ def champion_auc(L: Lake, # the data lake
                  scores=None, # the candidate's test scores: adds the noise `tolerance` (1.96 × bootstrap SE)
                 ) -> dict | None:
     "The champion's AUC on this test split (re-scored when its features match), or None when there is no champion."
-    if not L.exists("_pointers", table, "champion.json"): return None
-    ch = L.pointer(table, "champion")
+    if not lake.exists("_pointers", table, "champion.json"): return None
+    ch = lake.pointer(table, "champion")
     info = {"job_name": ch["job_name"], "model_data": ch["model_data"]}
     if ch["model_data"] == candidate["model_data"]:
         return info | {"auc": None, "how": "the candidate is the champion"}
     try:
-        b, meta = load_model(L, ch["model_data"], workdir)
+        b, meta = load_model(lake, ch["model_data"], workdir)
         check_features(meta, b, features)
         s = score(b, X)
         tol = 1.96 * auc_difference(y, scores, s)["se"] if scores is not None else 0.0
@@ -413,7 +413,7 @@ def gate(metrics: dict,                     # `binary_metrics` of the candidate 
     return {"approved": not reasons, "reasons": reasons, "checks": rows}
 
 # %% ../nbs/06_evaluate.ipynb #f2d6e962
-def write_evaluation(L: Lake, # the data lake
+def write_evaluation(lake: Lake, # the data lake
                      table: str, # table name
                      job_name: str, # the evaluated training job
                      report: dict, # `model_quality_report` output
@@ -422,9 +422,9 @@ def write_evaluation(L: Lake, # the data lake
                     ) -> str:
     "Write evaluation.json, gate.json and `files` under evaluation/<table>/<job_name>/; returns the evaluation.json URI."
     base = ("evaluation", table, job_name)
-    uri = L.write_json(report, *base, "evaluation.json")
-    L.write_json(decision, *base, "gate.json")
-    for f in files: L.put_file(f, *base, Path(f).name)
+    uri = lake.write_json(report, *base, "evaluation.json")
+    lake.write_json(decision, *base, "gate.json")
+    for f in files: lake.put_file(f, *base, Path(f).name)
     return uri
 
 # %% ../nbs/06_evaluate.ipynb #b17d9ad7
@@ -465,7 +465,7 @@ def register_model(tracking_uri: str, # MLflow tracking URI (`mlflow_uri(P)`)
             "created": created}
 
 # %% ../nbs/06_evaluate.ipynb #860975fe
-def publish_decision(L: Lake, # the data lake
+def publish_decision(lake: Lake, # the data lake
                      table: str, # table name
                      candidate: dict, # the candidate's pointer
                      metrics: dict, # `binary_metrics` of the candidate
@@ -481,5 +481,5 @@ def publish_decision(L: Lake, # the data lake
             "threshold": float(threshold), "evaluation": evaluation_uri,
             "features_version": candidate.get("features_version"),
             "model_registry": {k: v for k, v in (registry or {}).items() if k != "created"} or None}
-    L.set_pointer(table, "champion", **info)
-    return L.set_pointer(table, "approved", **info)
+    lake.set_pointer(table, "champion", **info)
+    return lake.set_pointer(table, "approved", **info)

@@ -290,7 +290,7 @@ def suggest_constraints(statistics: dict,              # baseline `statistics.js
                                                                "comparison_method": "Simple"}}}
 
 # %% ../nbs/08_monitor.ipynb #faa3254b
-def baseline_job(spark, L: Lake, table: str,    # the SparkSession, lake and table
+def baseline_job(spark, lake: Lake, table: str,    # the SparkSession, lake and table
                  features_ptr: dict,             # the `features` pointer (03_prepare)
                  comparison_threshold: float = 0.1, # drift threshold written into constraints.json
                  analysis: dict | None = None     # `analyse` of the training features, done by a job (then `spark` may be None)
@@ -307,7 +307,7 @@ def baseline_job(spark, L: Lake, table: str,    # the SparkSession, lake and tab
     with tempfile.TemporaryDirectory() as d:
         for name, doc in [("statistics.json", statistics), ("constraints.json", constraints), ("_manifest.json", manifest)]:
             Path(d, name).write_text(json.dumps(doc, indent=2))
-        uri = L.publish_dir(d, "monitoring", table, "baseline", overwrite=True)
+        uri = lake.publish_dir(d, "monitoring", table, "baseline", overwrite=True)
     return {"uri": uri, "statistics": statistics, "constraints": constraints, "manifest": manifest}
 
 # %% ../nbs/08_monitor.ipynb #e5ad74b1
@@ -624,7 +624,7 @@ def label_drift(drift: pd.DataFrame, # from `drift_distances`
     return drift.assign(threshold=[np.nan if t is None else t for t in thr], checked=[t is not None for t in thr])
 
 # %% ../nbs/08_monitor.ipynb #b52e7eda
-def monitoring_run(spark, L: Lake, table: str,   # the SparkSession, lake and table
+def monitoring_run(spark, lake: Lake, table: str,   # the SparkSession, lake and table
                    run_name: str,                # output folder under monitoring/<table>/ ('a/b' for sub-folders)
                    captured: pd.DataFrame,       # from `captured_frame`
                    baseline_dir: tuple = ("baseline",), # baseline folder under monitoring/<table>/
@@ -633,7 +633,7 @@ def monitoring_run(spark, L: Lake, table: str,   # the SparkSession, lake and ta
                   ) -> dict:
     "Statistics, drift and violations of `captured` against the baseline, written to `monitoring/<table>/<run_name>/`."
     base = ("monitoring", table, *baseline_dir)
-    constraints, manifest = read_constraints(L.read_json(*base, "constraints.json")), L.read_json(*base, "_manifest.json")
+    constraints, manifest = read_constraints(lake.read_json(*base, "constraints.json")), lake.read_json(*base, "_manifest.json")
     types = {c["name"]: c["inferred_type"] for c in constraints["features"]}
     if captured.empty: raise ValueError(f"run {run_name!r}: no captured rows in the window: nothing to monitor.")
     if analysis is None:
@@ -648,7 +648,7 @@ def monitoring_run(spark, L: Lake, table: str,   # the SparkSession, lake and ta
         Path(d, "statistics.json").write_text(json.dumps(statistics, indent=2))
         Path(d, "constraint_violations.json").write_text(json.dumps({"violations": violations}, indent=2))
         drift.to_csv(Path(d, "drift.csv"), index=False)
-        uri = L.publish_dir(d, "monitoring", table, *run_name.split("/"), overwrite=True)
+        uri = lake.publish_dir(d, "monitoring", table, *run_name.split("/"), overwrite=True)
     return {"uri": uri, "statistics": statistics, "violations": violations, "drift": drift}
 
 # %% ../nbs/08_monitor.ipynb #6ee68f2a
@@ -676,15 +676,15 @@ def report_uri(output_uri: str,                      # a job's `S3Output.S3Uri` 
     "Where SageMaker writes the reports of the execution scheduled at `scheduled`: `<output_uri>/<endpoint>/<schedule>/yyyy/mm/dd/hh`."
     return "/".join([output_uri.rstrip("/"), *report_parts(endpoint_name, schedule_name, scheduled)])
 
-def monitoring_reports(L: Lake, table: str,                    # the lake and table
+def monitoring_reports(lake: Lake, table: str,                    # the lake and table
                        endpoint_name: str, schedule_name: str, # the endpoint and its monitoring schedule
                        file: str = "statistics.json"           # count an execution when its folder holds this file
                       ) -> dict:
     "{scheduled hour: report folder under `monitoring/<table>/`} of a schedule's executions, in time order; an older lake's `<schedule>/<yyyy-mm-ddThh>/` too."
     out = {}
-    for p in L.fs.glob(L.uri("monitoring", table, schedule_name, "*", file)):  # older layout: named after the hour analysed
+    for p in lake.fs.glob(lake.uri("monitoring", table, schedule_name, "*", file)):  # older layout: named after the hour analysed
         if re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d", h := p.split("/")[-2]): out[execution_hour(h)] = (schedule_name, h)
-    for p in L.fs.glob(L.uri("monitoring", table, endpoint_name, schedule_name, "*", "*", "*", "*", file)):
+    for p in lake.fs.glob(lake.uri("monitoring", table, endpoint_name, schedule_name, "*", "*", "*", "*", file)):
         if re.fullmatch(r"\d{4}/\d\d/\d\d/\d\d", ymdh := "/".join(p.split("/")[-5:-1])):
             h = datetime.strptime(ymdh, "%Y/%m/%d/%H").strftime(HOUR_FMT)
             out[h] = report_parts(endpoint_name, schedule_name, h)
@@ -692,7 +692,7 @@ def monitoring_reports(L: Lake, table: str,                    # the lake and ta
 
 
 # %% ../nbs/08_monitor.ipynb #3eb787b2
-def hourly_monitoring_run(spark, L: Lake, table: str,          # the SparkSession, lake and table
+def hourly_monitoring_run(spark, lake: Lake, table: str,          # the SparkSession, lake and table
                           schedule_name: str,                   # the monitoring schedule
                           capture_root: str | Path, endpoint_name: str, variant: str, # the capture to read
                           hour: str,                            # the hour to analyse, e.g. '2026-01-05T08'
@@ -703,7 +703,7 @@ def hourly_monitoring_run(spark, L: Lake, table: str,          # the SparkSessio
     "The scheduled data-quality execution over the capture of `hour` → `monitoring/<table>/<endpoint>/<schedule>/yyyy/mm/dd/hh/` (the next hour)."
     records = read_hour(capture_root, endpoint_name, variant, hour)
     scheduled = execution_hour(hour)
-    run = monitoring_run(spark, L, table, "/".join(report_parts(endpoint_name, schedule_name, scheduled)),
+    run = monitoring_run(spark, lake, table, "/".join(report_parts(endpoint_name, schedule_name, scheduled)),
                          captured_frame(records, features), groups=groups, analysis=analysis)
     return run | {"hour": hour, "scheduled": scheduled, "records": len(records)}
 
@@ -713,18 +713,18 @@ def drift_violations(run: dict # from `monitoring_run`
     return sorted(v["feature_name"] for v in read_violations(run)["violations"] if v["constraint_check_type"] == "baseline_drift_check")
 
 # %% ../nbs/08_monitor.ipynb #9f077289
-def drift_over_time(L: Lake, table: str,                      # the lake and table
+def drift_over_time(lake: Lake, table: str,                      # the lake and table
                     endpoint_name: str, schedule_name: str,   # the endpoint and its monitoring schedule
                     hours: list[str] | None = None,           # scheduled hours to read (default: every execution)
                     checked_only: bool = True                 # only the distances checked against the threshold
                    ) -> pd.DataFrame:
     "Distance per execution (rows: its scheduled hour) and feature (columns) from each `drift.csv`; unchecked ones, if kept, named '<f> (not checked)'."
-    found = monitoring_reports(L, table, endpoint_name, schedule_name, "drift.csv")
+    found = monitoring_reports(lake, table, endpoint_name, schedule_name, "drift.csv")
     rows = {}
     for h in ([hour_of(h).strftime(HOUR_FMT) for h in hours] if hours else found):
         if h not in found: raise LakeError(f"no drift.csv of {endpoint_name}/{schedule_name} for the execution of {h}: "
                                            f"the executions found are {list(found) or 'none'}.")
-        d = pd.read_csv(io.BytesIO(L.read_bytes("monitoring", table, *found[h], "drift.csv")))
+        d = pd.read_csv(io.BytesIO(lake.read_bytes("monitoring", table, *found[h], "drift.csv")))
         checked = d["checked"].astype(bool) if "checked" in d else d["inferred_type"] != "Categorical (one-hot)"
         if checked_only: d = d[checked]
         else: d = d.assign(feature=np.where(checked, d.feature, d.feature + " (not checked)"))
@@ -738,24 +738,24 @@ def ground_truth_records(labels: dict # {inference id: label, or a list of label
     return [{"groundTruthData": {"data": "\n".join(str(int(v)) for v in np.atleast_1d(y)), "encoding": "CSV"},
              "eventMetadata": {"eventId": str(iid)}, "eventVersion": "0"} for iid, y in labels.items()]
 
-def write_ground_truth(L: Lake, table: str,       # the lake and table
+def write_ground_truth(lake: Lake, table: str,       # the lake and table
                        records: list[dict],       # from `ground_truth_records`
                        hour: str | datetime,      # the hour the labels arrive (their partition)
                        name: str = "labels"       # file name (a re-upload of the same name replaces it)
                       ) -> str:
     "Write `records` as JSON Lines to `groundtruth/<table>/yyyy/mm/dd/hh/<name>.jsonl`; returns its URI."
     body = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode()
-    return L.write_bytes(body, "groundtruth", table, *_hour_parts(hour), f"{name}.jsonl")
+    return lake.write_bytes(body, "groundtruth", table, *_hour_parts(hour), f"{name}.jsonl")
 
-def read_ground_truth(L: Lake, table: str,  # the lake and table
+def read_ground_truth(lake: Lake, table: str,  # the lake and table
                       hours: list[str]      # the arrival hours to read
                      ) -> list[dict]:
     "The ground-truth records uploaded in `hours`."
     out = []
     for h in hours:
-        for f in L.ls("groundtruth", table, *_hour_parts(h)):
+        for f in lake.ls("groundtruth", table, *_hour_parts(h)):
             if f.endswith(".jsonl"):
-                out += [json.loads(l) for l in L.read_bytes("groundtruth", table, *_hour_parts(h), f).decode().splitlines() if l.strip()]
+                out += [json.loads(l) for l in lake.read_bytes("groundtruth", table, *_hour_parts(h), f).decode().splitlines() if l.strip()]
     return out
 
 def _lines(part: dict) -> list[str]:
@@ -837,7 +837,7 @@ def check_model_quality(statistics: dict,  # model-quality statistics of an hour
     return out
 
 # %% ../nbs/08_monitor.ipynb #cb840784
-def model_quality_baseline(L: Lake, table: str, # the lake and table
+def model_quality_baseline(lake: Lake, table: str, # the lake and table
                            y, p,                # validation labels and the model's probabilities
                            threshold: float,    # the decision threshold
                            margins: dict        # see `model_quality_constraints`
@@ -848,10 +848,10 @@ def model_quality_baseline(L: Lake, table: str, # the lake and table
     with tempfile.TemporaryDirectory() as d:
         Path(d, "statistics.json").write_text(json.dumps(stats, indent=2))
         Path(d, "constraints.json").write_text(json.dumps(cons, indent=2))
-        uri = L.publish_dir(d, "monitoring", table, "model-quality-baseline", overwrite=True)
+        uri = lake.publish_dir(d, "monitoring", table, "model-quality-baseline", overwrite=True)
     return {"uri": uri, "statistics": stats, "constraints": cons}
 
-def model_quality_run(L: Lake, table: str,   # the lake and table
+def model_quality_run(lake: Lake, table: str,   # the lake and table
                       endpoint_name: str,    # the endpoint whose predictions these are
                       hour: str,             # the hour of the predictions
                       joined: pd.DataFrame,  # from `join_ground_truth`
@@ -868,7 +868,7 @@ def model_quality_run(L: Lake, table: str,   # the lake and table
     with tempfile.TemporaryDirectory() as d:
         Path(d, "statistics.json").write_text(json.dumps(stats, indent=2))
         Path(d, "constraint_violations.json").write_text(json.dumps({"violations": violations}, indent=2))
-        uri = L.publish_dir(d, "monitoring", table, *report_parts(endpoint_name, schedule_name, scheduled), overwrite=True)
+        uri = lake.publish_dir(d, "monitoring", table, *report_parts(endpoint_name, schedule_name, scheduled), overwrite=True)
     return {"uri": uri, "statistics": stats, "violations": violations, "hour": hour, "scheduled": scheduled}
 
 # %% ../nbs/08_monitor.ipynb #a3af22dd
@@ -905,20 +905,20 @@ def metric_datapoints(namespace: str,    # CloudWatch namespace
 
 METRICS_FILE = ("metrics", "metrics.parquet")
 
-def read_metrics(L: Lake, table: str # the lake and table
+def read_metrics(lake: Lake, table: str # the lake and table
                 ) -> pd.DataFrame:
     "The metrics store of `table` (empty when nothing was emitted yet)."
-    if not L.exists("monitoring", table, *METRICS_FILE): return pd.DataFrame(columns=METRIC_COLUMNS)
-    return pd.read_parquet(io.BytesIO(L.read_bytes("monitoring", table, *METRICS_FILE)))
+    if not lake.exists("monitoring", table, *METRICS_FILE): return pd.DataFrame(columns=METRIC_COLUMNS)
+    return pd.read_parquet(io.BytesIO(lake.read_bytes("monitoring", table, *METRICS_FILE)))
 
-def put_metrics(L: Lake, table: str,  # the lake and table
+def put_metrics(lake: Lake, table: str,  # the lake and table
                 points: pd.DataFrame  # from `metric_datapoints`
                ) -> pd.DataFrame:
     "Upsert `points` into `monitoring/<table>/metrics/metrics.parquet` (one value per key); returns the store."
-    store = pd.concat([read_metrics(L, table), points[METRIC_COLUMNS]], ignore_index=True)
+    store = pd.concat([read_metrics(lake, table), points[METRIC_COLUMNS]], ignore_index=True)
     store = store.drop_duplicates(METRIC_KEY, keep="last").sort_values(METRIC_KEY, ignore_index=True)
     buf = io.BytesIO(); store.to_parquet(buf, index=False)
-    L.write_bytes(buf.getvalue(), "monitoring", table, *METRICS_FILE)
+    lake.write_bytes(buf.getvalue(), "monitoring", table, *METRICS_FILE)
     return store
 
 def metric_series(store: pd.DataFrame, # the metrics store
@@ -1022,7 +1022,7 @@ def renamed(doc: dict,  # a statistics.json or constraints.json
     return out
 
 # %% ../nbs/08_monitor.ipynb #22587d13
-def retrain_request(L: Lake, table: str,  # the lake and table
+def retrain_request(lake: Lake, table: str,  # the lake and table
                     alarm_name: str,      # the alarm that fired
                     hour: str,            # when it fired
                     reason: str,          # why, in words
@@ -1032,7 +1032,7 @@ def retrain_request(L: Lake, table: str,  # the lake and table
     rid = re.sub(r"[^0-9A-Za-z]+", "-", f"{alarm_name}-{hour}").strip("-").lower()
     doc = {"id": rid, "table": table, "alarm": alarm_name, "hour": hour, "reason": reason, "metrics": metrics,
            "status": "requested", "created": utcnow()}
-    L.write_json(doc, "monitoring", table, "retrain_requests", f"{rid}.json")
+    lake.write_json(doc, "monitoring", table, "retrain_requests", f"{rid}.json")
     return doc
 
 def decode_rows(encoded: pd.DataFrame, # encoded feature rows
@@ -1086,19 +1086,19 @@ def retrain_key(source: bytes,  # the retrain's dataset (the CSV written for it)
     return h.hexdigest()[:16]
 
 # %% ../nbs/08_monitor.ipynb #3ec311fa
-def latest_model(L: Lake, table: str # the lake and table
+def latest_model(lake: Lake, table: str # the lake and table
                 ) -> dict:
     "The newest evaluated model of `table`: the `approved` pointer, else `tuned`, else `trained` (with `source`)."
     for name in ("approved", "tuned", "trained"):
-        if L.exists("_pointers", table, f"{name}.json"): return L.pointer(table, name) | {"source": name}
+        if lake.exists("_pointers", table, f"{name}.json"): return lake.pointer(table, name) | {"source": name}
     raise LakeError(f"table {table!r} has no trained model: run 04_train to 06_evaluate.")
 
-def evaluation_metrics(L: Lake, table: str, # the lake and table
+def evaluation_metrics(lake: Lake, table: str, # the lake and table
                        ptr: dict            # a model pointer (`approved`, `tuned`, `trained`)
                       ) -> dict:
     "The test-split metrics of 06_evaluate's `evaluation.json` for the model of `ptr` ({} if it was not evaluated)."
-    uri = ptr.get("evaluation") or (L.uri("evaluation", table, ptr["job_name"], "evaluation.json")
-                                    if L.exists("evaluation", table, ptr.get("job_name", "-"), "evaluation.json") else None)
+    uri = ptr.get("evaluation") or (lake.uri("evaluation", table, ptr["job_name"], "evaluation.json")
+                                    if lake.exists("evaluation", table, ptr.get("job_name", "-"), "evaluation.json") else None)
     if not uri: return {}
     with fsspec.open(uri) as f: m = json.load(f)["binary_classification_metrics"]
     return {k: m[k]["value"] for k in QUALITY_METRICS if k in m}

@@ -383,7 +383,7 @@ def run_pyspark_job_aws(spec: dict, wait: bool = True, sagemaker_session=None):
     from ml_lifecycle.platform.sagemaker_local import run_spark_processing_aws
     return run_spark_processing_aws(spec, sagemaker_session, wait)
 
-def run_prepare(L,                        # the Lake
+def run_prepare(lake,                        # the Lake
                 table: str,               # table name, e.g. 'mlc_churn'
                 seed: int = 42,           # split seed
                 target: str | None = None,         # None → the `validated` pointer's target
@@ -395,7 +395,7 @@ def run_prepare(L,                        # the Lake
                 **opts                    # id_ratio, leak_auc, max_levels, drop_leaks
                ) -> dict:
     "Prepare the `validated` version of `table` (unless that features version exists) and point `features` at it."
-    v = L.pointer(table, "validated")
+    v = lake.pointer(table, "validated")
     for name, given in (("target", target), ("positive_label", positive_label)):
         if given is not None and v.get(name) is not None and str(given) != str(v[name]):
             raise ValueError(f"{name}={given!r}, but the validated data was ingested with {name}={v[name]!r}: "
@@ -409,27 +409,27 @@ def run_prepare(L,                        # the Lake
     parts = ("features", table, f"version={fv}")
     if via not in ("spark", "processing", "aws"): raise ValueError(f"via={via!r}: pass 'spark', 'processing' or 'aws'.")
     args = prepare_arguments(target, positive_label, seed, fractions, v["version"], **opts)
-    if not L.exists(*parts, "_SUCCESS") and via == "processing":
+    if not lake.exists(*parts, "_SUCCESS") and via == "processing":
         from ml_lifecycle.platform.sagemaker_local import run_processing_job, spark_image_python
         with tempfile.TemporaryDirectory(prefix="prepare-py-") as ship:  # what the Spark image has, plus what the job ships
-            run_processing_job(script_path(), inputs={"data": v["uri"]}, outputs={"features": L.uri(*parts)},
-                               arguments=args, job_name=f"prepare-{fv}", overwrite_outputs=L.exists(*parts),
+            run_processing_job(script_path(), inputs={"data": v["uri"]}, outputs={"features": lake.uri(*parts)},
+                               arguments=args, job_name=f"prepare-{fv}", overwrite_outputs=lake.exists(*parts),
                                python=spark_image_python(), py_files=[shipped_package(ship)])
-    elif not L.exists(*parts, "_SUCCESS") and via == "aws":
-        run_pyspark_job_aws(pyspark_job_spec(v["uri"], L.uri(*parts), args, job_name=f"prepare-{fv}", **(aws or {})))
-        if not L.exists(*parts, "_SUCCESS"): L.write_bytes(b"", *parts, "_SUCCESS")  # SageMaker uploads no marker
-    elif not L.exists(*parts, "_SUCCESS"):
+    elif not lake.exists(*parts, "_SUCCESS") and via == "aws":
+        run_pyspark_job_aws(pyspark_job_spec(v["uri"], lake.uri(*parts), args, job_name=f"prepare-{fv}", **(aws or {})))
+        if not lake.exists(*parts, "_SUCCESS"): lake.write_bytes(b"", *parts, "_SUCCESS")  # SageMaker uploads no marker
+    elif not lake.exists(*parts, "_SUCCESS"):
         if spark is None:
             from ml_lifecycle.platform.spark import get_spark
             spark = get_spark()
         with tempfile.TemporaryDirectory(prefix="prepare-") as tmp:
             prepare_features(spark, v["uri"], Path(tmp)/"out", target, positive_label, seed, fractions,
                              source_version=v["version"], **opts)
-            L.publish_dir(Path(tmp)/"out", *parts, overwrite=L.exists(*parts))  # overwrite only a broken upload
-    meta = L.read_json(*parts, "feature_metadata.json")
-    return L.set_pointer(table, "features", version=fv, uri=L.uri(*parts),
-                         **{s: L.uri(*parts, s) for s in SPLITS},
-                         metadata=L.uri(*parts, "feature_metadata.json"), n_features=len(meta["features"]),
+            lake.publish_dir(Path(tmp)/"out", *parts, overwrite=lake.exists(*parts))  # overwrite only a broken upload
+    meta = lake.read_json(*parts, "feature_metadata.json")
+    return lake.set_pointer(table, "features", version=fv, uri=lake.uri(*parts),
+                         **{s: lake.uri(*parts, s) for s in SPLITS},
+                         metadata=lake.uri(*parts, "feature_metadata.json"), n_features=len(meta["features"]),
                          source_version=v["version"], rows=meta["splits"])
 
 # %% ../nbs/03_prepare.ipynb #7b1ee99c

@@ -499,18 +499,18 @@ RESOURCE_KINDS = {  # kind: (service, delete method, parameter), in the order th
     "model": ("sagemaker", "delete_model", "ModelName"),
 }
 
-def record_resources(L,            # the lake (a `Lake`)
+def record_resources(lake,            # the lake (a `Lake`)
                      table: str,   # the table the resources serve
                      stage: str,   # the stage that created them, e.g. '07_deploy'
                      **names       # kind (a key of RESOURCE_KINDS) -> list of names
                     ) -> dict:
     "Add `names` to the billable resources recorded for `table` (`_aws/<table>/resources.json`); returns the record."
     if unknown := sorted(set(names) - set(RESOURCE_KINDS)): raise ValueError(f"unknown resource kind(s) {unknown}; known: {list(RESOURCE_KINDS)}")
-    doc = L.read_json("_aws", table, "resources.json") if L.exists("_aws", table, "resources.json") else {}
+    doc = lake.read_json("_aws", table, "resources.json") if lake.exists("_aws", table, "resources.json") else {}
     for kind, values in names.items():
         entry = doc.setdefault(kind, {})
         for v in ([values] if isinstance(values, str) else values): entry[v] = stage
-    L.write_json(doc, "_aws", table, "resources.json")
+    lake.write_json(doc, "_aws", table, "resources.json")
     return doc
 
 def _gone(e) -> bool:
