@@ -158,3 +158,18 @@ def test_a_kernel_with_spark_off_refuses_to_start_spark():
     r = subprocess.run([sys.executable, "-c", "from ml_lifecycle.platform.spark import get_spark; get_spark()"],
                        env={**os.environ, "ML_LIFECYCLE_KERNEL_SPARK": "off"}, capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "ML_LIFECYCLE_KERNEL_SPARK=off" in r.stderr and "Processing jobs" in r.stderr, r.stderr[-800:]
+
+
+def test_series_gives_each_notebook_only_its_parameters(tmp_path):
+    "A stage gets the series' parameters its `parameters` cell takes (no 'unknown parameter' noise); a name no stage takes still reaches all."
+    a = _nb(tmp_path/"00_a.ipynb", "print(sorted(k for k in globals() if k in ('x', 'y', 'typo')))")
+    b = _nb(tmp_path/"01_b.ipynb", "print(sorted(k for k in globals() if k in ('x', 'y', 'typo')))")
+    for p, name in ((a, "x"), (b, "y")):  # a takes x, b takes y
+        nb = nbformat.read(p, as_version=4); nb.cells[0].source += f"\n{name} = 0"; nbformat.write(nb, p)
+    res = run_series({"lake": str(tmp_path/"lake"), "x": 1, "y": 2, "typo": 3}, notebooks=[a, b], runs_dir=tmp_path/"runs",
+                     progress=False)
+    for s, seen in zip(res.stages, (["typo", "x"], ["typo", "y"])):
+        out = nbformat.read(s.output, as_version=4)
+        injected = next(c.source for c in out.cells if "injected-parameters" in c.metadata.get("tags", []))
+        assert ("x = 1" in injected, "y = 2" in injected, "typo = 3" in injected) == ("x" in seen, "y" in seen, True)
+        assert out.cells[-1].outputs[0]["text"].strip() == str(seen), out.cells[-1].outputs

@@ -176,6 +176,8 @@ def run_series(parameters: dict | None = None,   # papermill parameters for ever
     res = RunResult(run_id, run_dir, P.lake)
     term = _terminal() if progress else sys.stdout
     bar = tqdm(notebooks, desc="lifecycle", unit="nb", disable=not progress, file=term)
+    takes = {nb: set(pm.inspect_notebook(str(nb))) for nb in notebooks}  # each notebook's `parameters` cell
+    known = set().union(*takes.values())  # a name no notebook takes still goes to all: papermill warns of a typo
     own_work = "ML_LIFECYCLE_WORK" not in os.environ   # local SageMaker job folders go in the run folder
     if own_work: os.environ["ML_LIFECYCLE_WORK"] = str(run_dir/"jobs")
     try:
@@ -185,7 +187,8 @@ def run_series(parameters: dict | None = None,   # papermill parameters for ever
             t0, kernel_name = time.perf_counter(), (kernels or {}).get(nb.stem, kernel)
             try:
                 with process_output_to(run_dir/"logs"/f"{nb.stem}.log"):  # kernel, Spark and job output
-                    out = run_notebook(nb, run_dir/nb.name, parameters, kernel=kernel_name)
+                    out = run_notebook(nb, run_dir/nb.name, {k: v for k, v in parameters.items() if k in takes[nb] or k not in known},
+                                       kernel=kernel_name)  # another stage's parameters are not this one's
                 res.stages.append(StageResult(nb.name, "ok", time.perf_counter() - t0, str(out), kernel=kernel_name))
             except NotebookFailed as e:
                 if e.ename == "StageSkipped":  # the stage said it has nothing to do, and why: the series goes on
