@@ -26,10 +26,11 @@ from .platform.storage import Lake, LakeError
 
 # %% auto #0
 __all__ = ['DeployError', 'approved_model', 'fetch_model', 'split_rows', 'endpoint_name_for', 'invoke_csv', 'latency_profile',
-           'bad_request_table', 'TransformError', 'TransformJobFailed', 'byte_ranges', 'read_lines', 'batch_transform',
-           'previous_model', 'send_traffic', 'variant_auc', 'check_step', 'canary_rollout', 'compare_shadow',
-           'model_request', 'endpoint_config_request', 'weights_request', 'transform_job_request', 'validate_requests',
-           'deploy_sagemaker', 'sagemaker_weights', 'delete_sagemaker', 'transform_job_aws']
+           'bad_request_table', 'TransformError', 'TransformJobFailed', 'byte_ranges', 'read_lines', 'list_inputs',
+           'publish_outputs', 'batch_transform', 'previous_model', 'send_traffic', 'variant_auc', 'check_step',
+           'canary_rollout', 'compare_shadow', 'model_request', 'endpoint_config_request', 'weights_request',
+           'transform_job_request', 'validate_requests', 'deploy_sagemaker', 'sagemaker_weights', 'delete_sagemaker',
+           'transform_job_aws']
 
 # %% ../nbs/07_deploy.ipynb #9440a3eb
 class DeployError(RuntimeError):
@@ -154,14 +155,8 @@ class TransformJobFailed(TransformError):
     def __init__(self, job: dict): super().__init__(job["FailureReason"]); self.job = job
     def __reduce__(self): return type(self), (self.job,)  # pickles with its description
 
-_BOOSTERS: dict = {}  # in each Spark Python worker: the broadcast booster, loaded once per model
 
-def _booster(key: str, raw, nthread: int = 1) -> xgb.Booster:
-    if key not in _BOOSTERS:
-        b = xgb.Booster(); b.load_model(bytearray(raw.value)); _BOOSTERS.clear(); _BOOSTERS[key] = b
-    _BOOSTERS[key].set_param({"nthread": nthread})
-    return _BOOSTERS[key]
-
+# %% ../nbs/07_deploy.ipynb #6b1ef9d4
 def byte_ranges(sizes: dict,       # file -> size in bytes
                 split_bytes: int   # the most bytes one task reads
                ) -> list[tuple[str, int, int]]:
@@ -172,6 +167,8 @@ def byte_ranges(sizes: dict,       # file -> size in bytes
         out += [(f, s, min(s + step, n)) for s in range(0, max(n, 1), step)]
     return out
 
+
+# %% ../nbs/07_deploy.ipynb #91734037
 def read_lines(f,              # a binary file object (local or fsspec)
                start: int,     # the range [start, end) of bytes this task owns
                end: int,
@@ -191,6 +188,16 @@ def read_lines(f,              # a binary file object (local or fsspec)
         if cut: yield data[:cut]
         carry = data[cut:]
     if carry: yield carry + f.readline()  # the last line began inside the range: read it to its end
+
+
+# %% ../nbs/07_deploy.ipynb #a3de2c40
+_BOOSTERS: dict = {}  # in each Spark Python worker: the broadcast booster, loaded once per model
+
+def _booster(key: str, raw, nthread: int = 1) -> xgb.Booster:
+    if key not in _BOOSTERS:
+        b = xgb.Booster(); b.load_model(bytearray(raw.value)); _BOOSTERS.clear(); _BOOSTERS[key] = b
+    _BOOSTERS[key].set_param({"nthread": nthread})
+    return _BOOSTERS[key]
 
 _AWS_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
            "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")  # what the driver's S3 client uses, handed to the tasks
@@ -230,6 +237,51 @@ def _score_range(key: str, raw, n_features: int, parts_uri: str, nthread: int, e
             yield i, n, path, error
     return run
 
+
+# %% ../nbs/07_deploy.ipynb #edb582b5
+def list_inputs(input_uri: str # a file, or a folder of files (local or s3://)
+               ) -> tuple:
+    "What a transform of `input_uri` reads: its filesystem, the folder output names are relative to, and {file: size} (names starting '_' or '.' left out)."
+    in_fs, in_root = fsspec.core.url_to_fs(input_uri.replace("s3a://", "s3://", 1))
+    if not in_fs.exists(in_root): raise TransformError(f"{input_uri} does not exist.")
+    if in_fs.isfile(in_root): found, base = {in_root: in_fs.info(in_root)}, in_root.rsplit("/", 1)[0]
+    else: found, base = in_fs.find(in_root, detail=True), in_root.rstrip("/")
+    sizes = {f: int(info["size"]) for f, info in sorted(found.items())
+             if info["type"] == "file" and not PurePosixPath(f).name.startswith(("_", "."))}
+    if not sizes: raise TransformError(f"{input_uri} holds no input files.")
+    return in_fs, base, sizes
+
+
+# %% ../nbs/07_deploy.ipynb #4085715e
+def publish_outputs(out_fs, out_root: str, # the output filesystem and folder
+                    base: str,              # the inputs' folder: an output is named after its input's path below it
+                    ranges: list,           # the job's `byte_ranges`, in file order
+                    done: dict              # {range index: (rows, part file, error or None)}, what the tasks returned
+                   ) -> tuple[int, list, dict]:
+    "Join each file's parts in order into `<out_root>/<relative path>.out` (published by a rename); a file with a failed range gets none. (rows, outputs, failed)"
+    rows, outputs, failed, by_file = 0, [], {}, {}
+    for i, (f, _, _) in enumerate(ranges): by_file.setdefault(f, []).append(done[i])  # ranges are in file order
+    for f, mine in by_file.items():
+        name = f[len(base):].lstrip("/")
+        dest = f"{out_root}/{name}.out"
+        errors = [err for _, _, err in mine if err]
+        if errors:  # SageMaker uploads no partial object: no .out (a stale one from an earlier run goes too)
+            failed[name] = errors[0]
+            try: out_fs.rm(dest)
+            except FileNotFoundError: pass
+            continue
+        out_fs.makedirs(dest.rsplit("/", 1)[0], exist_ok=True)
+        if len(mine) == 1: out_fs.mv(mine[0][1], dest)  # one range: its part is the output
+        else:
+            with out_fs.open(dest + ".tmp", "wb") as out:
+                for _, part, _ in mine:
+                    with out_fs.open(part, "rb") as src: shutil.copyfileobj(src, out, 4 << 20)
+            out_fs.mv(dest + ".tmp", dest)
+        rows += sum(n for n, _, _ in mine); outputs.append(f"{name}.out")
+    return rows, outputs, failed
+
+
+# %% ../nbs/07_deploy.ipynb #30e3e9c6
 def batch_transform(model: str | Path,         # a model directory or a local model.tar.gz
                     input_uri: str,             # a file, or a folder of files, of headerless CSV lines (features in the model's order)
                     output_uri: str,            # folder that receives `<relative input path>.out`
@@ -252,13 +304,7 @@ def batch_transform(model: str | Path,         # a model directory or a local mo
         model = Path(model)
         model_dir = safe_extract(model, Path(tmp)/"model") if model.is_file() else model
         n_features, raw = len(ServedModel(model_dir).features), model_files(model_dir)[0].read_bytes()
-    in_fs, in_root = fsspec.core.url_to_fs(input_uri.replace("s3a://", "s3://", 1))
-    if not in_fs.exists(in_root): raise TransformError(f"{input_uri} does not exist.")
-    if in_fs.isfile(in_root): found, base = {in_root: in_fs.info(in_root)}, in_root.rsplit("/", 1)[0]
-    else: found, base = in_fs.find(in_root, detail=True), in_root.rstrip("/")
-    sizes = {f: int(info["size"]) for f, info in sorted(found.items())
-             if info["type"] == "file" and not PurePosixPath(f).name.startswith(("_", "."))}
-    if not sizes: raise TransformError(f"{input_uri} holds no input files.")
+    in_fs, base, sizes = list_inputs(input_uri)
     sc = spark.sparkContext
     split = int(split_mb * 2**20) if split_mb else -(-sum(sizes.values()) // sc.defaultParallelism)
     ranges = byte_ranges(sizes, max(1, split))  # memory stays bounded either way: a task reads in 8 MB blocks
@@ -271,32 +317,13 @@ def batch_transform(model: str | Path,         # a model directory or a local mo
     local = all(isinstance(fs, LocalFileSystem) for fs in (in_fs, out_fs))
     env = {} if local else {k: os.environ[k] for k in _AWS_ENV if k in os.environ}
     bc = sc.broadcast(raw)
-    rows, outputs, failed = 0, [], {}
     try:
         tasks = [(i, in_fs.unstrip_protocol(f), s, e) for i, (f, s, e) in enumerate(ranges)]
         slices = min(len(tasks), 4 * sc.defaultParallelism)  # a Spark task costs ≈ 40 ms: several small ranges share one
         done = {i: (n, p, err) for i, n, p, err in sc.parallelize(tasks, slices).mapPartitions(
             _score_range(hashlib.sha256(raw).hexdigest(), bc, n_features, out_fs.unstrip_protocol(parts), nthread, env)
         ).collect()}
-        by_file = {}
-        for i, (f, _, _) in enumerate(ranges): by_file.setdefault(f, []).append(done[i])  # ranges are in file order
-        for f, mine in by_file.items():  # each file's ranges, in order, into <relative path>.out, published by a rename
-            name = f[len(base):].lstrip("/")
-            dest = f"{out_root}/{name}.out"
-            errors = [err for _, _, err in mine if err]
-            if errors:  # SageMaker uploads no partial object: no .out (a stale one from an earlier run goes too)
-                failed[name] = errors[0]
-                try: out_fs.rm(dest)
-                except FileNotFoundError: pass
-                continue
-            out_fs.makedirs(dest.rsplit("/", 1)[0], exist_ok=True)
-            if len(mine) == 1: out_fs.mv(mine[0][1], dest)  # one range: its part is the output
-            else:
-                with out_fs.open(dest + ".tmp", "wb") as out:
-                    for _, part, _ in mine:
-                        with out_fs.open(part, "rb") as src: shutil.copyfileobj(src, out, 4 << 20)
-                out_fs.mv(dest + ".tmp", dest)
-            rows += sum(n for n, _, _ in mine); outputs.append(f"{name}.out")
+        rows, outputs, failed = publish_outputs(out_fs, out_root, base, ranges, done)
     finally:
         bc.destroy()
         try: out_fs.rm(f"{out_root}/_temporary", recursive=True)  # every part, of good files and failed ones
@@ -318,6 +345,7 @@ def batch_transform(model: str | Path,         # a model directory or a local mo
             "outputs": outputs, "failed": failed}
     if failed: raise TransformJobFailed(job)
     return job
+
 
 # %% ../nbs/07_deploy.ipynb #b1404243
 def previous_model(lake: Lake, table: str, # the lake and table

@@ -133,6 +133,7 @@ def test_batch_transform_was_a_transform_job(rehearsal):
     # the summary says which figures SageMaker measured and which the local endpoint of this machine did
     assert figures["measured_on"]["transform_rows"] == "SageMaker transform job", figures["measured_on"]
     assert figures["measured_on"]["latency_ms"] == "local endpoint" and figures["measured_on"]["aws_canary"] == "SageMaker endpoint"
+    assert figures["measured_on"]["aws_latency_ms"] == "SageMaker endpoint" and figures["aws_latency_ms"]["p50"] > 0
 
 
 def test_jobs_were_sagemaker_jobs_in_their_images(rehearsal):
@@ -140,6 +141,11 @@ def test_jobs_were_sagemaker_jobs_in_their_images(rehearsal):
     res, emu, L, _ = rehearsal
     ops = [c.operation for c in emu.calls]
     assert {"CreateProcessingJob", "CreateTrainingJob", "CreateHyperParameterTuningJob"} <= set(ops)
+    from ml_lifecycle.platform.emulator import KERNEL_IMAGES, image_repo_tag
+    images = {c.params["AppSpecification"]["ImageUri"] for c in emu.calls if c.operation == "CreateProcessingJob"}
+    images |= {c.params["AlgorithmSpecification"]["TrainingImage"] for c in emu.calls if c.operation == "CreateTrainingJob"}
+    repos = {image_repo_tag(i)[0] for i in images}
+    assert repos and not repos & set(KERNEL_IMAGES), repos  # none ran in the kernel's Python for want of its image's
     trained = L.pointer("mlc_churn", "trained")
     assert trained["model_data"].startswith(f"s3://{BUCKET}/") and L.exists(trained["model_data"].removeprefix(L.root + "/"))
     # the job's own metrics.json (from output.tar.gz on S3) says which XGBoost trained it: the image's, not the kernel's
