@@ -17,8 +17,8 @@ from botocore.validate import ParamValidator
 __all__ = ['EXAMPLE_ACCOUNT', 'PROJECT_JOB_PREFIXES', 'TABLE_RESOURCES', 'METRIC_NAMESPACES', 'MLFLOW_ACTIONS', 'RESOURCE_KINDS',
            'LIST_PRICES_USD_PER_HOUR', 'SERIES_USAGE', 'AwsRequestError', 'service_model', 'operation_name',
            'validate_request', 'validate_requests', 'AwsCall', 'AwsRecorder', 'policy_allows', 'sagemaker_recorder',
-           'execution_role_policy', 'iam_requirements', 'denied_calls', 'stop_jobs', 'record_resources',
-           'delete_resources', 'series_cost']
+           'lake_statements', 'sagemaker_statements', 'execution_role_policy', 'iam_requirements', 'denied_calls',
+           'stop_jobs', 'record_resources', 'delete_resources', 'series_cost']
 
 # %% ../../nbs/platform/06_aws.ipynb #f2ebeb70
 class AwsRequestError(ValueError):
@@ -303,27 +303,32 @@ MLFLOW_ACTIONS = (  # what 04-06 call on the tracking server: experiments, runs,
     "UpdateModelVersion", "SearchModelVersions", "GetLatestModelVersions", "SetRegisteredModelAlias",
     "GetModelVersionByAlias", "SetRegisteredModelTag", "SetModelVersionTag", "GetDownloadURIForModelVersionArtifacts")
 
-def execution_role_policy(p,                              # `Params` (lake on S3, aws_region, role_arn, kms_key_id)
-                          table: str | None = None,       # the table whose endpoint/schedule/alarms it may manage (default p.table)
-                          glue_database: str = "ml_lifecycle", # the Glue database of 00_ingest's `register_glue`
-                          sns_topic: str = "ml-lifecycle-alerts" # the SNS topic 08_monitor's alarms notify
-                         ) -> dict:
-    "The least-privilege IAM policy of the SageMaker execution role for `p`'s bucket, prefix, key and project."
-    if not p.role_arn or not p.aws_region: raise ValueError("the policy needs role_arn and aws_region")
-    bucket, prefix = _bucket_prefix(p.lake)
-    account, region = p.role_arn.split(":")[4], p.aws_region
+
+# %% ../../nbs/platform/06_aws.ipynb #0a0602a1
+def lake_statements(lake: str # the lake, `s3://bucket/prefix`
+                   ) -> list[dict]:
+    "S3 statements: objects under the lake's prefix only, the bucket listed only for that prefix, and its location."
+    bucket, prefix = _bucket_prefix(lake)
     keys = f"arn:aws:s3:::{bucket}/{prefix}/*" if prefix else f"arn:aws:s3:::{bucket}/*"
-    sm = lambda kind, name: f"arn:aws:sagemaker:{region}:{account}:{kind}/{name}"
-    stem = re.sub(r"[^a-z0-9]+", "-", (table or p.table).lower()).strip("-")
-    names = {k: list(v) for k, v in PROJECT_JOB_PREFIXES.items()}
-    for k in TABLE_RESOURCES: names.setdefault(k, []).append(f"{stem}-*")
-    sm_resources = sorted(sm(k, n) for k, ns in names.items() for n in ns)
-    st = [
+    return [
         {"Sid": "LakeObjects", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject",
                                                               "s3:AbortMultipartUpload"], "Resource": [keys]},
         {"Sid": "LakeListing", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [f"arn:aws:s3:::{bucket}"],
          "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/*", prefix] if prefix else ["*"]}}},
-        {"Sid": "LakeBucketLocation", "Effect": "Allow", "Action": ["s3:GetBucketLocation"], "Resource": [f"arn:aws:s3:::{bucket}"]},
+        {"Sid": "LakeBucketLocation", "Effect": "Allow", "Action": ["s3:GetBucketLocation"], "Resource": [f"arn:aws:s3:::{bucket}"]}
+    ]
+
+
+# %% ../../nbs/platform/06_aws.ipynb #5075e990
+def sagemaker_statements(region: str, account: str, # where the project runs
+                         stem: str                    # the table's name in resource names, e.g. 'mlc-churn'
+                        ) -> list[dict]:
+    "SageMaker statements: this project's jobs, models, endpoints and schedules by name, and the `List*` calls (which have no resource-level permissions)."
+    sm = lambda kind, name: f"arn:aws:sagemaker:{region}:{account}:{kind}/{name}"
+    names = {k: list(v) for k, v in PROJECT_JOB_PREFIXES.items()}
+    for k in TABLE_RESOURCES: names.setdefault(k, []).append(f"{stem}-*")
+    sm_resources = sorted(sm(k, n) for k, ns in names.items() for n in ns)
+    return [
         {"Sid": "ProjectResources", "Effect": "Allow", "Resource": sm_resources,
          "Action": ["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob",
                     "sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob",
@@ -342,7 +347,22 @@ def execution_role_policy(p,                              # `Params` (lake on S3
                     "sagemaker:DescribeModelQualityJobDefinition", "sagemaker:DeleteModelQualityJobDefinition"]},
         {"Sid": "ListProjectJobs", "Effect": "Allow", "Resource": ["*"],
          "Action": ["sagemaker:ListTrainingJobs", "sagemaker:ListProcessingJobs", "sagemaker:ListHyperParameterTuningJobs",
-                    "sagemaker:ListEndpoints", "sagemaker:ListMonitoringSchedules", "sagemaker:ListTransformJobs"]},
+                    "sagemaker:ListEndpoints", "sagemaker:ListMonitoringSchedules", "sagemaker:ListTransformJobs"]}
+    ]
+
+
+# %% ../../nbs/platform/06_aws.ipynb #8f969172
+def execution_role_policy(p,                              # `Params` (lake on S3, aws_region, role_arn, kms_key_id)
+                          table: str | None = None,       # the table whose endpoint/schedule/alarms it may manage (default p.table)
+                          glue_database: str = "ml_lifecycle", # the Glue database of 00_ingest's `register_glue`
+                          sns_topic: str = "ml-lifecycle-alerts" # the SNS topic 08_monitor's alarms notify
+                         ) -> dict:
+    "The least-privilege IAM policy of the SageMaker execution role for `p`'s bucket, prefix, key and project."
+    if not p.role_arn or not p.aws_region: raise ValueError("the policy needs role_arn and aws_region")
+    account, region = p.role_arn.split(":")[4], p.aws_region
+    stem = re.sub(r"[^a-z0-9]+", "-", (table or p.table).lower()).strip("-")
+    st = [
+        *lake_statements(p.lake), *sagemaker_statements(region, account, stem),
         {"Sid": "PassOwnRoleToSageMaker", "Effect": "Allow", "Action": ["iam:PassRole"], "Resource": [p.role_arn],
          "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}},
         {"Sid": "MetricsInProjectNamespaces", "Effect": "Allow", "Action": ["cloudwatch:PutMetricData"], "Resource": ["*"],
