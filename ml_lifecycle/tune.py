@@ -220,6 +220,8 @@ def tuner_spec(space: dict, n_trials: int = 8, n_jobs: int = 2, seed: int = 42,
             warm_start_type="IdenticalDataAndAlgorithm")
     return spec
 
+
+# %% ../nbs/05_tune.ipynb #60829ad8
 def stage_source(sagemaker_session,       # the SDK session (its boto session uploads)
                  uri: str,                # where the code archive goes, in the lake
                  kms_key_id: str | None = None # SSE-KMS key of the upload
@@ -235,6 +237,8 @@ def stage_source(sagemaker_session,       # the SDK session (its boto session up
         sagemaker_session.boto_session.client("s3").upload_file(str(tar), bucket, key, ExtraArgs=extra or None)
     return SourceCode(source_dir=f"s3://{bucket}/{key}", entry_script=ENTRY_POINT)
 
+
+# %% ../nbs/05_tune.ipynb #9b8bc258
 CODE_CHANNEL = "code"  # the input channel that carries the code of an isolated job
 ISOLATED_SUBMIT_DIR = f"/opt/ml/input/data/{CODE_CHANNEL}/sourcedir.tar.gz"  # where the container finds it then
 
@@ -251,6 +255,8 @@ def with_code_channel(d):  # a sagemaker-core HyperParameterTrainingJobDefinitio
     d.static_hyper_parameters = {**hps, "sagemaker_submit_directory": json.dumps(ISOLATED_SUBMIT_DIR) if raw.startswith('"') else ISOLATED_SUBMIT_DIR}
     return d
 
+
+# %% ../nbs/05_tune.ipynb #b3f75894
 def _account_tuner():
     "The SDK's `HyperparameterTuner`, completed with the job settings its training-job definition leaves out."
     from sagemaker.train.tuner import HyperparameterTuner
@@ -328,6 +334,7 @@ def aws_trials(tuning_job: str,           # the SageMaker tuning job
                         "metrics": {OBJECTIVE: float(value)} if done else {}, "model_data": None,
                         "seconds": (end - start).total_seconds() if end and start else None})
     return {"records": records, "study": study}
+
 
 # %% ../nbs/05_tune.ipynb #5bcd3daa
 def plot_trials(records: list[dict], title: str = "") -> plt.Figure:
