@@ -127,18 +127,24 @@ KMS_RE = re.compile(r"^(arn:aws[a-z\-]*:kms:[a-z0-9\-]+:\d{12}:(key|alias)/[\w/\
 SUBNET_RE, SG_RE = re.compile(r"^subnet-[0-9a-f]{8,17}$"), re.compile(r"^sg-[0-9a-f]{8,17}$")
 INSTANCE_RE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 
+
+# %% ../../nbs/platform/00_config.ipynb #027c72ca
 def _as_ids(v) -> tuple:
     "A list of ids from a list, a tuple or a comma-separated string."
     if v is None or v == "": return ()
     if isinstance(v, str): v = v.split(",")
     return tuple(str(x).strip() for x in v if str(x).strip())
 
+
+# %% ../../nbs/platform/00_config.ipynb #728b0f89
 def _as_bool(name: str, v) -> bool:
     if isinstance(v, bool): return v
     if str(v).strip().lower() in ("1", "true", "yes"): return True
     if str(v).strip().lower() in ("0", "false", "no", ""): return False
     raise ParameterError(f"`{name}`={v!r}: pass True or False.")
 
+
+# %% ../../nbs/platform/00_config.ipynb #186a9bd9
 def aws_from_env(environ: dict | None = None # default: os.environ
                 ) -> dict:
     "The AWS settings found in the environment (`ML_LIFECYCLE_<FIELD>`; the region also from `AWS_REGION`)."
@@ -147,6 +153,8 @@ def aws_from_env(environ: dict | None = None # default: os.environ
     if "aws_region" not in out and (r := env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")): out["aws_region"] = r
     return out
 
+
+# %% ../../nbs/platform/00_config.ipynb #f67dc1f2
 def _check_aws_values(p: Params) -> Params:
     "Normalise and check the format of the AWS fields (in any mode: a wrong value is wrong everywhere)."
     p = replace(p, subnets=_as_ids(p.subnets), security_group_ids=_as_ids(p.security_group_ids),
@@ -169,6 +177,8 @@ def _check_aws_values(p: Params) -> Params:
         raise ParameterError("SageMaker takes at most 16 subnets and 5 security groups.")
     return p
 
+
+# %% ../../nbs/platform/00_config.ipynb #9f1a1574
 def _check_aws(p: Params):
     missing = [f for f in ("aws_region", "role_arn") if not getattr(p, f)]
     if missing: raise ParameterError(f"mode='aws' needs {', '.join(missing)}: pass e.g. aws_region='us-east-1', "
@@ -177,6 +187,8 @@ def _check_aws(p: Params):
     if not (p.lake or "").startswith("s3://"):
         raise ParameterError(f"mode='aws' needs an S3 lake: pass lake='s3://<bucket>/<prefix>' (got {p.lake!r}).")
 
+
+# %% ../../nbs/platform/00_config.ipynb #48f0c21c
 def make_params(check_data: bool = True, # read the dataset to check `target` and `positive_label`
                 **kwargs) -> Params:
     "Build and validate `Params`; with `check_data`, `target` becomes the lake's column name and `positive_label` its label key."
@@ -200,6 +212,7 @@ def make_params(check_data: bool = True, # read the dataset to check `target` an
         except DataError as e: raise ParameterError(str(e).replace("of the data", f"of {p.dataset!r}")) from None
         p = replace(p, target=found["target"], positive_label=found["positive_label"])
     return p
+
 
 # %% ../../nbs/platform/00_config.ipynb #ccab55b4
 JOB_FIELDS = ("role_arn", "aws_region", "instance_type", "kms_key_id", "subnets", "security_group_ids",
