@@ -111,7 +111,7 @@ def is_checks_only(source: str) -> bool:
     inside an `if`), and
     everything else in it only prepares those checks (assignments, imports, loops; no bare expression, so it shows nothing)."""
     import ast
-    try: body = ast.parse(source).body
+    try: body = compile(source, "<cell>", "exec", ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT).body  # IPython runs `await`
     except SyntaxError: return False
     is_check = lambda n: isinstance(n, ast.Assert) or (isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)
                                                        and isinstance(n.value.func, ast.Name) and n.value.func.id.startswith("test_"))

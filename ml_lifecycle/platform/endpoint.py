@@ -117,13 +117,15 @@ def model_error(resp: Response,     # the container's error answer (4xx or 5xx)
     return runtime_error("ModelError", 424, msg, request_id, variant, OriginalStatusCode=status, OriginalMessage=original,
                          LogStreamArn=f"arn:aws:logs:us-east-1:{LOCAL_ACCOUNT}:log-group:{group}")
 
-# %% ../../nbs/platform/04_endpoint.ipynb #94284a21
+# %% ../../nbs/platform/04_endpoint.ipynb #24682f97
 def _error(status: int, message: str, variant: str | None) -> JSONResponse:
     kind = "ModelError" if status >= 500 else "ValidationError"
     headers = {"x-amzn-ErrorType": kind}
     if variant: headers["x-Amzn-Invoked-Production-Variant"] = variant
     return JSONResponse({"error": kind, "message": message}, status_code=status, headers=headers)
 
+
+# %% ../../nbs/platform/04_endpoint.ipynb #1ca96258
 INLINE_ROWS = 16  # requests of at most this many rows are scored on the event loop (no thread hop, no timeout)
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -138,6 +140,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
         chunks.append(chunk)
     return b"".join(chunks)
 
+
+# %% ../../nbs/platform/04_endpoint.ipynb #94284a21
 def make_app(model: ServedModel | None,            # the loaded model (single-variant endpoint)
              endpoint_name: str = "local-endpoint", # the name the Runtime route answers to
              variant: str = DEFAULT_VARIANT,      # the production variant's name (single-variant endpoint)
@@ -240,6 +244,7 @@ def make_app(model: ServedModel | None,            # the loaded model (single-va
     return Starlette(routes=[Route("/ping", ping, methods=["GET"]),
                              Route("/invocations", invocations, methods=["POST"]),
                              Route("/endpoints/{endpoint_name}/invocations", runtime_invoke, methods=["POST"])])
+
 
 # %% ../../nbs/platform/04_endpoint.ipynb #7e08a7da
 def build_app(spec: dict # endpoint spec: endpoint_name, variants, shadow_variants, capture, weights_file, ...
