@@ -13,17 +13,21 @@ from .payload import CSV_TYPES, DEFAULT_VARIANT, JSON_TYPES, media_type
 # %% auto #0
 __all__ = ['capture_encoding', 'DataCapture', 'read_capture', 'utc_now_iso']
 
-# %% ../../nbs/platform/04b_capture.ipynb #934b57e5
+# %% ../../nbs/platform/04b_capture.ipynb #85371b49
 def capture_encoding(content_type: str, csv_types=CSV_TYPES, json_types=JSON_TYPES) -> str:
     "How data capture encodes a body of `content_type`: 'CSV', 'JSON' or 'BASE64'."
     mt = media_type(content_type)
     return "CSV" if mt in csv_types else "JSON" if mt in json_types else "BASE64"
 
+
+# %% ../../nbs/platform/04b_capture.ipynb #b3252fe6
 def _capture_part(body: bytes, content_type: str, mode: str, csv_types, json_types) -> dict:
     enc = capture_encoding(content_type, csv_types, json_types)
     data = base64.b64encode(body).decode() if enc == "BASE64" else body.decode("utf-8", "replace")
     return {"observedContentType": content_type, "mode": mode, "data": data, "encoding": enc}
 
+
+# %% ../../nbs/platform/04b_capture.ipynb #934b57e5
 class DataCapture:
     "Writes SageMaker data-capture records (JSON Lines) under `root/<endpoint>/<variant>/yyyy/mm/dd/hh/`."
     def __init__(self, root: str | Path,                # the capture destination (a local folder)
@@ -100,6 +104,7 @@ class DataCapture:
         with self._lock:
             for f in self._files.values(): f.close()
             self._files = {}
+
 
 # %% ../../nbs/platform/04b_capture.ipynb #b3f89f2a
 def read_capture(root: str | Path,               # the capture destination
