@@ -192,6 +192,8 @@ def policy_allows(policy: dict,          # an IAM policy document
     if any(st.get("Effect") == "Deny" and matches(st) for st in sts): return False
     return any(st.get("Effect") == "Allow" and matches(st) for st in sts)
 
+
+# %% ../../nbs/platform/06_aws.ipynb #6179ff4c
 def _job_answers(rec_ref: list, region: str, account: str, status: str, objective: float) -> dict:
     "Describe* answers that echo the recorded Create* request of the same job, as SageMaker's do."
     arn = lambda kind, name: f"arn:aws:sagemaker:{region}:{account}:{kind}/{name.lower()}"
@@ -239,6 +241,8 @@ def _job_answers(rec_ref: list, region: str, account: str, status: str, objectiv
         return out
     return {"DescribeTrainingJob": training, "DescribeProcessingJob": processing, "DescribeHyperParameterTuningJob": tuning}
 
+
+# %% ../../nbs/platform/06_aws.ipynb #e16b6489
 def sagemaker_recorder(role_arn: str = f"arn:aws:iam::{EXAMPLE_ACCOUNT}:role/MLLifecycleSageMakerRole",
                        policy: dict | None = None,   # the role's permissions; None: allow everything
                        region: str = "us-east-1",
@@ -266,6 +270,7 @@ def sagemaker_recorder(role_arn: str = f"arn:aws:iam::{EXAMPLE_ACCOUNT}:role/MLL
             **_job_answers(rec_ref, region, account, job_status, objective)}
     rec_ref.append(AwsRecorder(responses={**base, **(responses or {})}, region=region))
     return rec_ref[0]
+
 
 # %% ../../nbs/platform/06_aws.ipynb #d81b7364
 PROJECT_JOB_PREFIXES = {"processing-job": ["prepare-*", "validate-*", "explore-*", "monitor-*"], "training-job": ["xgb-*", "tune-*"],
