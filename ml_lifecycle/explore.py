@@ -349,7 +349,7 @@ def run_explore_job(lake,                   # the lake (a `Lake`)
                    ) -> dict:
     "Run `explore_frames` on the `validated` version as a PySpark processing job; its tables."
     from ml_lifecycle.platform.job_code import ship_package
-    from ml_lifecycle.platform.sagemaker_local import spark_processing_job
+    from ml_lifecycle.platform.sagemaker_jobs import spark_processing_job
     job = ("explore", table, f"version={validated['version']}", "_job")
     args = ["--input-dir", "{input:data}", "--output-dir", "{output:explore}", "--target", str(validated["target"]),
             "--positive-label", str(validated["positive_label"]), "--bins", str(int(bins)), "--rel-error", repr(float(rel_error))]

@@ -356,7 +356,8 @@ def run_analysis_job(lake,                    # the lake (a `Lake`)
     "`analyse` each of `datasets` in a PySpark processing job; {name: its result}, as `analyse_folder` returns them."
     import importlib.util
     from ml_lifecycle.platform.job_code import ship_package
-    from ml_lifecycle.platform.sagemaker_local import spark_processing_job, unique_job_name
+    from ml_lifecycle.platform.sagemaker_local import unique_job_name
+    from ml_lifecycle.platform.sagemaker_jobs import spark_processing_job
     from ml_lifecycle.platform.spark import spark_jars
     bad = [n for n in [name, *datasets] if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]*", str(n))]
     if bad: raise ValueError(f"names of an analysis and its datasets are letters, digits and '-' (they name files, "

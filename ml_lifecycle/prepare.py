@@ -373,14 +373,14 @@ def pyspark_job_spec(input_uri: str,     # S3 URI of the validated version
                      **aws               # `config.job_settings(P)`: role, region, instance type, KMS key, VPC
                     ) -> dict:
     "The SageMaker SDK 3 `PySparkProcessor` kwargs and `run` kwargs for this stage (built here, run only in aws mode)."
-    from ml_lifecycle.platform.sagemaker_local import spark_processing_spec
+    from ml_lifecycle.platform.sagemaker_jobs import spark_processing_spec
     code = shipped_package(Path(tempfile.gettempdir())/"ml-lifecycle-job-code")  # one folder, reused
     return spark_processing_spec(script_path(), {"data": input_uri}, {"features": output_uri}, arguments, job_name,
                                  py_files=[code], **{k: v for k, v in aws.items() if k != "image_uri" and v is not None})
 
 def run_pyspark_job_aws(spec: dict, wait: bool = True, sagemaker_session=None):
     "Start the `pyspark_job_spec` job on SageMaker (aws mode only: needs AWS credentials)."
-    from ml_lifecycle.platform.sagemaker_local import run_spark_processing_aws
+    from ml_lifecycle.platform.sagemaker_jobs import run_spark_processing_aws
     return run_spark_processing_aws(spec, sagemaker_session, wait)
 
 def run_prepare(lake,                        # the Lake

@@ -10,7 +10,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from .platform.storage import Lake, LakeError
-from .platform.sagemaker_local import fetch, training_job_spec
+from .platform.sagemaker_local import fetch
+from .platform.sagemaker_jobs import training_job_spec
 from .platform.xgb_job import (DEFAULT_HYPERPARAMETERS, ENTRY_POINT, FINAL_METRICS, job_metrics,
                                            run_xgb_job, script_dir)
 

@@ -13,7 +13,8 @@ import optuna
 import pandas as pd
 
 from .platform.storage import Lake, LakeError
-from .platform.sagemaker_local import JobError, check_job_name, training_job_spec, job_session
+from .platform.sagemaker_local import JobError, check_job_name
+from .platform.sagemaker_jobs import training_job_spec, job_session
 from .scripts.xgb_train import HYPERPARAMETERS
 from .platform.xgb_job import (DEFAULT_HYPERPARAMETERS, ENTRY_POINT, FINAL_METRICS, METRIC_DEFINITIONS,
                                            job_metrics, run_xgb_job, script_dir, xgb_channels)

@@ -485,7 +485,7 @@ def run_validation_job(lake,                  # the lake (a `Lake`)
     "Run `validate_version` on the `raw` version as a PySpark processing job; what it found (its `job.json`)."
     import importlib.util
     from ml_lifecycle.platform.job_code import ship_package
-    from ml_lifecycle.platform.sagemaker_local import spark_processing_job
+    from ml_lifecycle.platform.sagemaker_jobs import spark_processing_job
     from ml_lifecycle.platform.spark import spark_jars
     job = ("quality", table, f"version={raw['version']}", "_job")
     inputs, args = {"data": raw["uri"]}, ["--input-dir", "{input:data}", "--output-dir", "{output:report}"]

@@ -107,7 +107,7 @@ def _recorded_job(P, start, op: str, kind: str) -> tuple:
 @pytest.mark.slow
 def test_training_job_request(P):
     "04_train in aws mode: the SDK's CreateTrainingJob carries the account's settings and validates."
-    from ml_lifecycle.platform.sagemaker_local import run_training_job_aws, training_job_spec
+    from ml_lifecycle.platform.sagemaker_jobs import run_training_job_aws, training_job_spec
     from ml_lifecycle.platform.xgb_job import ENTRY_POINT, METRIC_DEFINITIONS, script_dir
     feats = P.lake + "/features/mlc_churn/version=abc"
     spec = training_job_spec(ENTRY_POINT, script_dir(), {"num_round": 10, "max_depth": 3},
@@ -123,7 +123,7 @@ def test_training_job_request(P):
 @pytest.mark.slow
 def test_processing_job_request(P, tmp_path):
     "A platform processing job in aws mode (ScriptProcessor)."
-    from ml_lifecycle.platform.sagemaker_local import processing_job_spec, run_processing_job_aws
+    from ml_lifecycle.platform.sagemaker_jobs import processing_job_spec, run_processing_job_aws
     code = tmp_path/"job.py"; code.write_text("print('hello')\n")
     spec = processing_job_spec(code, inputs={"data": P.lake + "/raw/t"}, outputs={"out": P.lake + "/features/t"},
                                arguments=["--in", "{input:data}"], job_name="prepare-demo", **job_settings(P))
@@ -300,7 +300,7 @@ def _resource(op: str, params: dict, region="us-east-1", account=EXAMPLE_ACCOUNT
 @pytest.mark.slow
 def test_policy_allows_every_recorded_call(P):
     "Each job request the SDK sends (and the code it uploads) is allowed by the generated policy; PassRole too."
-    from ml_lifecycle.platform.sagemaker_local import run_training_job_aws, training_job_spec
+    from ml_lifecycle.platform.sagemaker_jobs import run_training_job_aws, training_job_spec
     from ml_lifecycle.prepare import prepare_arguments, pyspark_job_spec, run_pyspark_job_aws
     from ml_lifecycle.platform.xgb_job import ENTRY_POINT, METRIC_DEFINITIONS, script_dir
     pol = execution_role_policy(P)

@@ -13,9 +13,9 @@ from ml_lifecycle.platform.aws import validate_request
 from ml_lifecycle.platform.emulator import (ENDPOINT_SERVICES, AwsEmulator, EmulatorError, client_endpoints,
                                             container_path, emulated_aws, emulator_env, image_python,
                                             simulate_decision)
-from ml_lifecycle.platform.sagemaker_local import (XGBOOST_IMAGE, envs_dir, framework_image_uri, image_env_python,
-                                                   image_envs, processing_job_spec, run_processing_job_aws,
-                                                   run_training_job_aws, training_job_spec)
+from ml_lifecycle.platform.sagemaker_local import XGBOOST_IMAGE, envs_dir, image_env_python, image_envs
+from ml_lifecycle.platform.sagemaker_jobs import (framework_image_uri, processing_job_spec, run_processing_job_aws,
+                                                  run_training_job_aws, training_job_spec)
 from ml_lifecycle.platform.xgb_job import ENTRY_POINT, METRIC_DEFINITIONS, script_dir
 
 emu = pytest.fixture(scope="module", name="emu")(emulated_aws)

@@ -8,7 +8,8 @@ import hashlib, json
 from pathlib import Path
 
 from .storage import LakeError
-from .sagemaker_local import FLOAT_RE, JobResult, training_job
+from .sagemaker_local import FLOAT_RE, JobResult
+from .sagemaker_jobs import training_job
 from ..scripts.xgb_train import cast_hyperparameters
 
 # %% auto #0
