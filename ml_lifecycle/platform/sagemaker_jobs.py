@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .sagemaker_local import (
-    SPARK_IMAGE, XGBOOST_IMAGE, JobResult, _expand, _processing_env, check_job_name, run_processing_job,
+    SPARK_IMAGE, XGBOOST_IMAGE, JobResult, expand_channels, processing_env, check_job_name, run_processing_job,
     run_training_job, serialize_hyperparameters, spark_image_python)
 
 # %% auto #0
@@ -148,8 +148,8 @@ def processing_job_spec(code: str | Path, inputs: dict | None = None, outputs: d
                      network_config=network_config(subnets, security_group_ids, enable_network_isolation,
                                                    encrypt_inter_container_traffic),
                      base_job_name=check_job_name(job_name or Path(code).stem.replace("_", "-")),
-                     env={**_processing_env(inputs, outputs, root), **{k: str(v) for k, v in (env or {}).items()}})
-    run = dict(code=str(code), arguments=[_expand(a, root) for a in arguments] if arguments else None,  # [] is refused
+                     env={**processing_env(inputs, outputs, root), **{k: str(v) for k, v in (env or {}).items()}})
+    run = dict(code=str(code), arguments=[expand_channels(a, root) for a in arguments] if arguments else None,  # [] is refused
                inputs=[ProcessingInput(input_name=n, s3_input=ProcessingS3Input(
                    s3_uri=s3(s), local_path=f"{root}/input/{n}", s3_data_type="S3Prefix", s3_input_mode="File"))
                    for n, s in inputs.items()],

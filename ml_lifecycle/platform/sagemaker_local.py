@@ -20,7 +20,7 @@ __all__ = ['FLOAT_RE', 'SPARK_IMAGE', 'XGBOOST_IMAGE', 'serialize_hyperparameter
            'parse_metrics', 'fetch', 'pack_dir', 'JobError', 'run_logged', 'default_work_dir', 'unique_job_name',
            'check_job_name', 'JobResult', 'job_failure_reason', 'envs_dir', 'image_envs', 'env_is_current',
            'image_env_python', 'spark_image_python', 'image_predict', 'job_python', 'run_training_job',
-           'run_processing_job']
+           'expand_channels', 'processing_env', 'run_processing_job']
 
 # %% ../../nbs/platform/03_sagemaker_local.ipynb #96e38a00
 def serialize_hyperparameters(hps: dict # hyperparameters with any JSON-able values
@@ -439,11 +439,16 @@ def run_training_job(entry_point: str,              # the script, relative to `s
     return res
 
 # %% ../../nbs/platform/03_sagemaker_local.ipynb #ecde7080
-def _expand(arg, root: str | Path) -> str:
+def expand_channels(arg,                # an argument that may hold {input:x} / {output:y}
+                    root: str | Path    # the processing root, e.g. /opt/ml/processing
+                   ) -> str:
     "Replace `{input:name}` / `{output:name}` in `arg` by folders under the processing `root`."
     return re.sub(r"\{(input|output):([A-Za-z0-9_\-]+)\}", lambda m: f"{root}/{m[1]}/{m[2]}", str(arg))
 
-def _processing_env(names_in, names_out, root) -> dict:
+def processing_env(names_in, names_out, # the job's input and output channel names
+                   root                 # the processing root, e.g. /opt/ml/processing
+                  ) -> dict:
+    "The `SM_PROCESSING_INPUT_<NAME>` / `SM_PROCESSING_OUTPUT_<NAME>` variables that tell a script where each channel is."
     return {**{f"SM_PROCESSING_INPUT_{n.upper().replace('-', '_')}": f"{root}/input/{n}" for n in names_in},
             **{f"SM_PROCESSING_OUTPUT_{n.upper().replace('-', '_')}": f"{root}/output/{n}" for n in names_out}}
 
@@ -480,10 +485,10 @@ def run_processing_job(code: str | Path,               # the script to run (Sage
         "ProcessingInputs": [{"InputName": n, "S3Input": {"S3Uri": str(s), "LocalPath": f"{root}/input/{n}"}} for n, s in inputs.items()],
         "ProcessingOutputConfig": {"Outputs": [{"OutputName": n, "S3Output": {"S3Uri": str(d), "LocalPath": f"{root}/output/{n}"}}
                                                for n, d in outputs.items()]}}, indent=2))
-    args = [_expand(a, root) for a in (arguments or [])]
+    args = [expand_channels(a, root) for a in (arguments or [])]
     java_home()  # a PySpark job's JVM: where no JDK is installed, the pinned runtime (JAVA_HOME, inherited below)
     full_env = {**os.environ, "PROCESSING_JOB_NAME": job_name, "PYTHONUNBUFFERED": "1",
-                **_processing_env(inputs, outputs, root), **{k: str(v) for k, v in (env or {}).items()}}
+                **processing_env(inputs, outputs, root), **{k: str(v) for k, v in (env or {}).items()}}
     if python is not None: full_env.pop("PYTHONPATH", None)  # the image's environment only, as in its container
     if shipped: full_env["PYTHONPATH"] = os.pathsep.join([*map(str, shipped), *filter(None, [full_env.get("PYTHONPATH")])])
     if jars:  # what the script's SparkSession.builder passes to spark-submit, as smspark-submit's --jars does
