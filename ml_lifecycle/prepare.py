@@ -341,6 +341,8 @@ def features_version(source_version: str, # the validated data version
     doc = {"source_version": source_version, "seed": int(seed), "pipeline_version": PIPELINE_VERSION, **params}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
+
+# %% ../nbs/03_prepare.ipynb #936c00c6
 def prepare_arguments(target: str, positive_label: str, seed: int, fractions, source_version: str | None = None,
                       id_ratio: float = 0.95, leak_auc: float = 0.99, max_levels: int = 100, drop_leaks: bool = True,
                       input_dir: str = "{input:data}", output_dir: str = "{output:features}") -> list[str]:
@@ -353,6 +355,8 @@ def prepare_arguments(target: str, positive_label: str, seed: int, fractions, so
     if source_version: args += ["--source-version", str(source_version)]
     return args + ([] if drop_leaks else ["--keep-leaks"])
 
+
+# %% ../nbs/03_prepare.ipynb #8ab487ba
 def script_path() -> Path:
     "This module's file: the processing script (SageMaker copies it to /opt/ml/processing/input/code/)."
     import importlib.util
@@ -366,6 +370,8 @@ def shipped_package(dest: str | Path # folder for the archive
     "`ml_lifecycle.zip` with the modules the script imports (`SHIPPED_MODULES`), shipped with the job (`--py-files`)."
     return ship_package(Path(dest)/"ml_lifecycle.zip", SHIPPED_MODULES)
 
+
+# %% ../nbs/03_prepare.ipynb #78573abe
 def pyspark_job_spec(input_uri: str,     # S3 URI of the validated version
                      output_uri: str,    # S3 URI the features version is uploaded to
                      arguments: list,    # `prepare_arguments(...)` (with {input:..}/{output:..} placeholders)
@@ -383,6 +389,8 @@ def run_pyspark_job_aws(spec: dict, wait: bool = True, sagemaker_session=None):
     from ml_lifecycle.platform.sagemaker_jobs import run_spark_processing_aws
     return run_spark_processing_aws(spec, sagemaker_session, wait)
 
+
+# %% ../nbs/03_prepare.ipynb #d8780e24
 def run_prepare(lake,                        # the Lake
                 table: str,               # table name, e.g. 'mlc_churn'
                 seed: int = 42,           # split seed
@@ -431,6 +439,7 @@ def run_prepare(lake,                        # the Lake
                          **{s: lake.uri(*parts, s) for s in SPLITS},
                          metadata=lake.uri(*parts, "feature_metadata.json"), n_features=len(meta["features"]),
                          source_version=v["version"], rows=meta["splits"])
+
 
 # %% ../nbs/03_prepare.ipynb #7b1ee99c
 def processing_args(argv: list[str] | None = None # command-line arguments (None → sys.argv[1:])
