@@ -11,17 +11,18 @@ signs with its own key: on AWS, managed MLflow acts as its own role).
 07_deploy's endpoint is served by the emulator (its variants' models from the emulated S3, weights, data capture
 to S3), so the canary's traffic shifts, checks and verdict run as they would on AWS.
 
-08_monitor creates its data- and model-quality job definitions and schedules on that endpoint (the emulator keeps
-the schedules), the SNS topic and the alarms on Model Monitor's metrics, and pushes no simulated metric.
+08b_alarms creates the data- and model-quality job definitions and schedules on that endpoint (the emulator keeps
+the schedules), the SNS topic and the alarms on Model Monitor's metrics, and pushes no simulated metric; 08a's
+model-quality runs read the capture 08_monitor left in the lake's S3.
 
 01_validate (Deequ), 02_explore (aggregations) and 03_prepare (features) run their Spark work as PySparkProcessor
 jobs that the emulator carries out through spark-submit in the Spark image's environment (with only what the job
 ships: this project's few modules, PyDeequ, the Deequ jar); 07's batch transform is a SageMaker transform job on the
 approved model; 08's analyses (the baseline, the simulated hours) are PySparkProcessor jobs too. 00→08 run in a kernel
-like a Studio space without Java: no `java` on its PATH, no JAVA_HOME, and `ML_LIFECYCLE_KERNEL_SPARK=off`, so any
+(08a and 08b too) like a Studio space without Java: no `java` on its PATH, no JAVA_HOME, and `ML_LIFECYCLE_KERNEL_SPARK=off`, so any
 Spark start in the kernel fails.
 
-Not yet rehearsed (see the issue on pipelines): 08's retrain, which becomes a pipeline execution there."""
+Not yet rehearsed (see the issue on pipelines): 08b's retrain, which becomes a pipeline execution there."""
 import dataclasses, json, os, socket, subprocess, sys, time, uuid
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from ml_lifecycle.platform.storage import Lake
 
 pytestmark = pytest.mark.notebooks
 STAGES = ["00_ingest", "01_validate", "02_explore", "03_prepare", "04_train", "05_tune", "06_evaluate", "07_deploy",
-          "08_monitor"]
+          "08_monitor", "08a_model_quality", "08b_alarms"]
 BUCKET = f"rehearsal-{uuid.uuid4().hex[:8]}"
 # A request the project's code does not make, refused for a reason outside it: an S3 client below the project (not a
 # botocore one: botocore validates before sending; pyarrow's or Hadoop's) sends x-amz-checksum-mode `enabled`, where
@@ -46,7 +47,7 @@ MLFLOW_KEY = "MLFLOWSERVERKEY"  # the tracking server's own credentials: on AWS,
 
 
 def no_java_kernel(folder: Path) -> str:
-    "A Jupyter kernel like a Studio space without Java: no `java` on PATH, no JAVA_HOME, and Spark refused in-process."
+    "A Jupyter kernel (08a and 08b too) like a Studio space without Java: no `java` on PATH, no JAVA_HOME, and Spark refused in-process."
     spec = folder/"kernels"/"no-java"; spec.mkdir(parents=True, exist_ok=True)
     path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if not (Path(p)/"java").exists())
     spec.joinpath("kernel.json").write_text(json.dumps({
@@ -194,7 +195,7 @@ def test_the_endpoint_serves_what_the_canary_decided(rehearsal):
 
 
 def test_monitoring_is_scheduled_on_the_endpoint(rehearsal):
-    "08 scheduled Model Monitor's data- and model-quality jobs on 07's endpoint, and alarms on their metrics; no simulated metric."
+    "08b scheduled Model Monitor's data- and model-quality jobs on 07's endpoint, and alarms on their metrics; no simulated metric."
     res, emu, L, _ = rehearsal
     ep = L.pointer("mlc_churn", "endpoint")["endpoint_name"]
     scheduled = {s["MonitoringType"]: s["MonitoringScheduleStatus"] for s in emu.schedules.values() if s.get("EndpointName") == ep}

@@ -18,7 +18,7 @@ from ml_lifecycle.platform.runner import run_notebook, run_series, NotebookFaile
 from ml_lifecycle.platform.config import project_root
 from ml_lifecycle.platform.storage import Lake
 
-SERVE_APPROVED = {"07_deploy", "07b_serverless", "08_monitor"}  # the stages that skip when the gate approved no model
+SERVE_APPROVED = {"07_deploy", "07b_serverless", "08_monitor", "08a_model_quality", "08b_alarms"}  # the stages that skip when the gate approved no model
 pytestmark = pytest.mark.notebooks
 BUDGET = {"n_trials": 4, "cv_folds": 2, "hours": 5, "shift_from_hour": 2, "retrain": False,
           "latency_requests": 50, "step_requests": 100, "shadow_requests": 50}

@@ -12,16 +12,18 @@ from datetime import datetime, timezone
 from scipy.spatial.distance import jensenshannon
 
 from ml_lifecycle.platform.aws import AwsRecorder, validate_request
-from ml_lifecycle.monitor import (baseline_job, captured_frame, drift_distances, monitoring_run, simulate_shift,
-                                  suggest_constraints, pick_shift_features, simulate_capture_hour, capture_hours,
-                                  read_hour, hourly_monitoring_run, drift_violations, drift_over_time, onehot_groups,
-                                  execution_hour, report_parts, report_uri, monitoring_reports,
-                                  ground_truth_records, write_ground_truth, read_ground_truth, join_ground_truth,
-                                  model_quality_statistics, model_quality_constraints, check_model_quality,
-                                  model_quality_run, metric_datapoints, put_metrics, read_metrics, metric_series,
-                                  put_metric_data_requests, data_quality_metrics, evaluate_alarm, alarm_requests,
-                                  monitoring_schedule_requests, model_quality_schedule_requests, create_monitoring,
-                                  delete_monitoring, retrain_request, decode_rows, retrain_dataset, DATA_NAMESPACE)
+from ml_lifecycle.monitor import (baseline_job, drift_distances, monitoring_run, simulate_shift, suggest_constraints,
+                                  pick_shift_features, simulate_capture_hour, hourly_monitoring_run, drift_over_time)
+from ml_lifecycle.platform.model_monitor import (captured_frame, capture_hours, read_hour, drift_violations,
+                                                 onehot_groups, execution_hour, report_parts, report_uri,
+                                                 monitoring_reports)
+from ml_lifecycle.model_quality import (ground_truth_records, write_ground_truth, read_ground_truth,
+                                        join_ground_truth, model_quality_statistics, model_quality_constraints,
+                                        check_model_quality, model_quality_run)
+from ml_lifecycle.alarms import (metric_datapoints, put_metrics, read_metrics, metric_series,
+                                 put_metric_data_requests, data_quality_metrics, evaluate_alarm, alarm_requests,
+                                 monitoring_schedule_requests, model_quality_schedule_requests, create_monitoring,
+                                 delete_monitoring, retrain_request, decode_rows, retrain_dataset, DATA_NAMESPACE)
 
 FEATURES = ["calls", "minutes", "flag", "plan"]
 
@@ -365,8 +367,8 @@ def test_retrain_dataset_leaves_out_held_out_rows():
 
 def test_drift_alarm_is_metric_math_over_model_monitor_metrics():
     "The drift alarm watches what Model Monitor emits: MAX over feature_baseline_drift_<column>, in its namespace."
-    from ml_lifecycle.monitor import (MAX_ALARM_METRICS, capture_columns, drift_alarm_requests, largest_drift,
-                                      metric_datapoints, renamed)
+    from ml_lifecycle.alarms import MAX_ALARM_METRICS, drift_alarm_requests, largest_drift, metric_datapoints
+    from ml_lifecycle.platform.model_monitor import capture_columns, renamed
     topic = "arn:aws:sns:us-east-1:111122223333:e-monitoring"
     cols = capture_columns(["tenure", "calls", "plan_yes"])
     assert cols == {"tenure": "_c0", "calls": "_c1", "plan_yes": "_c2"}

@@ -24,13 +24,15 @@ import pytest
 
 from ml_lifecycle.platform.storage import Lake
 from ml_lifecycle.platform.endpoint import DataCapture, read_capture
-from ml_lifecycle.monitor import (baseline_job, capture_hours, captured_frame, check_constraints, check_model_quality,
-                                  checked_threshold, compute_statistics, data_quality_metrics, drift_distances,
-                                  drift_over_time, drift_violations, hourly_monitoring_run, infer_types,
-                                  join_ground_truth, label_drift, model_quality_constraints, model_quality_metrics,
-                                  model_quality_run, model_quality_statistics, monitoring_reports, read_constraints,
-                                  read_ground_truth, read_hour, read_statistics, read_violations, report_parts,
+from ml_lifecycle.monitor import (baseline_job, check_constraints, compute_statistics, drift_distances,
+                                  drift_over_time, hourly_monitoring_run, infer_types, label_drift,
                                   simulate_capture_hour, simulate_shift, suggest_constraints)
+from ml_lifecycle.platform.model_monitor import (capture_hours, captured_frame, checked_threshold, drift_violations,
+                                                 monitoring_reports, read_constraints, read_hour, read_statistics,
+                                                 read_violations, report_parts)
+from ml_lifecycle.model_quality import (check_model_quality, join_ground_truth, model_quality_constraints,
+                                        model_quality_run, model_quality_statistics, read_ground_truth)
+from ml_lifecycle.alarms import data_quality_metrics, model_quality_metrics
 
 DATA = Path(__file__).parent/"data"/"monitor"
 SDK = Path(__file__).parent/"data"/"sdk_monitor"  # the SageMaker Python SDK's published test data (NOTICE.md)
