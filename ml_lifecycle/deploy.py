@@ -20,7 +20,7 @@ from sklearn.metrics import roc_auc_score
 from .platform.capture import read_capture
 from .platform.endpoint import LocalEndpoint, to_csv_payload
 from .platform.payload import ServedModel, media_type, model_files, pack_model, safe_extract
-from .platform.sagemaker_local import XGBOOST_IMAGE
+from .platform.images import XGBOOST_IMAGE
 from .platform.aws import validate_request
 from .platform.storage import Lake, LakeError
 

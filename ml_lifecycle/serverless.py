@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .platform.config import project_root
 from .platform.job_code import package_files, write_zip  # one zip writer for every package
-from .platform.sagemaker_local import env_is_current, envs_dir
+from .platform.images import env_is_current, envs_dir
 
 # %% auto #0
 __all__ = ['LAMBDA_RUNTIME', 'HANDLER', 'UNZIPPED_LIMIT', 'DIRECT_UPLOAD_LIMIT', 'SHIPPED_MODULES', 'layer_libraries',

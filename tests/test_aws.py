@@ -1,6 +1,6 @@
 """aws mode, request by request: what the notebooks would send to SageMaker, Glue and IAM, without AWS.
 
-The SageMaker SDK 3 runs for real on a recorder session (`platform.aws.sagemaker_recorder`): botocore
+The SageMaker SDK 3 runs for real on a recorder session (`platform.sagemaker_account.sagemaker_recorder`): botocore
 validates every call against its service model, the recorder keeps it and answers locally. Each
 Create* request is then checked again with `validate_request` (enums, patterns, maxima) and for the
 settings a real account needs: the role, instance type, output path in the lake, KMS key on volume
@@ -10,8 +10,9 @@ import json, warnings
 
 import pytest
 
-from ml_lifecycle.platform.aws import (EXAMPLE_ACCOUNT, execution_role_policy, policy_allows, sagemaker_recorder,
-                                       validate_request)
+from ml_lifecycle.platform.aws import validate_request
+from ml_lifecycle.platform.iam import EXAMPLE_ACCOUNT, execution_role_policy, policy_allows
+from ml_lifecycle.platform.sagemaker_account import sagemaker_recorder
 from ml_lifecycle.platform.config import ParameterError, job_settings, make_params
 
 ROLE = f"arn:aws:iam::{EXAMPLE_ACCOUNT}:role/MLLifecycleSageMakerRole"

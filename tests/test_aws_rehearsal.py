@@ -5,7 +5,7 @@ out in the Python environment of the image they name; MLflow is a tracking serve
 (what SageMaker managed MLflow is: a server with an S3 artifact store). Every request that reaches the emulator
 is validated against botocore's service models.
 
-The execution-role policy that 06_aws generates is checked against every call the notebooks made (the MLflow server
+The execution-role policy that 06a_iam generates is checked against every call the notebooks made (the MLflow server
 signs with its own key: on AWS, managed MLflow acts as its own role).
 
 07_deploy's endpoint is served by the emulator (its variants' models from the emulated S3, weights, data capture
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from ml_lifecycle.platform.aws import denied_calls, execution_role_policy
+from ml_lifecycle.platform.iam import denied_calls, execution_role_policy
 from ml_lifecycle.platform.config import make_params, project_root
 from ml_lifecycle.platform.emulator import AwsEmulator, free_port
 from ml_lifecycle.platform.runner import run_series
@@ -164,7 +164,7 @@ def test_every_request_matches_the_service_models(rehearsal):
 
 
 def test_the_execution_role_policy_allows_every_call(rehearsal):
-    "The least-privilege policy 06_aws generates allows every call the notebooks made (MLflow's server acts as its own role)."
+    "The least-privilege policy 06a_iam generates allows every call the notebooks made (MLflow's server acts as its own role)."
     res, emu, L, mlflow_uri = rehearsal
     P = make_params(mode="aws", lake=L.root, aws_region=emu.region, role_arn=emu.role_arn, mlflow_tracking_uri=mlflow_uri,
                     check_data=False)

@@ -13,7 +13,7 @@ from ml_lifecycle.platform.aws import validate_request
 from ml_lifecycle.platform.emulator import (ENDPOINT_SERVICES, AwsEmulator, EmulatorError, client_endpoints,
                                             container_path, emulated_aws, emulator_env, image_python,
                                             simulate_decision)
-from ml_lifecycle.platform.sagemaker_local import XGBOOST_IMAGE, envs_dir, image_env_python, image_envs
+from ml_lifecycle.platform.images import XGBOOST_IMAGE, envs_dir, image_env_python, image_envs
 from ml_lifecycle.platform.sagemaker_jobs import (framework_image_uri, processing_job_spec, run_processing_job_aws,
                                                   run_training_job_aws, training_job_spec)
 from ml_lifecycle.platform.xgb_job import ENTRY_POINT, METRIC_DEFINITIONS, script_dir
@@ -242,7 +242,7 @@ def test_every_request_validates(emu):
 @pytest.mark.parametrize("vpc", [True, False])  # found here: the SDK checks the ec2 actions for every job, VPC or not
 def test_least_privilege_role_passes_the_sdk_role_check(vpc):
     "The project's execution-role policy, as the role's only policy: the SDK's role check (iam:SimulatePrincipalPolicy) passes."
-    from ml_lifecycle.platform.aws import execution_role_policy
+    from ml_lifecycle.platform.iam import execution_role_policy
     from ml_lifecycle.platform.config import make_params
     net = {"subnets": "subnet-0abc1234", "security_group_ids": "sg-0abc1234"} if vpc else {}
     P = make_params(mode="aws", lake=f"s3://{BUCKET}-lp/lake", aws_region="us-east-1", check_data=False,

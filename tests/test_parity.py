@@ -9,8 +9,8 @@ import pytest
 import xgboost as xgb
 
 from ml_lifecycle.platform.payload import MODEL_FILE, pack_model, safe_extract
-from ml_lifecycle.platform.sagemaker_local import envs_dir, image_env_python, image_envs, image_predict, run_training_job
-from ml_lifecycle.platform.sagemaker_local import XGBOOST_IMAGE
+from ml_lifecycle.platform.images import XGBOOST_IMAGE, envs_dir, image_env_python, image_envs, image_predict
+from ml_lifecycle.platform.sagemaker_local import run_training_job
 from ml_lifecycle.scripts.xgb_train import load_booster, save_booster
 from ml_lifecycle.platform.xgb_job import ENTRY_POINT, script_dir
 

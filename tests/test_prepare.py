@@ -333,7 +333,7 @@ def test_auc_without_scikit_learn_equals_scikit_learn(monkeypatch):
 def test_script_needs_only_what_the_spark_image_has(tmp_path):
     "In the Spark image's environment (no scikit-learn, pyarrow, fastcore) the script imports with the shipped zip alone."
     import subprocess
-    from ml_lifecycle.platform.sagemaker_local import spark_image_python
+    from ml_lifecycle.platform.images import spark_image_python
     from ml_lifecycle.prepare import script_path, shipped_package
     py, zp = spark_image_python(), shipped_package(tmp_path)
     code = "import importlib.util as u, sys; s = u.spec_from_file_location('prep', sys.argv[1]); m = u.module_from_spec(s); s.loader.exec_module(m); print(m.PIPELINE_VERSION)"

@@ -4,34 +4,31 @@
 
 # %% ../../nbs/platform/06_aws.ipynb #59af887a
 from __future__ import annotations
-import contextlib, copy, fnmatch, json, re, threading
+import contextlib, copy, functools, re, threading
 from dataclasses import dataclass, field
 
 import botocore.session
 from botocore import xform_name
 from botocore.awsrequest import AWSResponse
-from botocore.exceptions import ParamValidationError
 from botocore.validate import ParamValidator
+from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['EXAMPLE_ACCOUNT', 'PROJECT_JOB_PREFIXES', 'TABLE_RESOURCES', 'METRIC_NAMESPACES', 'MLFLOW_ACTIONS', 'RESOURCE_KINDS',
-           'LIST_PRICES_USD_PER_HOUR', 'SERIES_USAGE', 'AwsRequestError', 'service_model', 'operation_name',
-           'validate_request', 'validate_requests', 'AwsCall', 'AwsRecorder', 'policy_allows', 'sagemaker_recorder',
-           'lake_statements', 'sagemaker_statements', 'execution_role_policy', 'iam_requirements', 'denied_calls',
-           'stop_jobs', 'record_resources', 'delete_resources', 'series_cost']
+__all__ = ['AwsRequestError', 'service_model', 'operation_name', 'validate_request', 'validate_requests', 'AwsCall',
+           'AwsRecorder']
 
 # %% ../../nbs/platform/06_aws.ipynb #f2ebeb70
 class AwsRequestError(ValueError):
     "A request does not match the AWS service model; the message lists every problem."
 
-_models: dict = {}
-
+# %% ../../nbs/platform/06_aws.ipynb #71be674f
+@functools.cache
 def service_model(service: str # a botocore service name, e.g. 'sagemaker', 'glue', 'cloudwatch'
                  ):
     "botocore's model of `service` (loaded once per process)."
-    if service not in _models: _models[service] = botocore.session.get_session().get_service_model(service)
-    return _models[service]
+    return botocore.session.get_session().get_service_model(service)
 
+# %% ../../nbs/platform/06_aws.ipynb #d103d571
 def operation_name(service: str, # a botocore service name
                    op: str       # 'CreateEndpoint' or 'create_endpoint'
                   ) -> str:
@@ -68,6 +65,7 @@ def _constraints(shape, value, path: str, errors: list):
     elif t in ("integer", "long", "float", "double") and isinstance(value, (int, float)) and "max" in md:
         if value > md["max"]: errors.append(f"{path}: {value} is above the maximum {md['max']}")
 
+# %% ../../nbs/platform/06_aws.ipynb #08d82e6d
 def validate_request(service: str, # a botocore service name
                      op: str,      # the operation, API or snake_case spelling
                      params: dict  # the request parameters, as passed to boto3
@@ -83,6 +81,7 @@ def validate_request(service: str, # a botocore service name
     if errors: raise AwsRequestError(f"{service}.{name}: " + "; ".join(errors))
     return params
 
+# %% ../../nbs/platform/06_aws.ipynb #33a588bd
 def validate_requests(service: str, # a botocore service name
                       requests: dict # {operation: params, ...}
                      ) -> dict:
@@ -99,6 +98,7 @@ class AwsCall:
     params: dict  # the parameters as passed by the caller
     access_key: str | None = None # the caller's access key id, where the recorder saw the signed request
 
+# %% ../../nbs/platform/06_aws.ipynb #c70ef7e0
 def _copy_params(v):
     "A deep copy of request parameters; a stream (an upload's body) is kept as its type name."
     if isinstance(v, dict): return {k: _copy_params(x) for k, x in v.items()}
@@ -107,6 +107,7 @@ def _copy_params(v):
     try: return copy.deepcopy(v)
     except Exception: return f"<{type(v).__name__}>"
 
+# %% ../../nbs/platform/06_aws.ipynb #9f491ce3
 @dataclass
 class AwsRecorder:
     "A boto3 session whose API calls are validated by botocore, recorded and answered locally."
@@ -134,14 +135,6 @@ class AwsRecorder:
         body.setdefault("ResponseMetadata", {"HTTPStatusCode": status, "RequestId": f"local-{len(self.calls)}"})
         return (AWSResponse("https://recorded.invalid", status, {}, None), body)
 
-    @contextlib.contextmanager
-    def install(self):
-        "Within this block, `boto3.client(...)` and the SageMaker SDK's default session are this recorder's."
-        import boto3
-        saved, boto3.DEFAULT_SESSION = boto3.DEFAULT_SESSION, self.session
-        try: yield self
-        finally: boto3.DEFAULT_SESSION = saved
-
     def sagemaker_session(self, default_bucket: str = "sagemaker-recorded"):
         "A SageMaker SDK 3 `Session` on this recorder (no AWS call leaves the machine)."
         from sagemaker.core.helper.session_helper import Session
@@ -159,438 +152,12 @@ class AwsRecorder:
         "The parameters of each recorded call of `operation`."
         return [c.params for c in self.calls if c.operation == operation]
 
-# %% ../../nbs/platform/06_aws.ipynb #faa818b9
-EXAMPLE_ACCOUNT = "111122223333"  # AWS's documented example account id: never a real one
-
-def _as_list(x) -> list: return x if isinstance(x, list) else [x]
-
-def policy_allows(policy: dict,          # an IAM policy document
-                  action: str,           # e.g. 's3:GetObject'
-                  resource: str = "*",   # the resource ARN the call acts on
-                  context: dict | None = None # condition keys present in the request, e.g. {'cloudwatch:namespace': 'x'}
-                 ) -> bool:
-    "Whether `policy` allows `action` on `resource`, the way IAM's simulator answers (Deny wins; a missing condition key fails unless `...IfExists`)."
-    context = {k.lower(): v for k, v in (context or {}).items()}
-    def matches(st):
-        acts = [a.lower() for a in _as_list(st.get("Action", []))]
-        if not any(fnmatch.fnmatchcase(action.lower(), a) for a in acts): return False
-        if not any(fnmatch.fnmatchcase(resource, r) or r == "*" for r in _as_list(st.get("Resource", "*"))): return False
-        for op, conds in st.get("Condition", {}).items():
-            for key, want in conds.items():
-                have = context.get(key.lower())
-                if have is None:
-                    if op.endswith("IfExists"): continue
-                    return False
-                base = op.removesuffix("IfExists").removeprefix("ForAnyValue:")  # a multi-valued key: any value may match
-                pats, haves = [str(w) for w in _as_list(want)], [str(h) for h in _as_list(have)]
-                if base in ("StringLike", "ArnLike"): ok = any(fnmatch.fnmatchcase(h, w) for h in haves for w in pats)
-                elif base in ("StringEquals", "ArnEquals", "Bool"): ok = any(h in pats for h in haves)
-                else: ok = False   # operators this evaluator does not know: not allowed
-                if not ok: return False
-        return True
-    sts = policy.get("Statement", [])
-    if any(st.get("Effect") == "Deny" and matches(st) for st in sts): return False
-    return any(st.get("Effect") == "Allow" and matches(st) for st in sts)
-
-
-# %% ../../nbs/platform/06_aws.ipynb #6179ff4c
-def _job_answers(rec_ref: list, region: str, account: str, status: str, objective: float) -> dict:
-    "Describe* answers that echo the recorded Create* request of the same job, as SageMaker's do."
-    arn = lambda kind, name: f"arn:aws:sagemaker:{region}:{account}:{kind}/{name.lower()}"
-    def created(op, key, name):
-        return next((c.params for c in reversed(rec_ref[0].calls) if c.operation == op and c.params.get(key) == name), None)
-    def tuning_parent(name):  # a tuning job's trials are named <tuning job>-<nnn>-<hash>
-        return next((c.params for c in reversed(rec_ref[0].calls) if c.operation == "CreateHyperParameterTuningJob"
-                     and name.startswith(c.params["HyperParameterTuningJobName"] + "-")), None)
-    def training(p):
-        name = p["TrainingJobName"]
-        req = created("CreateTrainingJob", "TrainingJobName", name)
-        if req is None and (t := tuning_parent(name)):
-            d = t["TrainingJobDefinition"]
-            req = {"TrainingJobName": name, "RoleArn": d["RoleArn"], "AlgorithmSpecification": d["AlgorithmSpecification"],
-                   "OutputDataConfig": d["OutputDataConfig"], "ResourceConfig": d["ResourceConfig"],
-                   "StoppingCondition": d["StoppingCondition"], "HyperParameters": {**d.get("StaticHyperParameters", {}),
-                   "eta": "0.1", "max_depth": "4"}, "TuningJobArn": arn("hyper-parameter-tuning-job", t["HyperParameterTuningJobName"])}
-        if req is None: return {"Error": {"Code": "ValidationException", "Message": f"Requested resource not found: {name}"}}
-        done = status == "Completed" or "TuningJobArn" in req
-        return {**req, "TrainingJobArn": arn("training-job", name), "CreationTime": "2026-11-23T10:00:00Z",
-                "TrainingJobStatus": "Completed" if done else status, "SecondaryStatus": "Completed" if done else "Starting",
-                "ModelArtifacts": {"S3ModelArtifacts": f"{req['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{name}/output/model.tar.gz"},
-                "FinalMetricDataList": [{"MetricName": "validation:auc", "Value": objective, "Timestamp": "2026-11-23T10:05:00Z"}] if done else []}
-    def processing(p):
-        req = created("CreateProcessingJob", "ProcessingJobName", p["ProcessingJobName"])
-        if req is None: return {"Error": {"Code": "ValidationException", "Message": "Requested resource not found"}}
-        return {**req, "ProcessingJobArn": arn("processing-job", p["ProcessingJobName"]), "CreationTime": "2026-11-23T10:00:00Z",
-                "ProcessingJobStatus": status}
-    def tuning(p):
-        name = p["HyperParameterTuningJobName"]
-        req = created("CreateHyperParameterTuningJob", "HyperParameterTuningJobName", name)
-        if req is None: return {"Error": {"Code": "ResourceNotFound", "Message": f"Amazon SageMaker can't find a tuning job named {name}"}}
-        n = req["HyperParameterTuningJobConfig"]["ResourceLimits"]["MaxNumberOfTrainingJobs"]
-        best = f"{name}-{n:03d}-0a1b2c3d"
-        out = {**req, "HyperParameterTuningJobArn": arn("hyper-parameter-tuning-job", name), "CreationTime": "2026-11-23T10:00:00Z",
-               "HyperParameterTuningJobStatus": "Completed",
-               "TrainingJobStatusCounters": {"Completed": n, "InProgress": 0, "RetryableError": 0, "NonRetryableError": 0, "Stopped": 0},
-               "ObjectiveStatusCounters": {"Succeeded": n, "Pending": 0, "Failed": 0},
-               "BestTrainingJob": {"TrainingJobName": best, "TrainingJobArn": arn("training-job", best),
-                                   "CreationTime": "2026-11-23T10:00:00Z", "TrainingJobStatus": "Completed",
-                                   "TunedHyperParameters": {"eta": "0.1", "max_depth": "4"},
-                                   "FinalHyperParameterTuningJobObjectiveMetric": {
-                                       "MetricName": req["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]["MetricName"],
-                                       "Value": objective}}}
-        return out
-    return {"DescribeTrainingJob": training, "DescribeProcessingJob": processing, "DescribeHyperParameterTuningJob": tuning}
-
-
-# %% ../../nbs/platform/06_aws.ipynb #e16b6489
-def sagemaker_recorder(role_arn: str = f"arn:aws:iam::{EXAMPLE_ACCOUNT}:role/MLLifecycleSageMakerRole",
-                       policy: dict | None = None,   # the role's permissions; None: allow everything
-                       region: str = "us-east-1",
-                       responses: dict | None = None, # more canned answers (they win)
-                       job_status: str = "InProgress", # what DescribeTrainingJob/DescribeProcessingJob answer
-                       objective: float = 0.9         # the metric a described finished job reports
-                      ) -> AwsRecorder:
-    "An `AwsRecorder` that answers the SDK's identity, role-trust, policy-simulation and job Describe calls for `role_arn`."
-    account = role_arn.split(":")[4]
-    rec_ref = []   # the recorder, for the Describe answers (which echo what was created)
-    def simulate(params):
-        res = [{"EvalActionName": a, "EvalResourceName": r,
-                "EvalDecision": "allowed" if policy is None or policy_allows(policy, a, r) else "implicitDeny"}
-               for a in params["ActionNames"] for r in params.get("ResourceArns") or ["*"]]
-        return {"EvaluationResults": res, "IsTruncated": False}
-    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"},
-                                                      "Action": "sts:AssumeRole"}]}
-    base = {"GetCallerIdentity": {"Account": account, "Arn": role_arn.replace(":iam::", ":sts::").replace(":role/", ":assumed-role/") + "/studio",
-                                  "UserId": "AROAEXAMPLEROLEID:studio"},
-            "GetRole": lambda p: {"Role": {"RoleName": p["RoleName"], "Arn": role_arn, "Path": "/", "RoleId": "AROAEXAMPLEROLEID",
-                                           "CreateDate": "2026-01-01T00:00:00Z", "AssumeRolePolicyDocument": json.dumps(trust)}},
-            "SimulatePrincipalPolicy": simulate,
-            # a least-privilege role may not list the account's buckets (the SDK then checks the lake prefix only)
-            "ListBuckets": {"Error": {"Code": "AccessDenied", "Message": "Access Denied"}},
-            **_job_answers(rec_ref, region, account, job_status, objective)}
-    rec_ref.append(AwsRecorder(responses={**base, **(responses or {})}, region=region))
-    return rec_ref[0]
-
-
-# %% ../../nbs/platform/06_aws.ipynb #d81b7364
-PROJECT_JOB_PREFIXES = {"processing-job": ["prepare-*", "validate-*", "explore-*", "monitor-*"], "training-job": ["xgb-*", "tune-*"],
-                        "hyper-parameter-tuning-job": ["tune-*"], "model": ["xgb-*", "tune-*"],
-                        "transform-job": ["xgb-*", "tune-*"]}  # 01/02/03's Spark jobs; jobs and models named after their job
-TABLE_RESOURCES = ("endpoint", "endpoint-config", "transform-job", "monitoring-schedule", "processing-job", "model",
-                   "data-quality-job-definition", "model-quality-job-definition")
-METRIC_NAMESPACES = ("ml_lifecycle*", "/aws/sagemaker/*")
-
-def _bucket_prefix(lake: str) -> tuple[str, str]:
-    "The bucket and key prefix of an `s3://bucket/prefix` lake."
-    if not str(lake).startswith(("s3://", "s3a://")): raise ValueError(f"the policy needs an S3 lake, got {lake!r}")
-    bucket, _, prefix = str(lake).split("://", 1)[1].partition("/")
-    return bucket, prefix.strip("/")
-
-def _kms_statements(kms_key_id: str, region: str, account: str) -> list[dict]:
-    "Use of one KMS key. IAM matches a key's ARN, never an alias ARN: an alias becomes a `kms:ResourceAliases` condition."
-    use = {"Sid": "LakeKey", "Effect": "Allow", "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"]}
-    # grants let SageMaker's instances use the key for their volumes: only grants for AWS resources
-    grant = {"Sid": "LakeKeyGrantsForJobs", "Effect": "Allow", "Action": ["kms:CreateGrant"],
-             "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}}}
-    alias = kms_key_id.split(":", 5)[-1] if ":alias/" in kms_key_id else kms_key_id if kms_key_id.startswith("alias/") else None
-    if alias:
-        key_region, key_account = (kms_key_id.split(":")[3:5] if kms_key_id.startswith("arn:") else (region, account))
-        res, cond = [f"arn:aws:kms:{key_region}:{key_account}:key/*"], {"ForAnyValue:StringEquals": {"kms:ResourceAliases": [alias]}}
-        return [{**use, "Resource": res, "Condition": cond},
-                {**grant, "Resource": res, "Condition": {**grant["Condition"], **cond}}]
-    res = [kms_key_id if kms_key_id.startswith("arn:") else f"arn:aws:kms:{region}:{account}:key/{kms_key_id}"]
-    return [{**use, "Resource": res}, {**grant, "Resource": res}]
-
-MLFLOW_ACTIONS = (  # what 04-06 call on the tracking server: experiments, runs, metrics, the model registry (not the UI)
-    "CreateExperiment", "GetExperiment", "GetExperimentByName", "SearchExperiments", "CreateRun", "GetRun",
-    "UpdateRun", "SearchRuns", "LogMetric", "LogParam", "LogBatch", "LogModel", "LogInputs", "SetTag", "GetMetricHistory",
-    "CreateRegisteredModel", "GetRegisteredModel", "SearchRegisteredModels", "CreateModelVersion", "GetModelVersion",
-    "UpdateModelVersion", "SearchModelVersions", "GetLatestModelVersions", "SetRegisteredModelAlias",
-    "GetModelVersionByAlias", "SetRegisteredModelTag", "SetModelVersionTag", "GetDownloadURIForModelVersionArtifacts")
-
-
-# %% ../../nbs/platform/06_aws.ipynb #0a0602a1
-def lake_statements(lake: str # the lake, `s3://bucket/prefix`
-                   ) -> list[dict]:
-    "S3 statements: objects under the lake's prefix only, the bucket listed only for that prefix, and its location."
-    bucket, prefix = _bucket_prefix(lake)
-    keys = f"arn:aws:s3:::{bucket}/{prefix}/*" if prefix else f"arn:aws:s3:::{bucket}/*"
-    return [
-        {"Sid": "LakeObjects", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject",
-                                                              "s3:AbortMultipartUpload"], "Resource": [keys]},
-        {"Sid": "LakeListing", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [f"arn:aws:s3:::{bucket}"],
-         "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/*", prefix] if prefix else ["*"]}}},
-        {"Sid": "LakeBucketLocation", "Effect": "Allow", "Action": ["s3:GetBucketLocation"], "Resource": [f"arn:aws:s3:::{bucket}"]}
-    ]
-
-
-# %% ../../nbs/platform/06_aws.ipynb #5075e990
-def sagemaker_statements(region: str, account: str, # where the project runs
-                         stem: str                    # the table's name in resource names, e.g. 'mlc-churn'
-                        ) -> list[dict]:
-    "SageMaker statements: this project's jobs, models, endpoints and schedules by name, and the `List*` calls (which have no resource-level permissions)."
-    sm = lambda kind, name: f"arn:aws:sagemaker:{region}:{account}:{kind}/{name}"
-    names = {k: list(v) for k, v in PROJECT_JOB_PREFIXES.items()}
-    for k in TABLE_RESOURCES: names.setdefault(k, []).append(f"{stem}-*")
-    sm_resources = sorted(sm(k, n) for k, ns in names.items() for n in ns)
-    return [
-        {"Sid": "ProjectResources", "Effect": "Allow", "Resource": sm_resources,
-         "Action": ["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob",
-                    "sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob",
-                    "sagemaker:CreateHyperParameterTuningJob", "sagemaker:DescribeHyperParameterTuningJob",
-                    "sagemaker:StopHyperParameterTuningJob", "sagemaker:ListTrainingJobsForHyperParameterTuningJob",
-                    "sagemaker:CreateModel", "sagemaker:DescribeModel", "sagemaker:DeleteModel",
-                    "sagemaker:CreateEndpointConfig", "sagemaker:DescribeEndpointConfig", "sagemaker:DeleteEndpointConfig",
-                    "sagemaker:CreateEndpoint", "sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpoint",
-                    "sagemaker:UpdateEndpointWeightsAndCapacities", "sagemaker:DeleteEndpoint", "sagemaker:InvokeEndpoint",
-                    "sagemaker:CreateTransformJob", "sagemaker:DescribeTransformJob", "sagemaker:StopTransformJob",
-                    "sagemaker:CreateMonitoringSchedule", "sagemaker:DescribeMonitoringSchedule",
-                    "sagemaker:UpdateMonitoringSchedule", "sagemaker:StopMonitoringSchedule",
-                    "sagemaker:DeleteMonitoringSchedule", "sagemaker:AddTags",
-                    "sagemaker:CreateDataQualityJobDefinition", "sagemaker:DescribeDataQualityJobDefinition",
-                    "sagemaker:DeleteDataQualityJobDefinition", "sagemaker:CreateModelQualityJobDefinition",
-                    "sagemaker:DescribeModelQualityJobDefinition", "sagemaker:DeleteModelQualityJobDefinition"]},
-        {"Sid": "ListProjectJobs", "Effect": "Allow", "Resource": ["*"],
-         "Action": ["sagemaker:ListTrainingJobs", "sagemaker:ListProcessingJobs", "sagemaker:ListHyperParameterTuningJobs",
-                    "sagemaker:ListEndpoints", "sagemaker:ListMonitoringSchedules", "sagemaker:ListTransformJobs"]}
-    ]
-
-
-# %% ../../nbs/platform/06_aws.ipynb #8f969172
-def execution_role_policy(p,                              # `Params` (lake on S3, aws_region, role_arn, kms_key_id)
-                          table: str | None = None,       # the table whose endpoint/schedule/alarms it may manage (default p.table)
-                          glue_database: str = "ml_lifecycle", # the Glue database of 00_ingest's `register_glue`
-                          sns_topic: str = "ml-lifecycle-alerts" # the SNS topic 08_monitor's alarms notify
-                         ) -> dict:
-    "The least-privilege IAM policy of the SageMaker execution role for `p`'s bucket, prefix, key and project."
-    if not p.role_arn or not p.aws_region: raise ValueError("the policy needs role_arn and aws_region")
-    account, region = p.role_arn.split(":")[4], p.aws_region
-    stem = re.sub(r"[^a-z0-9]+", "-", (table or p.table).lower()).strip("-")
-    st = [
-        *lake_statements(p.lake), *sagemaker_statements(region, account, stem),
-        {"Sid": "PassOwnRoleToSageMaker", "Effect": "Allow", "Action": ["iam:PassRole"], "Resource": [p.role_arn],
-         "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}},
-        {"Sid": "MetricsInProjectNamespaces", "Effect": "Allow", "Action": ["cloudwatch:PutMetricData"], "Resource": ["*"],
-         "Condition": {"StringLikeIfExists": {"cloudwatch:namespace": list(METRIC_NAMESPACES)}}},
-        {"Sid": "ProjectAlarms", "Effect": "Allow", "Resource": [f"arn:aws:cloudwatch:{region}:{account}:alarm:{stem}-*"],
-         "Action": ["cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms"]},
-        {"Sid": "AlertTopic", "Effect": "Allow", "Action": ["sns:CreateTopic", "sns:Publish", "sns:Subscribe", "sns:DeleteTopic"],
-         "Resource": [f"arn:aws:sns:{region}:{account}:{sns_topic}", f"arn:aws:sns:{region}:{account}:{stem}-*"]},
-        {"Sid": "SageMakerLogs", "Effect": "Allow",
-         "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams", "logs:GetLogEvents"],
-         "Resource": [f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/*"]},
-        {"Sid": "EcrLogin", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": ["*"]},
-        {"Sid": "SageMakerImages", "Effect": "Allow",
-         "Action": ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"],
-         "Resource": [f"arn:aws:ecr:{region}:*:repository/sagemaker-*"]},
-        {"Sid": "GlueCatalog", "Effect": "Allow",
-         "Action": ["glue:GetDatabase", "glue:CreateDatabase", "glue:GetTable", "glue:CreateTable", "glue:UpdateTable",
-                    "glue:GetPartition", "glue:BatchCreatePartition"],
-         "Resource": [f"arn:aws:glue:{region}:{account}:catalog", f"arn:aws:glue:{region}:{account}:database/{glue_database}",
-                      f"arn:aws:glue:{region}:{account}:table/{glue_database}/*"]},
-        {"Sid": "IdentityAndRoleCheck", "Effect": "Allow", "Action": ["iam:GetRole", "iam:SimulatePrincipalPolicy"],
-         "Resource": [p.role_arn]},
-    ]
-    # Network interfaces of jobs in a VPC, created by SageMaker as this role. Resource "*": the SageMaker SDK 3 simulates
-    # these actions without a resource before it starts *any* training job, VPC or not, and refuses a role that lacks
-    # them (found by running the SDK against tests' AWS emulator); AWS's own SageMaker policies write them so.
-    st.append({"Sid": "VpcJobInterfaces", "Effect": "Allow", "Resource": ["*"],
-               "Action": ["ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface",
-                          "ec2:DeleteNetworkInterfacePermission", "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs",
-                          "ec2:DescribeDhcpOptions", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups"]})
-    if p.mlflow_tracking_uri:  # SageMaker managed MLflow: the tracking server, its experiments, runs and registered models
-        st.append({"Sid": "ManagedMlflow", "Effect": "Allow", "Resource": [p.mlflow_tracking_uri],
-                   "Action": ["sagemaker:DescribeMlflowTrackingServer", "sagemaker:CreatePresignedMlflowTrackingServerUrl",
-                              *(f"sagemaker-mlflow:{a}" for a in MLFLOW_ACTIONS)]})
-    if p.kms_key_id: st += _kms_statements(p.kms_key_id, region, account)
-    return {"Version": "2012-10-17", "Statement": st}
-
-# %% ../../nbs/platform/06_aws.ipynb #77582f5e
-_S3_BUCKET_OPS = {"ListObjectsV2": "s3:ListBucket", "ListObjects": "s3:ListBucket", "HeadBucket": "s3:ListBucket",
-                  "GetBucketLocation": "s3:GetBucketLocation", "CreateBucket": "s3:CreateBucket",
-                  "ListMultipartUploads": "s3:ListBucketMultipartUploads"}
-_S3_OBJECT_OPS = {"GetObject": "s3:GetObject", "HeadObject": "s3:GetObject", "PutObject": "s3:PutObject",
-                  "CreateMultipartUpload": "s3:PutObject", "UploadPart": "s3:PutObject",
-                  "CompleteMultipartUpload": "s3:PutObject", "AbortMultipartUpload": "s3:AbortMultipartUpload",
-                  "DeleteObject": "s3:DeleteObject", "GetObjectTagging": "s3:GetObjectTagging",
-                  "PutObjectTagging": "s3:PutObjectTagging", "ListParts": "s3:ListMultipartUploadParts"}
-_SM_NAMES = {"TrainingJobName": "training-job", "ProcessingJobName": "processing-job", "ModelName": "model",
-             "HyperParameterTuningJobName": "hyper-parameter-tuning-job", "EndpointName": "endpoint",
-             "EndpointConfigName": "endpoint-config", "TransformJobName": "transform-job",
-             "MonitoringScheduleName": "monitoring-schedule"}
-_NO_PERMISSION = {("sts", "GetCallerIdentity")}   # answered for any caller: IAM cannot deny it
-_IAM_PREFIX = {"sagemaker-runtime": "sagemaker"}  # botocore service name -> IAM prefix, where they differ
-
-def _role_arns(v) -> list[str]:
-    "Every role a request hands over: its `RoleArn` and `ExecutionRoleArn` members, at any depth."
-    if isinstance(v, dict):
-        return [x for k, w in v.items() for x in ([w] if k.endswith("RoleArn") and isinstance(w, str) else _role_arns(w))]
-    if isinstance(v, list): return [x for w in v for x in _role_arns(w)]
-    return []
-
-def iam_requirements(call: AwsCall,  # a recorded call (service, operation, params)
-                     region: str,    # the region it was sent to
-                     account: str    # the caller's account
-                    ) -> list[tuple[str, str, dict]]:
-    "What IAM authorizes for `call`: (action, resource ARN, condition keys) triples; [] for calls no policy can deny."
-    svc, op, p = call.service, call.operation, call.params or {}
-    if (svc, op) in _NO_PERMISSION: return []
-    if svc == "s3":
-        b = p.get("Bucket", "")
-        if op in _S3_BUCKET_OPS:
-            ctx = {"s3:prefix": p.get("Prefix", "")} if _S3_BUCKET_OPS[op] == "s3:ListBucket" and op != "HeadBucket" else {}
-            return [(_S3_BUCKET_OPS[op], f"arn:aws:s3:::{b}", ctx)]
-        if op == "ListBuckets": return [("s3:ListAllMyBuckets", "*", {})]
-        if op == "DeleteObjects":
-            return [("s3:DeleteObject", f"arn:aws:s3:::{b}/{o['Key']}", {}) for o in p.get("Delete", {}).get("Objects", [])]
-        if op in ("CopyObject", "UploadPartCopy"):
-            src = p.get("CopySource", "")
-            src = src if isinstance(src, str) else f"{src.get('Bucket')}/{src.get('Key')}"
-            return [("s3:PutObject", f"arn:aws:s3:::{b}/{p.get('Key', '')}", {}),
-                    ("s3:GetObject", f"arn:aws:s3:::{src.lstrip('/').split('?')[0]}", {})]
-        return [(_S3_OBJECT_OPS.get(op, f"s3:{op}"), f"arn:aws:s3:::{b}/{p.get('Key', '')}", {})]
-    action = f"{_IAM_PREFIX.get(svc, svc)}:{op}"
-    res, ctx = "*", {}
-    if svc in ("sagemaker", "sagemaker-runtime"):
-        kind = {"JobDefinitionName": "data-quality-job-definition" if "DataQuality" in op else "model-quality-job-definition"}
-        key = next((k for k in (*_SM_NAMES, "JobDefinitionName") if k in p), None)
-        if op.startswith("List") and not op.endswith("ForHyperParameterTuningJob"): key = None
-        if key: res = f"arn:aws:sagemaker:{region}:{account}:{_SM_NAMES.get(key) or kind[key]}/{str(p[key]).lower()}"
-        elif "ResourceArn" in p: res = p["ResourceArn"]
-    elif svc == "logs" and "logGroupName" in p:
-        res = f"arn:aws:logs:{region}:{account}:log-group:{p['logGroupName']}" + (
-            f":log-stream:{p['logStreamName']}" if "logStreamName" in p else "")
-    elif svc == "cloudwatch":
-        if op == "PutMetricData": ctx = {"cloudwatch:namespace": p.get("Namespace")}
-        names = p.get("AlarmNames") or ([p["AlarmName"]] if "AlarmName" in p else [])
-        if names: return [(action, f"arn:aws:cloudwatch:{region}:{account}:alarm:{n}", ctx) for n in names]
-    elif svc == "sns":
-        res = p.get("TopicArn") or (f"arn:aws:sns:{region}:{account}:{p['Name']}" if "Name" in p else "*")
-    elif svc == "glue":
-        db = p.get("DatabaseName") or p.get("DatabaseInput", {}).get("Name") or p.get("Name")
-        table = p.get("TableInput", {}).get("Name") or (p.get("Name") if "DatabaseName" in p else None)
-        cat = f"arn:aws:glue:{region}:{account}:catalog"
-        arns = [cat] + ([f"arn:aws:glue:{region}:{account}:database/{db}"] if db else []) + (
-            [f"arn:aws:glue:{region}:{account}:table/{db}/{table}"] if table else [])
-        return [(action, a, {}) for a in arns]
-    elif svc == "iam":
-        res = p.get("PolicySourceArn") or (f"arn:aws:iam::{account}:role/{p['RoleName']}" if "RoleName" in p else "*")
-    out = [(action, res, ctx)]
-    if op.startswith("Create"):  # handing SageMaker a role to act as
-        out += [("iam:PassRole", r, {"iam:PassedToService": "sagemaker.amazonaws.com"}) for r in dict.fromkeys(_role_arns(p))]
-    return out
-
-def denied_calls(policy: dict,  # an IAM policy document
-                 calls: list,   # the recorded calls (each an `AwsCall`)
-                 region: str, account: str
-                ) -> list[tuple[AwsCall, str, str]]:
-    "The calls `policy` does not allow: (call, action, resource) for each requirement it denies."
-    return [(c, a, r) for c in calls for a, r, ctx in iam_requirements(c, region, account)
-            if not policy_allows(policy, a, r, ctx)]
-
-# %% ../../nbs/platform/06_aws.ipynb #0b6b8e5c
-_JOB_KINDS = {"training": ("list_training_jobs", "TrainingJobSummaries", "TrainingJobName", "stop_training_job"),
-              "processing": ("list_processing_jobs", "ProcessingJobSummaries", "ProcessingJobName", "stop_processing_job"),
-              "tuning": ("list_hyper_parameter_tuning_jobs", "HyperParameterTuningJobSummaries",
-                         "HyperParameterTuningJobName", "stop_hyper_parameter_tuning_job")}
-
-def stop_jobs(kind: str,              # 'training', 'processing' or 'tuning'
-              name_prefix: str,       # stop only jobs whose name starts with this (e.g. 'xgb-')
-              sm=None,                # a boto3 SageMaker client (default: boto3's default session)
-              dry_run: bool = False   # only list what would be stopped
-             ) -> list[str]:
-    "Stop this project's `kind` jobs that are still in progress; returns their names."
-    if kind not in _JOB_KINDS: raise ValueError(f"kind={kind!r}: pass one of {list(_JOB_KINDS)}")
-    if not name_prefix: raise ValueError("name_prefix is empty: it would stop every job of the account")
-    if sm is None:
-        import boto3
-        sm = boto3.client("sagemaker")
-    lister, key, name_key, stopper = _JOB_KINDS[kind]
-    names = [j[name_key] for page in sm.get_paginator(lister).paginate(StatusEquals="InProgress", NameContains=name_prefix)
-             for j in page[key] if j[name_key].startswith(name_prefix)]
-    if not dry_run:
-        for n in names: getattr(sm, stopper)(**{name_key: n})
-    return names
-
-# %% ../../nbs/platform/06_aws.ipynb #5cb5af48
-RESOURCE_KINDS = {  # kind: (service, delete method, parameter), in the order they must be deleted
-    "monitoring_schedule": ("sagemaker", "delete_monitoring_schedule", "MonitoringScheduleName"),
-    "data_quality_job_definition": ("sagemaker", "delete_data_quality_job_definition", "JobDefinitionName"),
-    "model_quality_job_definition": ("sagemaker", "delete_model_quality_job_definition", "JobDefinitionName"),
-    "alarm": ("cloudwatch", "delete_alarms", "AlarmNames"),
-    "topic": ("sns", "delete_topic", "TopicArn"),
-    "endpoint": ("sagemaker", "delete_endpoint", "EndpointName"),
-    "endpoint_config": ("sagemaker", "delete_endpoint_config", "EndpointConfigName"),
-    "model": ("sagemaker", "delete_model", "ModelName"),
-}
-
-def record_resources(lake,            # the lake (a `Lake`)
-                     table: str,   # the table the resources serve
-                     stage: str,   # the stage that created them, e.g. '07_deploy'
-                     **names       # kind (a key of RESOURCE_KINDS) -> list of names
-                    ) -> dict:
-    "Add `names` to the billable resources recorded for `table` (`_aws/<table>/resources.json`); returns the record."
-    if unknown := sorted(set(names) - set(RESOURCE_KINDS)): raise ValueError(f"unknown resource kind(s) {unknown}; known: {list(RESOURCE_KINDS)}")
-    doc = lake.read_json("_aws", table, "resources.json") if lake.exists("_aws", table, "resources.json") else {}
-    for kind, values in names.items():
-        entry = doc.setdefault(kind, {})
-        for v in ([values] if isinstance(values, str) else values): entry[v] = stage
-    lake.write_json(doc, "_aws", table, "resources.json")
-    return doc
-
-def _gone(e) -> bool:
-    "Whether a ClientError says the resource does not exist (SageMaker says it in several ways)."
-    err = e.response.get("Error", {})
-    return err.get("Code") in ("ResourceNotFound", "ResourceNotFoundException", "NotFound", "NotFoundException") or (
-        err.get("Code") == "ValidationException" and re.search(r"(?i)could not find|does not exist|not found", err.get("Message", "")) is not None)
-
-def delete_resources(session,          # a boto3 Session (an `AwsRecorder`'s session in a rehearsal)
-                     resources: dict,  # `{kind: {name: stage}}` as `record_resources` keeps them
-                     region: str,      # the AWS region
-                     dry_run: bool = False # only list what would be deleted
-                    ) -> list[dict]:
-    "Delete the recorded resources in dependency order; those already gone are reported as such. Returns one row per resource."
-    from botocore.exceptions import ClientError
-    rows, clients = [], {}
-    for kind, (service, method, param) in RESOURCE_KINDS.items():
-        for name, stage in sorted(resources.get(kind, {}).items()):
-            row = {"kind": kind, "name": name, "stage": stage, "outcome": "would delete" if dry_run else "deleted"}
-            if not dry_run:
-                client = clients.setdefault(service, session.client(service, region_name=region))
-                try: getattr(client, method)(**{param: [name] if param == "AlarmNames" else name})
-                except ClientError as e:
-                    if not _gone(e): raise
-                    row["outcome"] = "already gone"
-            rows.append(row)
-    return rows
-
-# %% ../../nbs/platform/06_aws.ipynb #55e205d9
-LIST_PRICES_USD_PER_HOUR = {  # us-east-1, on-demand, per instance-hour: training, processing and hosting alike
-    "ml.t3.medium": 0.05, "ml.m5.large": 0.115, "ml.m5.xlarge": 0.23, "ml.m5.2xlarge": 0.461, "ml.c5.xlarge": 0.204}
-
-SERIES_USAGE = [  # (stage, what runs, instances, minutes per run)
-    ("00–02 ingest/validate/explore", "Studio notebook kernel (Spark in the kernel)", 1, 10),
-    ("03_prepare", "PySparkProcessor job", 1, 8),
-    ("04_train", "training job", 1, 6),
-    ("05_tune", "tuning job: 8 training jobs, 2 at a time", 8, 6),
-    ("06_evaluate", "Studio notebook kernel", 1, 3),
-    ("07_deploy", "real-time endpoint, per hour it stays up", 1, 60),
-    ("07_deploy", "batch transform job", 1, 7),
-    ("08_monitor", "baseline processing job", 1, 8),
-    ("08_monitor", "hourly monitoring job, per hour scheduled", 1, 8),
-]
-
-def series_cost(instance_type: str = "ml.m5.xlarge",  # instance type of jobs and endpoint
-                kernel_type: str = "ml.t3.medium",    # the Studio notebook's instance
-                prices: dict | None = None            # USD per instance-hour (default: LIST_PRICES_USD_PER_HOUR)
-               ) -> list[dict]:
-    "Expected cost per stage of one series in aws mode (list prices × instances × minutes)."
-    prices = prices or LIST_PRICES_USD_PER_HOUR
-    for t in (instance_type, kernel_type):
-        if t not in prices: raise ValueError(f"no price for {t!r}: pass prices={{'{t}': usd_per_hour, ...}}")
-    rows = []
-    for stage, what, n, minutes in SERIES_USAGE:
-        it = kernel_type if "kernel" in what else instance_type
-        rows.append({"stage": stage, "runs": what, "instance": it, "instances": n, "minutes": minutes,
-                     "usd": round(prices[it] * n * minutes / 60, 3)})
-    return rows
+# %% ../../nbs/platform/06_aws.ipynb #b2dd0861
+@patch
+@contextlib.contextmanager
+def install(self: AwsRecorder):
+    "Within this block, `boto3.client(...)` and the SageMaker SDK's default session are this recorder's."
+    import boto3
+    saved, boto3.DEFAULT_SESSION = boto3.DEFAULT_SESSION, self.session
+    try: yield self
+    finally: boto3.DEFAULT_SESSION = saved

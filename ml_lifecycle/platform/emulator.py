@@ -13,10 +13,12 @@ from urllib.parse import unquote
 import boto3
 from fastcore.basics import patch
 
-from .aws import AwsCall, AwsRequestError, policy_allows, validate_request
+from .aws import AwsCall, AwsRequestError, validate_request
+from .iam import policy_allows
 from .job_code import spark_submit_command
-from .sagemaker_local import (SPARK_IMAGE, JobError, job_failure_reason, image_env_python, run_logged,
-                                                   run_training_job, spark_image_python)
+from .images import SPARK_IMAGE, image_env_python, spark_image_python
+from .processes import run_logged
+from .sagemaker_local import JobError, job_failure_reason, run_training_job
 from .spark import java_home
 
 # %% auto #0

@@ -6,9 +6,9 @@
 from __future__ import annotations
 from pathlib import Path
 
-from .sagemaker_local import (
-    SPARK_IMAGE, XGBOOST_IMAGE, JobResult, expand_channels, processing_env, check_job_name, run_processing_job,
-    run_training_job, serialize_hyperparameters, spark_image_python)
+from .images import SPARK_IMAGE, XGBOOST_IMAGE, spark_image_python
+from .sagemaker_local import JobResult, check_job_name, expand_channels, processing_env
+from .sagemaker_local import run_processing_job, run_training_job, serialize_hyperparameters
 
 # %% auto #0
 __all__ = ['SKLEARN_FRAMEWORK_VERSION', 'framework_image_uri', 'training_job_spec', 'job_session', 'run_training_job_aws',

@@ -4,23 +4,22 @@
 
 # %% ../../nbs/platform/03_sagemaker_local.ipynb #754f5494
 from __future__ import annotations
-import atexit, gzip, hashlib, io, json, os, re, shutil, signal, subprocess, sys, tarfile, tempfile, threading, time
+import gzip, io, json, os, re, shutil, sys, tarfile, tempfile
 from dataclasses import dataclass, field, asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
 import fsspec
 
-from .config import project_root
-from .storage import Lake, s3_options
+from .images import XGBOOST_IMAGE, job_python
+from .processes import run_logged
 from .spark import java_home
+from .storage import Lake, s3_options
 
 # %% auto #0
-__all__ = ['FLOAT_RE', 'SPARK_IMAGE', 'XGBOOST_IMAGE', 'serialize_hyperparameters', 'deserialize_hyperparameters',
-           'parse_metrics', 'fetch', 'pack_dir', 'JobError', 'run_logged', 'default_work_dir', 'unique_job_name',
-           'check_job_name', 'JobResult', 'job_failure_reason', 'envs_dir', 'image_envs', 'env_is_current',
-           'image_env_python', 'spark_image_python', 'image_predict', 'job_python', 'run_training_job',
-           'expand_channels', 'processing_env', 'run_processing_job']
+__all__ = ['FLOAT_RE', 'serialize_hyperparameters', 'deserialize_hyperparameters', 'parse_metrics', 'fetch', 'pack_dir',
+           'JobError', 'default_work_dir', 'check_job_name', 'unique_job_name', 'JobResult', 'job_failure_reason',
+           'run_training_job', 'expand_channels', 'processing_env', 'run_processing_job']
 
 # %% ../../nbs/platform/03_sagemaker_local.ipynb #96e38a00
 def serialize_hyperparameters(hps: dict # hyperparameters with any JSON-able values
@@ -31,6 +30,7 @@ def serialize_hyperparameters(hps: dict # hyperparameters with any JSON-able val
     if bad: raise ValueError(f"hyperparameter names must be non-empty words, got {bad}")
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in hps.items()}
 
+# %% ../../nbs/platform/03_sagemaker_local.ipynb #ce6b1a53
 def deserialize_hyperparameters(hps: dict[str, str] # hyperparameters as strings
                                ) -> dict:
     "The values the SageMaker driver puts in `SM_HPS`: JSON-decoded where possible, else the string."
@@ -43,6 +43,7 @@ def deserialize_hyperparameters(hps: dict[str, str] # hyperparameters as strings
 # %% ../../nbs/platform/03_sagemaker_local.ipynb #619ca5ba
 FLOAT_RE = r"([-+]?(?:[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?|nan|inf))"  # a number, as SageMaker's XGBoost regexes write it
 
+# %% ../../nbs/platform/03_sagemaker_local.ipynb #0ba0dd1f
 def parse_metrics(log_text: str,               # the job's log
                   metric_definitions: list[dict], # [{"Name": ..., "Regex": ...}] as in CreateTrainingJob
                   series: bool = False          # all values in order instead of the final one
@@ -69,6 +70,7 @@ def _fs(uri: str):
     if uri.startswith(("s3://", "s3a://")): return fsspec.filesystem("s3", **s3_options()), "s3://" + uri.split("://", 1)[1]
     return fsspec.filesystem("file"), str(Path(uri.removeprefix("file://")).expanduser().resolve())
 
+# %% ../../nbs/platform/03_sagemaker_local.ipynb #984fb6e8
 def fetch(src: str | Path, # a local path or lake URI (s3://, s3a://) of a file or folder
           dst_dir: Path       # the local folder that receives it (created)
          ) -> Path:
@@ -82,6 +84,7 @@ def fetch(src: str | Path, # a local path or lake URI (s3://, s3a://) of a file 
     else: fs.get(path, str(dst_dir/Path(path).name))
     return dst_dir
 
+# %% ../../nbs/platform/03_sagemaker_local.ipynb #6763c45d
 def _split_uri(uri: str) -> tuple[str, str]:
     "A URI's parent and last name."
     uri = str(uri).rstrip("/")
@@ -104,98 +107,17 @@ def pack_dir(src: str | Path, # folder whose *contents* go at the archive root (
     with open(dst, "wb") as f, gzip.GzipFile(fileobj=f, mode="wb", mtime=0, filename="") as gz: gz.write(buf.getvalue())
     return dst
 
-# %% ../../nbs/platform/03_sagemaker_local.ipynb #23a00385
+# %% ../../nbs/platform/03_sagemaker_local.ipynb #284be5e7
 class JobError(RuntimeError):
     "A local SageMaker job failed or was stopped; `.result` holds the job's details."
     def __init__(self, message: str, result=None): super().__init__(message); self.result = result
-
-_live_groups: set[int] = set()  # process groups of running jobs, ended if the interpreter exits
-
-@atexit.register
-def _end_live_groups():
-    for pgid in list(_live_groups): _kill_group(pgid)
-
-def _group_alive(pgid: int) -> bool:
-    "Whether any live (non-zombie) process is in process group `pgid`."
-    if not Path("/proc/self/stat").exists():  # not Linux: ask the kernel (zombies count as alive)
-        try: os.killpg(pgid, 0); return True
-        except (ProcessLookupError, PermissionError): return False
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try: fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError: continue
-        if int(fields[2]) == pgid and fields[0] != "Z": return True
-    return False
-
-def _kill_group(pgid: int, proc: subprocess.Popen | None = None, grace: float = 3.0):
-    "SIGTERM the process group `pgid`, then SIGKILL what is left after `grace` seconds."
-    try:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            if proc is not None: proc.poll()  # reap our own child, so it does not linger as a zombie
-            if not _group_alive(pgid): return
-            try: os.killpg(pgid, sig)
-            except (ProcessLookupError, PermissionError): return
-            deadline = time.monotonic() + grace
-            while time.monotonic() < deadline:
-                if proc is not None: proc.poll()
-                if not _group_alive(pgid): return
-                time.sleep(0.05)
-    finally: _live_groups.discard(pgid)
-
-def _find_prctl():
-    "libc's `prctl` on Linux, looked up once in the parent (a forked child must not import or load libraries)."
-    if not sys.platform.startswith("linux"): return None
-    import ctypes
-    try: return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError): return None
-
-_PRCTL = _find_prctl()
-
-def _die_with_parent(parent_pid: int):
-    "In a child process before it runs the script: be SIGKILLed when the parent dies (Linux; elsewhere a no-op)."
-    if _PRCTL is None: return
-    _PRCTL(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    if os.getppid() != parent_pid: os.kill(os.getpid(), signal.SIGKILL)  # the parent died before prctl took hold
-
-def run_logged(cmd: list[str],           # the command (e.g. [sys.executable, "train.py", ...])
-               log_path: Path,            # file that receives stdout and stderr, line by line
-               env: dict | None = None,   # the complete environment of the child
-               cwd: str | Path | None = None, # working directory of the child
-               timeout: float | None = None,  # seconds before the whole process group is stopped
-               stream: bool = False,      # also print each line here (e.g. into the notebook)
-               prefix: str = ""           # put before each streamed line
-              ) -> tuple[int | None, float]:
-    "Run `cmd` in its own process group, logging its output; returns (exit code or None on timeout, seconds)."
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    start = time.monotonic()
-    with open(log_path, "w", buffering=1) as log:
-        proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                                cwd=cwd, start_new_session=True, text=True, errors="replace", bufsize=1,
-                                preexec_fn=lambda ppid=os.getpid(): _die_with_parent(ppid))
-        _live_groups.add(proc.pid)
-        def pump():
-            for line in proc.stdout:
-                log.write(line)
-                if stream: print(prefix + line, end="", flush=True)
-        reader = threading.Thread(target=pump, daemon=True); reader.start()
-        try:
-            try: rc = proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired: rc = None
-        finally:  # also on KeyboardInterrupt: never leave the job's processes behind
-            _kill_group(proc.pid, proc)
-            reader.join(timeout=5)
-            proc.stdout.close()
-    return rc, time.monotonic() - start
 
 # %% ../../nbs/platform/03_sagemaker_local.ipynb #35b8d794
 def default_work_dir() -> Path:
     "Where job directories go: `$ML_LIFECYCLE_WORK`, else `<tmp>/ml_lifecycle`."
     return Path(os.environ.get("ML_LIFECYCLE_WORK") or Path(tempfile.gettempdir())/"ml_lifecycle")
 
-def unique_job_name(base: str) -> str:
-    "`base` plus a UTC timestamp, trimmed to SageMaker's 63-character limit for job names."
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")[:-3]
-    return check_job_name(f"{base[:63 - len(stamp) - 1]}-{stamp}")
-
+# %% ../../nbs/platform/03_sagemaker_local.ipynb #5bba6b9a
 def check_job_name(name: str) -> str:
     "Return `name` if it is a valid SageMaker job name, else raise `ValueError`."
     if not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", name or ""):
@@ -203,7 +125,13 @@ def check_job_name(name: str) -> str:
                          "starting and ending with a letter or digit")
     return name
 
-# %% ../../nbs/platform/03_sagemaker_local.ipynb #dd608fb9
+# %% ../../nbs/platform/03_sagemaker_local.ipynb #35bb45dd
+def unique_job_name(base: str) -> str:
+    "`base` plus a UTC timestamp, trimmed to SageMaker's 63-character limit for job names."
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")[:-3]
+    return check_job_name(f"{base[:63 - len(stamp) - 1]}-{stamp}")
+
+# %% ../../nbs/platform/03_sagemaker_local.ipynb #64200ced
 @dataclass
 class JobResult:
     "What a finished (or failed) local job reports; the same fields `DescribeTrainingJob` would give."
@@ -231,6 +159,12 @@ class JobResult:
 
     def as_dict(self) -> dict: return asdict(self)
 
+# %% ../../nbs/platform/03_sagemaker_local.ipynb #f7d3bb2f
+def _status(rc: int | None # the script's exit code (None: stopped at the time limit)
+           ) -> str:
+    "The job's status as SageMaker names it."
+    return "Completed" if rc == 0 else ("Stopped" if rc is None else "Failed")
+
 # %% ../../nbs/platform/03_sagemaker_local.ipynb #2a778bf0
 def _prepare_training_dir(job_dir: Path, hps: dict[str, str], channels: dict, content_type: str,
                           checkpoint_dir, instance_type: str) -> dict[str, Path]:
@@ -252,6 +186,7 @@ def _prepare_training_dir(job_dir: Path, hps: dict[str, str], channels: dict, co
         fetch(checkpoint_dir, ml["checkpoints"])  # SageMaker restores checkpoints before the script starts
     return ml
 
+# %% ../../nbs/platform/03_sagemaker_local.ipynb #abdebbd3
 def _training_env(job_name: str, ml: dict[str, Path], hps: dict[str, str], channels: dict, cpus: int,
                   instance_type: str, entry: str, extra: dict | None) -> dict[str, str]:
     typed = deserialize_hyperparameters(hps)
@@ -289,91 +224,46 @@ def job_failure_reason(ml_output: Path,  # the job's output folder (/opt/ml/outp
     f.write_text(reason)
     return reason
 
-# %% ../../nbs/platform/03_sagemaker_local.ipynb #79fb9449
-def envs_dir() -> Path:
-    "Where `scripts/job_envs.sh` builds the images' venvs: `$ML_LIFECYCLE_ENVS`, else `<project>/.cache/envs`."
-    return Path(os.environ.get("ML_LIFECYCLE_ENVS") or project_root()/".cache"/"envs")
+# %% ../../nbs/platform/03_sagemaker_local.ipynb #d90bd445
+def _failed(kind: str,          # 'Training' or 'Processing'
+            res: JobResult,     # the finished job (its exit code and log)
+            output_dir: Path,   # the job's output folder, which receives `failure`
+            timeout             # the job's time limit, in seconds
+           ) -> JobError:
+    "Set `res.failure_reason` as SageMaker would and return the `JobError` that reports it with the log's last lines."
+    res.failure_reason = job_failure_reason(output_dir, res.logs, res.exit_code, timeout)
+    return JobError(f"{kind} job {res.job_name} {res.status.lower()}: {res.failure_reason}\n"
+                    f"--- last lines of {res.log_path} ---\n{res.log_tail()}", res)
 
-def _pin_files(root=None) -> dict[str, Path]:
-    return {f.stem.removeprefix("xgboost-"): f for f in sorted(Path(root or project_root()).glob("envs/xgboost-*.txt"))}
+# %% ../../nbs/platform/03_sagemaker_local.ipynb #29e59dc0
+def _code_and_entry(entry_point: str,              # the script, relative to `source_dir` (or a path)
+                    source_dir: str | Path | None, # the job's code folder (None: the script's own folder)
+                    channels: dict                 # channel name -> data
+                   ) -> tuple[Path, str]:
+    "The job's code folder and its entry script in it, after checking the script exists and the channels' names."
+    src = Path(source_dir) if source_dir is not None else Path(entry_point).parent
+    entry = Path(entry_point).name if source_dir is None else str(entry_point)
+    if not (src/entry).is_file(): raise FileNotFoundError(f"entry point {src/entry} does not exist")
+    if not channels: raise ValueError("a training job needs at least one channel, e.g. channels={'train': <uri>}")
+    for c in channels:
+        if not re.fullmatch(r"[A-Za-z0-9\.\-_]+", c): raise ValueError(f"channel name {c!r}: use letters, digits, '.', '-', '_'")
+    return src, entry
 
-def image_envs(root: str | Path | None = None # the repository holding envs/ (default: `config.project_root()`)
-              ) -> dict[str, dict[str, str]]:
-    "The packages each SageMaker XGBoost image pins, read from `envs/xgboost-<image>.txt`: `{image: {package: version}}`."
-    out = {}
-    for image, f in _pin_files(root).items():
-        pins = {}
-        for line in f.read_text().splitlines():
-            req = line.split("#", 1)[0].strip()
-            if not req: continue
-            name, sep, version = req.partition("==")
-            if not sep: raise ValueError(f"{f}: {req!r} is not pinned; write package==version")
-            pins[name.strip()] = version.strip()
-        out[image] = pins
-    return out
-
-def env_is_current(pins: Path, # the pinned requirements, e.g. envs/xgboost-3.0-5.txt
-                   env: Path   # the folder scripts/job_envs.sh built from them
-                  ) -> bool:
-    "Whether `env` was built from the current content of `pins` (the stamp job_envs.sh writes)."
-    stamp = env/".installed"
-    return stamp.is_file() and stamp.read_text().strip() == hashlib.sha256(pins.read_bytes()).hexdigest()[:16]
-
-def _built_python(pins: Path, env: Path) -> Path | None:
-    "The venv's Python if `env` was built from the current content of `pins`, else None."
-    py = env/"bin"/"python"
-    return py if py.exists() and env_is_current(pins, env) else None
-
-def image_env_python(image: str, # a SageMaker XGBoost image tag with pins in envs/, e.g. "3.0-5"
-                     root: str | Path | None = None # the repository holding envs/
-                    ) -> Path | None:
-    "The Python of the venv built for `image` from its current pins (by `scripts/job_envs.sh`), else None."
-    files = _pin_files(root)
-    if image not in files: raise ValueError(f"no pins for image {image!r} in envs/; the images are {sorted(files)}")
-    return _built_python(files[image], envs_dir()/f"xgboost-{image}")
-
-SPARK_IMAGE = "3.5"  # the SageMaker Spark processing image (PySparkProcessor framework_version) of 03_prepare's job
-
-def spark_image_python(root: str | Path | None = None # the repository holding envs/
-                      ) -> Path:
-    "The Python of the venv that has only what the Spark processing image has (PySpark, NumPy, pandas); built by `make setup`."
-    pins = Path(root or project_root())/"envs"/f"spark-{SPARK_IMAGE}.txt"
-    py = _built_python(pins, envs_dir()/f"spark-{SPARK_IMAGE}")
-    if py is None: raise FileNotFoundError(f"the Spark processing image's environment is not built in {envs_dir()}: "
-                                           f"run `make setup` (or `scripts/job_envs.sh spark-{SPARK_IMAGE}`)")
-    return py
-
-def image_predict(image: str,              # the image tag, e.g. "3.0-5"
-                  model_file: str | Path,  # an XGBoost JSON model
-                  X,                       # the rows to score (a 2-D array)
-                  timeout: float = 300     # seconds
-                 ):
-    "Predictions of `model_file` on `X` as SageMaker image `image`'s XGBoost computes them (a subprocess in its venv)."
-    import numpy as np
-    py = image_env_python(image)
-    if py is None: raise FileNotFoundError(f"no up-to-date venv for image {image} in {envs_dir()}: run `make setup` "
-                                           f"(or `scripts/job_envs.sh {image}`)")
-    code = ("import sys, numpy as np, xgboost as xgb; b = xgb.Booster(model_file=sys.argv[1]); "
-            "np.save(sys.argv[3], b.predict(xgb.DMatrix(np.load(sys.argv[2]))))")
-    with tempfile.TemporaryDirectory() as d:
-        np.save(Path(d)/"X.npy", np.asarray(X, dtype=np.float32))
-        r = subprocess.run([str(py), "-I", "-c", code, str(model_file), str(Path(d)/"X.npy"), str(Path(d)/"p.npy")],
-                           capture_output=True, text=True, timeout=timeout)
-        if r.returncode: raise RuntimeError(f"image {image}'s XGBoost could not score {model_file}: {r.stderr.strip()[-800:]}")
-        return np.load(Path(d)/"p.npy")
+# %% ../../nbs/platform/03_sagemaker_local.ipynb #7bf0d571
+def _publish_model(ml: dict[str, Path],   # the job's folders (see `_prepare_training_dir`)
+                   job_name: str,
+                   output_path: str | None # lake URI or folder; None: leave model.tar.gz in the job folder
+                  ) -> str:
+    "Pack the job's model (and output data) as SageMaker does and publish them; returns the URI of model.tar.gz."
+    tar = pack_dir(ml["model"], ml["output"]/"model.tar.gz")
+    if any(ml["output_data"].iterdir()): pack_dir(ml["output_data"], ml["output"]/"output.tar.gz")
+    if output_path is None: return str(tar)
+    out = Lake(output_path)
+    model_data = out.put_file(tar, job_name, "model.tar.gz")
+    if (ml["output"]/"output.tar.gz").exists(): out.put_file(ml["output"]/"output.tar.gz", job_name, "output.tar.gz")
+    return model_data
 
 # %% ../../nbs/platform/03_sagemaker_local.ipynb #2344075e
-XGBOOST_IMAGE = "3.0-5"  # THE SageMaker XGBoost image version: training, tuning and serving, local and aws
-
-def job_python(image: str | None # a SageMaker XGBoost image version with pins in envs/, or None: this kernel's Python
-              ) -> str:
-    "The interpreter a job of `image` runs in: the venv built for that image, else a `FileNotFoundError` saying how to build it."
-    if image is None: return sys.executable
-    py = image_env_python(image)
-    if py is None: raise FileNotFoundError(f"the job runs in SageMaker XGBoost image {image}'s Python environment, which "
-                                           f"is not built in {envs_dir()}: run `make setup` (or `scripts/job_envs.sh {image}`)")
-    return str(py)
-
 def run_training_job(entry_point: str,              # the script, relative to `source_dir` (or a path when source_dir is None)
                      source_dir: str | Path | None, # folder copied as the job's code (SageMaker: /opt/ml/code)
                      hyperparameters: dict,        # any JSON-able values; the script receives strings
@@ -393,12 +283,7 @@ def run_training_job(entry_point: str,              # the script, relative to `s
                      image: str | None = XGBOOST_IMAGE # the image whose Python runs the script (None: this kernel's)
                     ) -> JobResult:
     "Run `entry_point` as a SageMaker training job would, in a local job directory; raises `JobError` on failure."
-    src = Path(source_dir) if source_dir is not None else Path(entry_point).parent
-    entry = Path(entry_point).name if source_dir is None else str(entry_point)
-    if not (src/entry).is_file(): raise FileNotFoundError(f"entry point {src/entry} does not exist")
-    if not channels: raise ValueError("a training job needs at least one channel, e.g. channels={'train': <uri>}")
-    for c in channels:
-        if not re.fullmatch(r"[A-Za-z0-9\.\-_]+", c): raise ValueError(f"channel name {c!r}: use letters, digits, '.', '-', '_'")
+    src, entry = _code_and_entry(entry_point, source_dir, channels)
     job_name = check_job_name(job_name or unique_job_name(Path(entry).stem.replace("_", "-")))
     hps = serialize_hyperparameters(hyperparameters)
     job_dir = Path(work_dir or default_work_dir()).resolve()/job_name
@@ -415,26 +300,17 @@ def run_training_job(entry_point: str,              # the script, relative to `s
     log_path = job_dir/"logs"/"algo-1.log"
     job_env = _training_env(job_name, ml, hps, channels, cpus, instance_type, entry, env)
     if image is not None: job_env.pop("PYTHONPATH", None)  # the image's environment only, as in its container
-    rc, secs = run_logged(cmd, log_path, env=job_env,
-                          cwd=ml["code"], timeout=timeout, stream=stream)
+    rc, secs = run_logged(cmd, log_path, env=job_env, cwd=ml["code"], timeout=timeout, stream=stream)
     if checkpoint_dir is not None and any(ml["checkpoints"].iterdir()):
         fs, path = _fs(checkpoint_dir); fs.put(str(ml["checkpoints"]) + "/", path.rstrip("/") + "/", recursive=True)
-    res = JobResult(job_name=job_name, status="Completed" if rc == 0 else ("Stopped" if rc is None else "Failed"),
-                    job_dir=str(job_dir), model_dir=str(ml["model"]), hyperparameters=hps, log_path=str(log_path),
-                    exit_code=rc, seconds=round(secs, 3))
+    res = JobResult(job_name=job_name, status=_status(rc), job_dir=str(job_dir), model_dir=str(ml["model"]),
+                    hyperparameters=hps, log_path=str(log_path), exit_code=rc, seconds=round(secs, 3))
     res.metrics = parse_metrics(res.logs, metric_definitions or [])
     if rc != 0:
-        res.failure_reason = job_failure_reason(ml["output"], res.logs, rc, timeout)
+        err = _failed("Training", res, ml["output"], timeout)
         (job_dir/"job.json").write_text(json.dumps(res.as_dict(), indent=2))
-        raise JobError(f"Training job {job_name} {res.status.lower()}: {res.failure_reason}\n"
-                       f"--- last lines of {log_path} ---\n{res.log_tail()}", res)
-    tar = pack_dir(ml["model"], ml["output"]/"model.tar.gz")
-    if any(ml["output_data"].iterdir()): pack_dir(ml["output_data"], ml["output"]/"output.tar.gz")
-    if output_path is not None:
-        out = Lake(output_path)
-        res.model_data = out.put_file(tar, job_name, "model.tar.gz")
-        if (ml["output"]/"output.tar.gz").exists(): out.put_file(ml["output"]/"output.tar.gz", job_name, "output.tar.gz")
-    else: res.model_data = str(tar)
+        raise err
+    res.model_data = _publish_model(ml, job_name, output_path)
     (job_dir/"job.json").write_text(json.dumps(res.as_dict(), indent=2))
     return res
 
@@ -445,6 +321,7 @@ def expand_channels(arg,                # an argument that may hold {input:x} / 
     "Replace `{input:name}` / `{output:name}` in `arg` by folders under the processing `root`."
     return re.sub(r"\{(input|output):([A-Za-z0-9_\-]+)\}", lambda m: f"{root}/{m[1]}/{m[2]}", str(arg))
 
+# %% ../../nbs/platform/03_sagemaker_local.ipynb #49a0bd5e
 def processing_env(names_in, names_out, # the job's input and output channel names
                    root                 # the processing root, e.g. /opt/ml/processing
                   ) -> dict:
@@ -452,6 +329,42 @@ def processing_env(names_in, names_out, # the job's input and output channel nam
     return {**{f"SM_PROCESSING_INPUT_{n.upper().replace('-', '_')}": f"{root}/input/{n}" for n in names_in},
             **{f"SM_PROCESSING_OUTPUT_{n.upper().replace('-', '_')}": f"{root}/output/{n}" for n in names_out}}
 
+# %% ../../nbs/platform/03_sagemaker_local.ipynb #da34b736
+def _check_processing_names(inputs: dict, outputs: dict # the job's input and output channels
+                           ):
+    "Raise `ValueError` for a channel name SageMaker would refuse, or the input name it keeps for the script."
+    for n in [*inputs, *outputs]:
+        if not re.fullmatch(r"[A-Za-z0-9_\-]+", n): raise ValueError(f"input/output name {n!r}: use letters, digits, '-', '_'")
+    if "code" in inputs: raise ValueError("'code' is the input name SageMaker uses for the script itself: rename that input")
+
+# %% ../../nbs/platform/03_sagemaker_local.ipynb #dd69ac54
+def _processing_config(job_name: str, inputs: dict, outputs: dict, # the job and its channels
+                       root: Path                                  # the processing root
+                      ) -> dict:
+    "The content of `processingjobconfig.json`: the job's name, inputs and outputs with their local paths."
+    return {"ProcessingJobName": job_name,
+            "ProcessingInputs": [{"InputName": n, "S3Input": {"S3Uri": str(s), "LocalPath": f"{root}/input/{n}"}} for n, s in inputs.items()],
+            "ProcessingOutputConfig": {"Outputs": [{"OutputName": n, "S3Output": {"S3Uri": str(d), "LocalPath": f"{root}/output/{n}"}}
+                                                   for n, d in outputs.items()]}}
+
+# %% ../../nbs/platform/03_sagemaker_local.ipynb #22fa5e1c
+def _processing_job_env(job_name: str, inputs: dict, outputs: dict, root: Path, # the job, its channels and root
+                        env: dict | None,             # extra environment variables
+                        python: str | Path | None,    # the image's interpreter (None: this kernel's)
+                        shipped: list,                # the files shipped with the job, in its code folder
+                        jars: list | None             # JVM libraries of a PySpark job
+                       ) -> dict:
+    "The complete environment of a processing job's script."
+    java_home()  # a PySpark job's JVM: where no JDK is installed, the pinned runtime (JAVA_HOME, inherited below)
+    full_env = {**os.environ, "PROCESSING_JOB_NAME": job_name, "PYTHONUNBUFFERED": "1",
+                **processing_env(inputs, outputs, root), **{k: str(v) for k, v in (env or {}).items()}}
+    if python is not None: full_env.pop("PYTHONPATH", None)  # the image's environment only, as in its container
+    if shipped: full_env["PYTHONPATH"] = os.pathsep.join([*map(str, shipped), *filter(None, [full_env.get("PYTHONPATH")])])
+    if jars:  # what the script's SparkSession.builder passes to spark-submit, as smspark-submit's --jars does
+        full_env["PYSPARK_SUBMIT_ARGS"] = f"--jars {','.join(str(Path(j).resolve()) for j in jars)} pyspark-shell"
+    return full_env
+
+# %% ../../nbs/platform/03_sagemaker_local.ipynb #5d1b15ea
 def run_processing_job(code: str | Path,               # the script to run (SageMaker: /opt/ml/processing/input/code/)
                        inputs: dict[str, str | Path] | None = None,  # name -> folder or file (local path or lake URI)
                        outputs: dict[str, str | Path] | None = None, # name -> where the output folder is published
@@ -469,9 +382,7 @@ def run_processing_job(code: str | Path,               # the script to run (Sage
     "Run `code` as a SageMaker processing job would, in a local job directory; raises `JobError` on failure."
     code, inputs, outputs = Path(code), dict(inputs or {}), dict(outputs or {})
     if not code.is_file(): raise FileNotFoundError(f"processing script {code} does not exist")
-    for n in [*inputs, *outputs]:
-        if not re.fullmatch(r"[A-Za-z0-9_\-]+", n): raise ValueError(f"input/output name {n!r}: use letters, digits, '-', '_'")
-    if "code" in inputs: raise ValueError("'code' is the input name SageMaker uses for the script itself: rename that input")
+    _check_processing_names(inputs, outputs)
     job_name = check_job_name(job_name or unique_job_name(code.stem.replace("_", "-")))
     job_dir = Path(work_dir or default_work_dir()).resolve()/job_name
     if job_dir.exists(): shutil.rmtree(job_dir)
@@ -480,29 +391,18 @@ def run_processing_job(code: str | Path,               # the script to run (Sage
     for n in outputs: (root/"output"/n).mkdir(parents=True, exist_ok=True)
     (root/"input"/"code").mkdir(parents=True); shutil.copy2(code, root/"input"/"code"/code.name)
     shipped = [shutil.copy2(f, root/"input"/"code"/Path(f).name) for f in (py_files or [])]
-    (job_dir/"config").mkdir(); (job_dir/"config"/"processingjobconfig.json").write_text(json.dumps({
-        "ProcessingJobName": job_name,
-        "ProcessingInputs": [{"InputName": n, "S3Input": {"S3Uri": str(s), "LocalPath": f"{root}/input/{n}"}} for n, s in inputs.items()],
-        "ProcessingOutputConfig": {"Outputs": [{"OutputName": n, "S3Output": {"S3Uri": str(d), "LocalPath": f"{root}/output/{n}"}}
-                                               for n, d in outputs.items()]}}, indent=2))
+    (job_dir/"config").mkdir()
+    (job_dir/"config"/"processingjobconfig.json").write_text(json.dumps(_processing_config(job_name, inputs, outputs, root), indent=2))
     args = [expand_channels(a, root) for a in (arguments or [])]
-    java_home()  # a PySpark job's JVM: where no JDK is installed, the pinned runtime (JAVA_HOME, inherited below)
-    full_env = {**os.environ, "PROCESSING_JOB_NAME": job_name, "PYTHONUNBUFFERED": "1",
-                **processing_env(inputs, outputs, root), **{k: str(v) for k, v in (env or {}).items()}}
-    if python is not None: full_env.pop("PYTHONPATH", None)  # the image's environment only, as in its container
-    if shipped: full_env["PYTHONPATH"] = os.pathsep.join([*map(str, shipped), *filter(None, [full_env.get("PYTHONPATH")])])
-    if jars:  # what the script's SparkSession.builder passes to spark-submit, as smspark-submit's --jars does
-        full_env["PYSPARK_SUBMIT_ARGS"] = f"--jars {','.join(str(Path(j).resolve()) for j in jars)} pyspark-shell"
+    full_env = _processing_job_env(job_name, inputs, outputs, root, env, python, shipped, jars)
     log_path = job_dir/"logs"/"algo-1.log"
     rc, secs = run_logged([str(python or sys.executable), root/"input"/"code"/code.name, *args], log_path, env=full_env, cwd=job_dir,
                           timeout=timeout, stream=stream)
-    res = JobResult(job_name=job_name, status="Completed" if rc == 0 else ("Stopped" if rc is None else "Failed"),
-                    job_dir=str(job_dir), log_path=str(log_path), exit_code=rc, seconds=round(secs, 3))
+    res = JobResult(job_name=job_name, status=_status(rc), job_dir=str(job_dir), log_path=str(log_path), exit_code=rc,
+                    seconds=round(secs, 3))
     if rc != 0:
         (job_dir/"output").mkdir(exist_ok=True)
-        res.failure_reason = job_failure_reason(job_dir/"output", res.logs, rc, timeout)
-        raise JobError(f"Processing job {job_name} {res.status.lower()}: {res.failure_reason}\n"
-                       f"--- last lines of {log_path} ---\n{res.log_tail()}", res)
+        raise _failed("Processing", res, job_dir/"output", timeout)
     for n, dst in outputs.items():
         parent, leaf = _split_uri(str(dst))
         res.outputs[n] = Lake(parent).publish_dir(root/"output"/n, leaf, overwrite=overwrite_outputs)
