@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 from ml_lifecycle.platform.storage import Lake
-from ml_lifecycle.platform.endpoint import DataCapture, read_capture
+from ml_lifecycle.platform.capture import DataCapture, read_capture
 from ml_lifecycle.monitor import (baseline_job, capture_hours, captured_frame, check_constraints, check_model_quality,
                                   checked_threshold, compute_statistics, data_quality_metrics, drift_distances,
                                   drift_over_time, drift_violations, hourly_monitoring_run, infer_types,
