@@ -1,4 +1,4 @@
-"""Batch transform: `ml_lifecycle.deploy.batch_transform` (Spark) against single-process pandas scoring
+"""Batch transform: `ml_lifecycle.platform.transform.batch_transform` (Spark) against single-process pandas scoring
 (read each CSV file, `booster.inplace_predict`, write `<file>.out`) at 1M and 10M amplified rows."""
 from __future__ import annotations
 import json, os, shutil, sys, tempfile, time
@@ -62,8 +62,8 @@ def prepare(quick: bool = False) -> None:
 def run(quick: bool = False) -> dict:
     from ml_lifecycle.platform.spark import get_spark, stop_spark
     feat = features_fixture(quick); model_dir = model_fixture(feat, quick)
-    from ml_lifecycle.deploy import batch_transform as bt
-    impl = "ml_lifecycle.deploy.batch_transform"
+    from ml_lifecycle.platform.transform import batch_transform as bt
+    impl = "ml_lifecycle.platform.transform.batch_transform"
     sizes = [20_000] if quick else [1_000_000, 10_000_000]
     per = 5_000 if quick else ROWS_PER_FILE
     spark = get_spark()

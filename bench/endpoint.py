@@ -39,7 +39,7 @@ def wrk(url: str, body_file: Path, lua: Path, connections: int, seconds: int) ->
 
 def in_process(model_dir: Path, line: str, n: int = 2000) -> dict:
     "Latency floor without HTTP: parse_csv + ServedModel.predict + format_predictions of the same row, in this process."
-    from ml_lifecycle.platform.endpoint import ServedModel, format_predictions, parse_csv
+    from ml_lifecycle.platform.payload import ServedModel, format_predictions, parse_csv
     m = ServedModel(model_dir, nthread=1); body = (line + "\n").encode(); ts = []
     for _ in range(n):
         t0 = time.perf_counter(); format_predictions(m.predict(parse_csv(body, m.features)), "text/csv")

@@ -4,38 +4,25 @@
 
 # %% ../nbs/07_deploy.ipynb #402e07af
 from __future__ import annotations
-import hashlib, io, json, os, re, shutil, tarfile, tempfile, time, uuid
-from datetime import datetime, timezone
-from pathlib import Path, PurePosixPath
+import json, re, time
+from pathlib import Path
 
-import fsspec
-from fsspec.implementations.local import LocalFileSystem
 import numpy as np
 import pandas as pd
 import requests as http
-import xgboost as xgb
-from botocore.exceptions import ClientError, WaiterError
+from botocore.exceptions import ClientError
 from sklearn.metrics import roc_auc_score
 
 from .platform.capture import read_capture
-from .platform.endpoint import LocalEndpoint, to_csv_payload
-from .platform.payload import ServedModel, media_type, model_files, pack_model, safe_extract
-from .platform.images import XGBOOST_IMAGE
-from .platform.aws import validate_request
+from .platform.deployment import DeployError
+from .platform.endpoint import to_csv_payload
 from .platform.storage import Lake, LakeError
 
 # %% auto #0
-__all__ = ['DeployError', 'approved_model', 'fetch_model', 'split_rows', 'endpoint_name_for', 'invoke_csv', 'latency_profile',
-           'bad_request_table', 'TransformError', 'TransformJobFailed', 'byte_ranges', 'read_lines', 'list_inputs',
-           'publish_outputs', 'batch_transform', 'previous_model', 'send_traffic', 'variant_auc', 'check_step',
-           'canary_rollout', 'compare_shadow', 'model_request', 'endpoint_config_request', 'weights_request',
-           'transform_job_request', 'validate_requests', 'deploy_sagemaker', 'sagemaker_weights', 'delete_sagemaker',
-           'transform_job_aws']
+__all__ = ['approved_model', 'split_rows', 'endpoint_name_for', 'invoke_csv', 'latency_profile', 'bad_request_table',
+           'previous_model', 'send_traffic', 'variant_auc', 'check_step', 'canary_rollout', 'compare_shadow']
 
 # %% ../nbs/07_deploy.ipynb #9440a3eb
-class DeployError(RuntimeError):
-    "Deployment refused or failed; the message says why and what to do."
-
 def approved_model(lake: Lake,    # the data lake
                    table: str  # table name
                   ) -> dict:
@@ -49,19 +36,6 @@ def approved_model(lake: Lake,    # the data lake
     missing = [k for k in ("job_name", "model_data") if not ptr.get(k)]
     if missing: raise DeployError(f"The 'approved' pointer of '{table}' lacks {missing}; re-run 06_evaluate.")
     return ptr
-
-# %% ../nbs/07_deploy.ipynb #7003840c
-def fetch_model(model_data: str,        # URI of model.tar.gz (local path or s3://)
-                dest: str | Path        # local folder to copy it into
-               ) -> Path:
-    "Copy `model_data` into `dest`; returns the local path of the archive."
-    dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
-    fs, path = fsspec.core.url_to_fs(model_data.replace("s3a://", "s3://", 1))
-    if not fs.exists(path): raise DeployError(f"{model_data} does not exist: the approved pointer names a model "
-                                              "package that is gone; re-run 04_train and 06_evaluate.")
-    local = dest/"model.tar.gz"
-    fs.get(path, str(local))
-    return local
 
 # %% ../nbs/07_deploy.ipynb #1255de94
 def split_rows(lake: Lake, table: str,       # the lake and table
@@ -146,207 +120,6 @@ def bad_request_table(url: str,          # the endpoint's base URL
                     "next good request": after.status_code})
     return pd.DataFrame(out)
 
-# %% ../nbs/07_deploy.ipynb #4fc6236b
-class TransformError(DeployError):
-    "A batch transform input cannot be scored; the message names the file and what is wrong."
-
-class TransformJobFailed(TransformError):
-    "A batch transform job ended `Failed` (some input files have no `.out`); `job` is its DescribeTransformJob-shaped description."
-    def __init__(self, job: dict): super().__init__(job["FailureReason"]); self.job = job
-    def __reduce__(self): return type(self), (self.job,)  # pickles with its description
-
-
-# %% ../nbs/07_deploy.ipynb #6b1ef9d4
-def byte_ranges(sizes: dict,       # file -> size in bytes
-                split_bytes: int   # the most bytes one task reads
-               ) -> list[tuple[str, int, int]]:
-    "Cut each file into equal `(file, start, end)` ranges of at most `split_bytes`, in order (an empty file: one empty range)."
-    out = []
-    for f, n in sizes.items():
-        step = -(-n // max(1, -(-n // split_bytes))) if n else 1  # ceil(n / ceil(n / split_bytes)): equal parts
-        out += [(f, s, min(s + step, n)) for s in range(0, max(n, 1), step)]
-    return out
-
-
-# %% ../nbs/07_deploy.ipynb #91734037
-def read_lines(f,              # a binary file object (local or fsspec)
-               start: int,     # the range [start, end) of bytes this task owns
-               end: int,
-               block: int = 8 << 20 # bytes read at a time
-              ):
-    "Yield blocks of whole lines: the lines whose first byte lies in [start, end) (Hadoop's rule for line splits)."
-    if start > 0:
-        f.seek(start - 1)
-        f.readline()  # the line under way at `start` belongs to the range before (if byte start-1 is a newline, none is)
-    pos, carry = f.tell(), b""
-    while pos < end:
-        buf = f.read(min(block, end - pos))
-        if not buf: break
-        pos += len(buf)
-        data = carry + buf
-        cut = data.rfind(b"\n") + 1
-        if cut: yield data[:cut]
-        carry = data[cut:]
-    if carry: yield carry + f.readline()  # the last line began inside the range: read it to its end
-
-
-# %% ../nbs/07_deploy.ipynb #a3de2c40
-_BOOSTERS: dict = {}  # in each Spark Python worker: the broadcast booster, loaded once per model
-
-def _booster(key: str, raw, nthread: int = 1) -> xgb.Booster:
-    if key not in _BOOSTERS:
-        b = xgb.Booster(); b.load_model(bytearray(raw.value)); _BOOSTERS.clear(); _BOOSTERS[key] = b
-    _BOOSTERS[key].set_param({"nthread": nthread})
-    return _BOOSTERS[key]
-
-_AWS_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
-           "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")  # what the driver's S3 client uses, handed to the tasks
-
-def _score_range(key: str, raw, n_features: int, parts_uri: str, nthread: int, env: dict):
-    "The function Spark runs on each partition (byte ranges): read, parse, predict, write a part file per range; yields (range, rows, part, error)."
-    import pyarrow as pa, pyarrow.csv as pcsv
-    names = [f"f{i}" for i in range(n_features)]
-
-    def run(ranges):
-        os.environ.update(env)  # Python workers inherit the JVM's environment, which may predate these settings
-        booster = _booster(key, raw, nthread)
-        fs_out, base = fsspec.core.url_to_fs(parts_uri)
-        # Arrow's options are made in the task (WriteOptions cannot be pickled), once for all its blocks
-        read_opts = pcsv.ReadOptions(column_names=names, use_threads=False)
-        conv = pcsv.ConvertOptions(column_types={n: pa.float64() for n in names})
-        write_opts = pcsv.WriteOptions(include_header=False)
-        for i, uri, start, end in ranges:
-            n, path, error = 0, f"{base}/{i:06d}.part", None
-            try:
-                with fsspec.open(uri, "rb") as f, fs_out.open(path, "wb") as out:
-                    for block in read_lines(f, start, end):
-                        if block.isspace(): continue  # blank lines are not records (no copy, unlike strip())
-                        try: table = pcsv.read_csv(pa.py_buffer(block), read_opts, convert_options=conv)
-                        except pa.ArrowInvalid as e:
-                            raise TransformError(  # Arrow's "Row #n" counts within the block: give the range instead
-                                f"a line in bytes [{start}, {end}): {re.sub(r'Row #[0-9]+: ', '', str(e))} (each line "
-                                f"holds {n_features} numeric features in the model's order, without a header or a label)"
-                            ) from None
-                        X = np.empty((table.num_rows, n_features), np.float32, order="F")  # XGBoost's dtype; a column
-                        for j, col in enumerate(table.columns): X[:, j] = col.to_numpy()   # at a time is a contiguous copy
-                        p = booster.inplace_predict(X)
-                        pcsv.write_csv(pa.table({"p": pa.array(np.asarray(p, np.float32), pa.float32())}), out, write_opts)
-                        n += len(p)
-            except Exception as e:  # this range's file fails alone (no .out); the job's other files go on
-                error = str(e) if isinstance(e, TransformError) else f"{type(e).__name__}: {e}"
-            yield i, n, path, error
-    return run
-
-
-# %% ../nbs/07_deploy.ipynb #edb582b5
-def list_inputs(input_uri: str # a file, or a folder of files (local or s3://)
-               ) -> tuple:
-    "What a transform of `input_uri` reads: its filesystem, the folder output names are relative to, and {file: size} (names starting '_' or '.' left out)."
-    in_fs, in_root = fsspec.core.url_to_fs(input_uri.replace("s3a://", "s3://", 1))
-    if not in_fs.exists(in_root): raise TransformError(f"{input_uri} does not exist.")
-    if in_fs.isfile(in_root): found, base = {in_root: in_fs.info(in_root)}, in_root.rsplit("/", 1)[0]
-    else: found, base = in_fs.find(in_root, detail=True), in_root.rstrip("/")
-    sizes = {f: int(info["size"]) for f, info in sorted(found.items())
-             if info["type"] == "file" and not PurePosixPath(f).name.startswith(("_", "."))}
-    if not sizes: raise TransformError(f"{input_uri} holds no input files.")
-    return in_fs, base, sizes
-
-
-# %% ../nbs/07_deploy.ipynb #4085715e
-def publish_outputs(out_fs, out_root: str, # the output filesystem and folder
-                    base: str,              # the inputs' folder: an output is named after its input's path below it
-                    ranges: list,           # the job's `byte_ranges`, in file order
-                    done: dict              # {range index: (rows, part file, error or None)}, what the tasks returned
-                   ) -> tuple[int, list, dict]:
-    "Join each file's parts in order into `<out_root>/<relative path>.out` (published by a rename); a file with a failed range gets none. (rows, outputs, failed)"
-    rows, outputs, failed, by_file = 0, [], {}, {}
-    for i, (f, _, _) in enumerate(ranges): by_file.setdefault(f, []).append(done[i])  # ranges are in file order
-    for f, mine in by_file.items():
-        name = f[len(base):].lstrip("/")
-        dest = f"{out_root}/{name}.out"
-        errors = [err for _, _, err in mine if err]
-        if errors:  # SageMaker uploads no partial object: no .out (a stale one from an earlier run goes too)
-            failed[name] = errors[0]
-            try: out_fs.rm(dest)
-            except FileNotFoundError: pass
-            continue
-        out_fs.makedirs(dest.rsplit("/", 1)[0], exist_ok=True)
-        if len(mine) == 1: out_fs.mv(mine[0][1], dest)  # one range: its part is the output
-        else:
-            with out_fs.open(dest + ".tmp", "wb") as out:
-                for _, part, _ in mine:
-                    with out_fs.open(part, "rb") as src: shutil.copyfileobj(src, out, 4 << 20)
-            out_fs.mv(dest + ".tmp", dest)
-        rows += sum(n for n, _, _ in mine); outputs.append(f"{name}.out")
-    return rows, outputs, failed
-
-
-# %% ../nbs/07_deploy.ipynb #30e3e9c6
-def batch_transform(model: str | Path,         # a model directory or a local model.tar.gz
-                    input_uri: str,             # a file, or a folder of files, of headerless CSV lines (features in the model's order)
-                    output_uri: str,            # folder that receives `<relative input path>.out`
-                    spark=None,                 # a SparkSession (default: the shared one)
-                    content_type: str = "text/csv", # input content type (CSV lines, SplitType=Line)
-                    accept: str = "text/csv",   # output content type (one probability per line, AssembleWith=Line)
-                    split_mb: float | None = None, # the most one range holds (None: the input spread evenly over the cores)
-                    nthread: int | None = None, # XGBoost threads per task (default: the cores left to each task)
-                    job_name: str | None = None # TransformJobName in the description (default: transform-<UTC time>)
-                   ) -> dict:
-    "Score each file under `input_uri` into `<output_uri>/<relative path>.out`; returns the job's description, raises `TransformJobFailed` with it if a file failed."
-    if media_type(content_type) != "text/csv" or media_type(accept) != "text/csv":
-        raise TransformError(f"content_type={content_type!r}, accept={accept!r}: batch transform reads and writes "
-                             "text/csv (one record per line).")
-    t0, started = time.perf_counter(), datetime.now(timezone.utc)
-    if spark is None:
-        from ml_lifecycle.platform.spark import get_spark
-        spark = get_spark()
-    with tempfile.TemporaryDirectory(prefix="transform_") as tmp:
-        model = Path(model)
-        model_dir = safe_extract(model, Path(tmp)/"model") if model.is_file() else model
-        n_features, raw = len(ServedModel(model_dir).features), model_files(model_dir)[0].read_bytes()
-    in_fs, base, sizes = list_inputs(input_uri)
-    sc = spark.sparkContext
-    split = int(split_mb * 2**20) if split_mb else -(-sum(sizes.values()) // sc.defaultParallelism)
-    ranges = byte_ranges(sizes, max(1, split))  # memory stays bounded either way: a task reads in 8 MB blocks
-    if nthread is None:  # local mode: the driver's cores shared by the tasks that run at once
-        nthread = max(1, (os.cpu_count() or 1) // min(len(ranges), sc.defaultParallelism)) if sc.master.startswith("local") else 1
-    out_fs, out_root = fsspec.core.url_to_fs(output_uri.replace("s3a://", "s3://", 1))
-    out_root = out_root.rstrip("/")
-    parts = f"{out_root}/_temporary/{uuid.uuid4().hex}"
-    out_fs.makedirs(parts, exist_ok=True)
-    local = all(isinstance(fs, LocalFileSystem) for fs in (in_fs, out_fs))
-    env = {} if local else {k: os.environ[k] for k in _AWS_ENV if k in os.environ}
-    bc = sc.broadcast(raw)
-    try:
-        tasks = [(i, in_fs.unstrip_protocol(f), s, e) for i, (f, s, e) in enumerate(ranges)]
-        slices = min(len(tasks), 4 * sc.defaultParallelism)  # a Spark task costs ≈ 40 ms: several small ranges share one
-        done = {i: (n, p, err) for i, n, p, err in sc.parallelize(tasks, slices).mapPartitions(
-            _score_range(hashlib.sha256(raw).hexdigest(), bc, n_features, out_fs.unstrip_protocol(parts), nthread, env)
-        ).collect()}
-        rows, outputs, failed = publish_outputs(out_fs, out_root, base, ranges, done)
-    finally:
-        bc.destroy()
-        try: out_fs.rm(f"{out_root}/_temporary", recursive=True)  # every part, of good files and failed ones
-        except FileNotFoundError: pass
-    job = {"TransformJobName": job_name or f"transform-{started:%Y-%m-%d-%H-%M-%S}",
-           "TransformJobStatus": "Failed" if failed else "Completed"}
-    if failed:
-        first = next(iter(failed))
-        reason = (f"{len(failed)} of {len(sizes)} input files failed, and have no .out: {', '.join(failed)}. "
-                  f"First error, in {first}: {failed[first]}")
-        job["FailureReason"] = reason if len(reason) <= 1024 else reason[:1021] + "..."  # SageMaker's limit
-    job |= {"ModelName": str(model),
-            "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_uri}},
-                               "ContentType": content_type, "SplitType": "Line"},
-            "TransformOutput": {"S3OutputPath": output_uri, "Accept": accept, "AssembleWith": "Line"},
-            "CreationTime": started, "TransformStartTime": started, "TransformEndTime": datetime.now(timezone.utc),
-            # local extras (lower case): what the job read and wrote
-            "files": len(sizes), "rows": rows, "seconds": round(time.perf_counter() - t0, 2), "output_uri": output_uri,
-            "outputs": outputs, "failed": failed}
-    if failed: raise TransformJobFailed(job)
-    return job
-
-
 # %% ../nbs/07_deploy.ipynb #b1404243
 def previous_model(lake: Lake, table: str, # the lake and table
                    approved: dict        # the approved pointer (the candidate)
@@ -378,11 +151,13 @@ def send_traffic(runtime, endpoint_name: str, # a sagemaker-runtime client and t
         out.append({"variant": v, "status": status, "ms": (time.perf_counter() - t0) * 1000})
     return pd.DataFrame(out)
 
+# %% ../nbs/07_deploy.ipynb #860b8c5a
 def variant_auc(runtime, endpoint_name: str, variant: str, # the endpoint and the variant to score with
                 X: pd.DataFrame, y) -> float:               # labelled rows
     "AUC of `variant`'s answers on (X, y), routed there with TargetVariant."
     return float(roc_auc_score(y, invoke_csv(runtime, endpoint_name, X, TargetVariant=variant)[0]))
 
+# %% ../nbs/07_deploy.ipynb #e75bc579
 def check_step(runtime, endpoint_name: str, baseline: str, candidate: str, # endpoint, the two variants
                rows: pd.DataFrame, X_val: pd.DataFrame, y_val,              # traffic rows, labelled rows
                n: int = 200, auc_tolerance: float = 0.02, max_p95_ms: float = 100, seed: int = 0) -> dict:
@@ -424,6 +199,7 @@ def _scores(part: dict) -> np.ndarray:
     if part["encoding"] == "JSON": return np.float32([p["score"] for p in json.loads(data)["predictions"]])
     return np.float32(data.split())
 
+# %% ../nbs/07_deploy.ipynb #6d153ab0
 def compare_shadow(capture_root: str | Path,  # the data capture destination
                    endpoint_name: str,         # the endpoint
                    production: str,            # the production variant
@@ -440,120 +216,3 @@ def compare_shadow(capture_root: str | Path,  # the data capture destination
     d = np.abs(a.astype(np.float64) - b)
     return {"requests": len(pairs), "rows": int(len(a)), "agreement": round(float(np.mean((a >= threshold) == (b >= threshold))), 4),
             "max_abs_diff": round(float(d.max()), 6), "mean_abs_diff": round(float(d.mean()), 6)}
-
-# %% ../nbs/07_deploy.ipynb #aade3952
-def model_request(model_name: str, model_data: str, image_uri: str, role_arn: str, # SageMaker Model name, artefact, image, role
-                 ) -> dict:
-    "A CreateModel request for an XGBoost model package, served by the image in algorithm mode (no inference script)."
-    return {"ModelName": model_name, "ExecutionRoleArn": role_arn,
-            "PrimaryContainer": {"Image": image_uri, "ModelDataUrl": model_data}}
-
-def endpoint_config_request(config_name: str,          # EndpointConfig name
-                            variants: list[dict],       # [{VariantName, ModelName, InitialVariantWeight}]
-                            capture_uri: str,           # s3:// data capture destination
-                            shadow_variants: list[dict] | None = None, # ShadowProductionVariants (same keys)
-                            instance_type: str = "ml.m5.xlarge",       # instance type of every variant
-                            capture_percentage: int = 100,             # data capture sampling
-                            kms_key_id: str | None = None              # KMS key for capture and volumes
-                           ) -> dict:
-    "A CreateEndpointConfig request: production (and shadow) variants with weights, data capture."
-    pv = lambda v: {"VariantName": v["VariantName"], "ModelName": v["ModelName"], "InitialInstanceCount": 1,
-                    "InstanceType": instance_type, "InitialVariantWeight": float(v.get("InitialVariantWeight", 1.0))}
-    capture = {"EnableCapture": True, "InitialSamplingPercentage": int(capture_percentage),
-               "DestinationS3Uri": capture_uri,
-               "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
-               "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"], "JsonContentTypes": ["application/json"]}}
-    config = {"EndpointConfigName": config_name, "ProductionVariants": [pv(v) for v in variants],
-              "DataCaptureConfig": capture}
-    if shadow_variants: config["ShadowProductionVariants"] = [pv(v) for v in shadow_variants]
-    if kms_key_id: config["KmsKeyId"] = capture["KmsKeyId"] = kms_key_id
-    return config
-
-def weights_request(endpoint_name: str, weights: dict # {VariantName: weight}
-                   ) -> dict:
-    "An UpdateEndpointWeightsAndCapacities request (a canary step or a rollback)."
-    return {"EndpointName": endpoint_name,
-            "DesiredWeightsAndCapacities": [{"VariantName": k, "DesiredWeight": float(v)} for k, v in weights.items()]}
-
-def transform_job_request(job_name: str, model_name: str, # TransformJob and Model names
-                          input_uri: str, output_uri: str, # s3:// prefix of the CSV files, and of the .out files
-                          instance_type: str = "ml.m5.xlarge", instance_count: int = 1,
-                          kms_key_id: str | None = None) -> dict:
-    "A CreateTransformJob request: CSV lines in (SplitType=Line), one prediction per line out (AssembleWith=Line)."
-    out = {"S3OutputPath": output_uri, "Accept": "text/csv", "AssembleWith": "Line"}
-    if kms_key_id: out["KmsKeyId"] = kms_key_id
-    return {"TransformJobName": job_name, "ModelName": model_name, "BatchStrategy": "MultiRecord", "MaxPayloadInMB": 6,
-            "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_uri}},
-                               "ContentType": "text/csv", "SplitType": "Line", "CompressionType": "None"},
-            "TransformOutput": out,
-            "TransformResources": {"InstanceType": instance_type, "InstanceCount": instance_count}}
-
-def validate_requests(requests: dict # {'create_model': {...} or [{...}, ...], ...}
-                     ) -> dict:
-    "Check each SageMaker request against botocore's API model (see `validate_request`); raises `DeployError`."
-    for op, params in requests.items():
-        for p in params if isinstance(params, list) else [params]:
-            try: validate_request("sagemaker", op, p)
-            except Exception as e: raise DeployError(str(e)) from None
-    return requests
-
-# %% ../nbs/07_deploy.ipynb #bf5ca065
-def deploy_sagemaker(requests: dict,  # from the request builders above
-                     region: str,     # AWS region
-                     session=None,    # a boto3 Session (default: a new one)
-                     wait: bool = True # wait until the endpoint is InService
-                    ) -> dict:
-    "Create or update the SageMaker endpoint described by `requests`; returns describe_endpoint."
-    import boto3
-    sess = session or boto3.Session(region_name=region)
-    sm = sess.client("sagemaker", region_name=region)
-    def _create(method, kw):
-        try: getattr(sm, method)(**kw)
-        except sm.exceptions.ClientError as e:
-            if "already exist" not in str(e): raise
-    for m in requests["create_model"] if isinstance(requests["create_model"], list) else [requests["create_model"]]:
-        _create("create_model", m)
-    _create("create_endpoint_config", requests["create_endpoint_config"])
-    ep = requests["create_endpoint"]
-    try: sm.describe_endpoint(EndpointName=ep["EndpointName"]); sm.update_endpoint(**ep)
-    except sm.exceptions.ClientError: sm.create_endpoint(**ep)
-    if wait: sm.get_waiter("endpoint_in_service").wait(EndpointName=ep["EndpointName"])
-    return sm.describe_endpoint(EndpointName=ep["EndpointName"])
-
-def sagemaker_weights(sm, endpoint_name: str, wait: bool = True): # a boto3 SageMaker client and the endpoint
-    "A `set_weights` for `canary_rollout` that calls UpdateEndpointWeightsAndCapacities."
-    def set_weights(weights: dict):
-        sm.update_endpoint_weights_and_capacities(**weights_request(endpoint_name, weights))
-        if wait: sm.get_waiter("endpoint_in_service").wait(EndpointName=endpoint_name)
-    return set_weights
-
-def delete_sagemaker(sm, endpoint_name: str, config_names: list[str], model_names: list[str]) -> list[str]:
-    "Delete the endpoint, its configs and models (what was created is what is billed); returns what was deleted."
-    done = []
-    for method, key, names in [("delete_endpoint", "EndpointName", [endpoint_name]),
-                               ("delete_endpoint_config", "EndpointConfigName", config_names),
-                               ("delete_model", "ModelName", model_names)]:
-        for n in names:
-            try: getattr(sm, method)(**{key: n}); done.append(f"{method}:{n}")
-            except sm.exceptions.ClientError as e:
-                if "Could not find" not in str(e) and "does not exist" not in str(e): raise
-    return done
-
-# %% ../nbs/07_deploy.ipynb #c4e2a912
-def transform_job_aws(sm,              # a boto3 SageMaker client
-                      lake: Lake,      # the lake that holds the request's input and output prefixes
-                      request: dict,   # `transform_job_request(...)`
-                      files: dict,     # {name under the input prefix: local file}
-                      delay: int = 5   # seconds between DescribeTransformJob polls
-                     ) -> dict:
-    "Upload `files` to the request's input prefix, run it as a SageMaker transform job and wait; its description."
-    prefix = request["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
-    if not prefix.startswith(lake.uri().rstrip("/") + "/"): raise ValueError(f"{prefix} is not under the lake {lake.uri()}")
-    for name, f in files.items(): lake.write_bytes(Path(f).read_bytes(), prefix[len(lake.uri()) + 1:], name)
-    name = request["TransformJobName"]
-    sm.create_transform_job(**request)
-    try: sm.get_waiter("transform_job_completed_or_stopped").wait(TransformJobName=name, WaiterConfig={"Delay": delay, "MaxAttempts": 4 * 3600 // delay})
-    except WaiterError: pass  # a Failed job ends the waiter with an error; the description says why
-    job = sm.describe_transform_job(TransformJobName=name)
-    if job["TransformJobStatus"] != "Completed": raise TransformJobFailed(job)
-    return job

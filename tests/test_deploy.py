@@ -9,12 +9,15 @@ import botocore.session
 import xgboost as xgb
 from hypothesis import given, settings, strategies as st
 
-from ml_lifecycle.deploy import (DeployError, TransformError, TransformJobFailed, batch_transform, byte_ranges, read_lines, canary_rollout, check_step,
-                                 compare_shadow, delete_sagemaker, deploy_sagemaker, endpoint_config_request,
-                                 model_request, sagemaker_weights, send_traffic, transform_job_request,
-                                 validate_requests, weights_request)
+from ml_lifecycle.deploy import canary_rollout, check_step, compare_shadow, send_traffic
 from ml_lifecycle.platform.aws import AwsRecorder
-from ml_lifecycle.platform.endpoint import LocalEndpoint, pack_model, read_capture, safe_extract, to_csv_payload
+from ml_lifecycle.platform.capture import read_capture
+from ml_lifecycle.platform.deployment import (DeployError, delete_sagemaker, deploy_sagemaker, endpoint_config_request,
+                                              model_request, sagemaker_weights, validate_requests, weights_request)
+from ml_lifecycle.platform.endpoint import LocalEndpoint, to_csv_payload
+from ml_lifecycle.platform.payload import pack_model, safe_extract
+from ml_lifecycle.platform.transform import (TransformError, TransformJobFailed, batch_transform, byte_ranges, read_lines,
+                                             transform_job_request)
 
 FEATURES = [f"x{i}" for i in range(6)]
 

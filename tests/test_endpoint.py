@@ -10,8 +10,10 @@ import xgboost as xgb
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from ml_lifecycle.platform.endpoint import (MAX_PAYLOAD, DataCapture, EndpointError, LocalEndpoint, ModelPackageError, ServedModel,
-                                            make_app, pack_model, read_capture, safe_extract, to_csv_payload)
+from ml_lifecycle.platform.capture import DataCapture, read_capture
+from ml_lifecycle.platform.endpoint import EndpointError, LocalEndpoint, to_csv_payload
+from ml_lifecycle.platform.payload import MAX_PAYLOAD, ModelPackageError, ServedModel, pack_model, safe_extract
+from ml_lifecycle.platform.routes import make_app
 
 FEATURES = ["a", "b", "c"]
 ENDPOINT = "unit-endpoint"

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from ml_lifecycle.platform.storage import Lake
-from ml_lifecycle.platform.endpoint import DataCapture
+from ml_lifecycle.platform.capture import DataCapture
 from datetime import datetime, timezone
 
 from scipy.spatial.distance import jensenshannon

@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 from ml_lifecycle.platform.storage import Lake
-from ml_lifecycle.platform.endpoint import DataCapture, read_capture
+from ml_lifecycle.platform.capture import DataCapture, read_capture
 from ml_lifecycle.monitor import (baseline_job, check_constraints, compute_statistics, drift_distances,
                                   drift_over_time, hourly_monitoring_run, infer_types, label_drift,
                                   simulate_capture_hour, simulate_shift, suggest_constraints)

@@ -101,7 +101,7 @@ def test_series_champion_scores_alike_in_the_serving_image(series, tmp_path):
     "The run's approved model, as SageMaker's XGBoost image (XGBOOST_IMAGE) reads it, predicts what this kernel predicts."
     if not series.ok: pytest.skip("the series failed")
     import numpy as np, xgboost as xgb
-    from ml_lifecycle.platform.endpoint import model_files, safe_extract
+    from ml_lifecycle.platform.payload import model_files, safe_extract
     from ml_lifecycle.platform.images import XGBOOST_IMAGE, image_env_python, image_envs, image_predict
     from ml_lifecycle.scripts.xgb_train import load_booster, read_csv_channel
     L = Lake(series.lake)

@@ -27,7 +27,9 @@ import requests
 import xgboost as xgb
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ml_lifecycle.platform.endpoint import LocalEndpoint, ServedModel, pack_model, read_capture
+from ml_lifecycle.platform.capture import read_capture
+from ml_lifecycle.platform.endpoint import LocalEndpoint
+from ml_lifecycle.platform.payload import ServedModel, pack_model
 from ml_lifecycle.platform.storage import Lake
 
 FEATURES = ["a", "b", "c"]

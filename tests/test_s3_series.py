@@ -48,8 +48,9 @@ def test_spark_reads_and_writes_s3a(s3_server, tmp_path):
 def test_batch_transform_reads_and_writes_s3(s3_server, tmp_path):
     "Batch transform's tasks read their byte ranges from the bucket and write the `.out` files there."
     import numpy as np, xgboost as xgb
-    from ml_lifecycle.deploy import TransformJobFailed, batch_transform
-    from ml_lifecycle.platform.endpoint import pack_model, to_csv_payload
+    from ml_lifecycle.platform.endpoint import to_csv_payload
+    from ml_lifecycle.platform.payload import pack_model
+    from ml_lifecycle.platform.transform import TransformJobFailed, batch_transform
     from ml_lifecycle.platform.spark import get_spark, stop_spark
     rng = np.random.default_rng(0)
     X = rng.normal(size=(400, 4)); y = (X[:, 0] + rng.normal(size=400) > 0).astype(float)

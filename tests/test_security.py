@@ -10,7 +10,8 @@ import requests
 import xgboost as xgb
 
 from ml_lifecycle.platform.config import project_root
-from ml_lifecycle.platform.endpoint import LocalEndpoint, ModelPackageError, ServedModel, pack_model, safe_extract
+from ml_lifecycle.platform.endpoint import LocalEndpoint
+from ml_lifecycle.platform.payload import ModelPackageError, ServedModel, pack_model, safe_extract
 from ml_lifecycle.evaluate import EvaluationError, safe_extract as eval_safe_extract
 
 ROOT = project_root()
