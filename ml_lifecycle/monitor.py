@@ -4,193 +4,30 @@
 
 # %% ../nbs/08_monitor.ipynb #6898233a
 from __future__ import annotations
-import argparse, builtins, copy, io, json, os, re, sys, tempfile
+import copy, io, json, tempfile
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import functions as F, types as T
 
-try:  # written absolute (nbdev keeps a nested import as it is): this file also runs as a processing job's script
-    from ml_lifecycle.platform.job_code import end_spark, job_spark
-    from ml_lifecycle.platform.schema import is_flag
-except ModuleNotFoundError as e:
-    raise ModuleNotFoundError("monitor.py needs the ml_lifecycle package beside it: ship it with the job") from e
-try: from ml_lifecycle.platform.spark import SPARK_LINE  # in a kernel: sets SPARK_VERSION, which PyDeequ reads at import
-except ModuleNotFoundError: SPARK_LINE = os.environ.get("SPARK_VERSION", "3.5")  # in the job: its environment sets it
-from pydeequ.analyzers import (AnalysisRunner, AnalyzerContext, ApproxCountDistinct, Completeness, DataType,
-                               Compliance, Histogram, KLLParameters, KLLSketch, Maximum, Mean, Minimum, Size,
-                               StandardDeviation, Sum)
-try:  # the kernel's side: the lake, the capture, drift tests, Model Monitor's files. SageMaker's Spark image, where the
-    # analyses run as a processing job in aws mode (`run_analysis_job`), has none of these, and the job needs none
-    from scipy import stats as sps
-    from scipy.spatial.distance import jensenshannon
-    from ml_lifecycle.platform.storage import Lake, LakeError, utcnow
-    from ml_lifecycle.platform.capture import DataCapture
-    from ml_lifecycle.platform.endpoint import to_csv_payload
-    from ml_lifecycle.platform.model_monitor import (HOUR_FMT, captured_frame, checked_threshold, execution_hour,
-                                                     feature_evaluated, hour_of, monitoring_reports, read_constraints,
-                                                     read_hour, read_statistics, report_parts, utc_time)
-except ModuleNotFoundError:  # in the job: only the analyzer below (`analyse`, `main`) runs there
-    if not os.environ.get("ML_LIFECYCLE_ANALYZER_JOB"): raise
+from scipy import stats as sps
+from scipy.spatial.distance import jensenshannon
+
+from .platform.analyzer import analyse
+from .platform.capture import DataCapture
+from .platform.endpoint import to_csv_payload
+from .platform.model_monitor import (HOUR_FMT, captured_frame, checked_threshold, execution_hour,
+                                                 feature_evaluated, hour_of, monitoring_reports, read_constraints,
+                                                 read_hour, read_statistics, report_parts, utc_time)
+from .platform.schema import is_flag
+from .platform.storage import Lake, LakeError, utcnow
 
 # %% auto #0
-__all__ = ['MONITOR_TYPES', 'KINDS', 'JOB_MODULES', 'infer_types', 'compute_statistics', 'analyse', 'suggest_constraints',
-           'baseline_job', 'analyse_folder', 'main', 'run_analysis_job', 'invoke_with_ids', 'ks_noise_level',
-           'pick_shift_features', 'simulate_shift', 'simulate_capture_hour', 'drift_distances', 'check_constraints',
-           'label_drift', 'monitoring_run', 'hourly_monitoring_run', 'drift_over_time']
-
-# %% ../nbs/08_monitor.ipynb #9f83426c
-MONITOR_TYPES = ("Integral", "Fractional", "String", "Unknown")
-
-def _schema_type(dt) -> str | None:
-    if isinstance(dt, (T.ByteType, T.ShortType, T.IntegerType, T.LongType)): return "Integral"
-    if isinstance(dt, (T.FloatType, T.DoubleType, T.DecimalType)): return "Fractional"
-    return None
-
-def _sketches(jvm, result) -> dict:
-    "Deequ's KLL sketches by column: {column: {'parameters': {'c', 'k'}, 'data': [compactor items, lowest level first]}}."
-    out, it = {}, result.allMetrics().iterator()
-    while it.hasNext():
-        m = it.next()
-        if m.getClass().getSimpleName() != "KLLMetric" or not m.value().isSuccess(): continue
-        d = m.value().get()
-        p, a = d.parameters(), d.data()  # parameters: (shrinking factor c, sketch size k); data: double[][]
-        out[m.instance()] = {"parameters": {"c": float(p.apply(0)), "k": int(p.apply(1))},
-                             "data": [json.loads(jvm.java.util.Arrays.toString(a[i])) for i in range(len(a))]}
-    return out
-
-def _metrics(spark, result) -> dict:
-    "Deequ's success metrics by column: {column: {metric name: value or list of values}} ('KLL.sketch': the sketch)."
-    out: dict = {}
-    for m in AnalyzerContext.successMetricsAsJson(spark, result):
-        out.setdefault(m["instance"], {}).setdefault(m["name"], []).append(m["value"])
-    for c, s in _sketches(spark._jvm, result).items(): out.setdefault(c, {})["KLL.sketch"] = [s]
-    return out
-
-from contextlib import contextmanager
-
-@contextmanager
-def _interpreted(spark):
-    "Run Spark without whole-stage code generation inside the block (restored after)."
-    old = spark.conf.get("spark.sql.codegen.wholeStage")
-    spark.conf.set("spark.sql.codegen.wholeStage", "false")
-    try: yield
-    finally: spark.conf.set("spark.sql.codegen.wholeStage", old)
-
-def _run(spark, runner) -> dict:
-    "Run a PyDeequ analysis (interpreted: see above) and return its metrics by column."
-    with _interpreted(spark): return _metrics(spark, runner.run())
-
-KINDS = ("Integral", "Fractional", "Boolean", "String")  # what Deequ's DataType counts (nulls are 'Unknown')
-
-def _kind_counts(m: dict, rows: int) -> dict:
-    "Counts of each kind of value from a DataType analyzer's metrics; whole numbers written '1.0' count as Integral."
-    k = {k: int(m.get(f"Histogram.abs.{k}", [0])[0]) for k in KINDS}
-    whole = min(int(round(m.get("Compliance", [0.0])[0] * rows)), k["Fractional"])
-    return k | {"Integral": k["Integral"] + whole, "Fractional": k["Fractional"] - whole}
-
-def _majority_type(counts: dict) -> str:
-    present = {k: v for k, v in counts.items() if v}
-    kind = max(present, key=present.get) if present else "Unknown"
-    if kind == "Integral" and counts["Fractional"]: return "Fractional"  # 1 and 1.5 → Fractional
-    return {"Boolean": "String"}.get(kind, kind)
-
-def _q(c: str) -> str: return "`" + c.replace("`", "``") + "`"  # a column name quoted for Spark SQL
-
-def infer_types(spark,                # the SparkSession
-                sdf                   # a Spark DataFrame (typed or all-string columns)
-               ) -> tuple[dict, dict]:
-    "Model Monitor types of `sdf`'s columns (whole-valued floats are Integral), and for text columns the counts of each kind of value."
-    types = {f.name: _schema_type(f.dataType) for f in sdf.schema.fields}
-    text = [c for c, t in types.items() if t is None]
-    floats = [f.name for f in sdf.schema.fields if isinstance(f.dataType, (T.FloatType, T.DoubleType, T.DecimalType))]
-    if not (text or floats): return types, {}
-    r = AnalysisRunner(spark).onData(sdf).addAnalyzer(Size())
-    for c in text: r = r.addAnalyzer(DataType(c)).addAnalyzer(Compliance(c, f"{_q(c)} rlike '^[+-]? ?[0-9]+[.]0+$'"))
-    for c in floats: r = r.addAnalyzer(Completeness(c)).addAnalyzer(Compliance(c, f"{_q(c)} IS NULL OR {_q(c)} % 1 = 0"))
-    mets = _run(spark, r)
-    rows = int(mets["*"]["Size"][0])
-    for c in floats:
-        m = mets.get(c, {})
-        if m.get("Completeness", [0.0])[0] > 0 and m.get("Compliance", [0.0])[0] == 1.0: types[c] = "Integral"
-    counts = {c: _kind_counts(mets.get(c, {}), rows) for c in text}
-    return types | {c: _majority_type(counts[c]) for c in text}, counts
-
-# %% ../nbs/08_monitor.ipynb #fe134fa2
-def compute_statistics(spark, sdf,              # the SparkSession and the data
-                       types: dict,             # Model Monitor type per column (baseline's, or `infer_types`)
-                       kll_buckets: int = 10    # buckets of the KLL distribution
-                      ) -> dict:
-    "`statistics.json` of `sdf`: item count and per-feature numerical or string statistics (PyDeequ)."
-    num = [c for c in sdf.columns if types[c] in ("Integral", "Fractional")]
-    strs = [c for c in sdf.columns if types[c] == "String"]
-    sdf = sdf.select([F.nanvl(F.col(c).cast("double"), F.lit(None)).alias(c)  # text 'NaN' is missing, not a number
-                      if c in num and _schema_type(sdf.schema[c].dataType) is None else F.col(c) for c in sdf.columns])
-    r = AnalysisRunner(spark).onData(sdf).addAnalyzer(Size())
-    kll = KLLParameters(spark, 2048, 0.64, kll_buckets)  # Deequ's default sketch size and shrinking factor
-    for c in sdf.columns:
-        r = r.addAnalyzer(Completeness(c))
-        if c in num:
-            for a in (Mean(c), Sum(c), StandardDeviation(c), Minimum(c), Maximum(c), KLLSketch(c, kll)): r = r.addAnalyzer(a)
-        elif c in strs: r = r.addAnalyzer(ApproxCountDistinct(c)).addAnalyzer(Histogram(c, maxDetailBins=1000))
-    mets = _run(spark, r)
-    n = int(mets["*"]["Size"][0])
-    return {"version": 0.0, "dataset": {"item_count": n},
-            "features": [_feature_stats(c, types[c], mets.get(c, {}), n, kll_buckets) for c in sdf.columns]}
-
-def _apportion(counts: np.ndarray, total: int) -> np.ndarray:
-    "Whole counts proportional to `counts` that add up to `total` (largest remainders; as is when they already do)."
-    if counts.sum() == total or counts.sum() == 0: return counts.astype(int)
-    x = counts * total / counts.sum()
-    out = np.floor(x).astype(int)
-    out[np.argsort(out - x)[:total - out.sum()]] += 1
-    return out
-
-def _kll(sketch: dict | None, lo, hi, present: int, n_buckets: int) -> dict:
-    "Model Monitor's `kll`: `n_buckets` equal-width buckets over [lo, hi] counted from the sketch, and the sketch."
-    sketch = sketch or {"parameters": {"c": 0.64, "k": 2048}, "data": []}
-    if lo is None or hi is None or not present: return {"buckets": [], "sketch": sketch}
-    edges = lo + (hi - lo) * np.arange(n_buckets + 1) / n_buckets
-    edges[0], edges[-1] = lo, hi  # exactly min and max: no value falls outside
-    counts = np.zeros(n_buckets)
-    for level, items in enumerate(sketch["data"]):  # an item at level i stands for 2**i values
-        idx = np.clip(np.searchsorted(edges, np.asarray(items, dtype=float), side="right") - 1, 0, n_buckets - 1)
-        counts += np.bincount(idx, minlength=n_buckets) * 2.0 ** level
-    counts = _apportion(counts, present)
-    return {"buckets": [{"lower_bound": float(a), "upper_bound": float(b), "count": int(k)}
-                        for a, b, k in zip(edges[:-1], edges[1:], counts)], "sketch": sketch}
-
-def _feature_stats(name: str, kind: str, m: dict, n: int, n_buckets: int = 10) -> dict:
-    present = int(round(m.get("Completeness", [0.0])[0] * n))
-    common = {"num_present": present, "num_missing": n - present}
-    doc = {"name": name, "inferred_type": kind}
-    one = lambda k: m[k][0] if k in m else None
-    if kind in ("Integral", "Fractional"):
-        kll = _kll(one("KLL.sketch"), one("Minimum"), one("Maximum"), present, n_buckets)
-        doc["numerical_statistics"] = {"common": common, "mean": one("Mean"), "sum": one("Sum"),
-                                       "std_dev": one("StandardDeviation"), "min": one("Minimum"),
-                                       "max": one("Maximum"), "distribution": {"kll": kll}}
-    elif kind == "String":
-        vals = [k.removeprefix("Histogram.abs.") for k in m if k.startswith("Histogram.abs.")]
-        cats = sorted(({"value": v, "count": int(m[f"Histogram.abs.{v}"][0])} for v in vals if v != "NullValue"),
-                      key=lambda b: -b["count"])
-        doc["string_statistics"] = {"common": common, "distinct_count": one("ApproxCountDistinct"),
-                                    "distribution": {"categorical": {"buckets": cats}}}
-    else: doc["string_statistics"] = {"common": common}
-    return doc
-
-# %% ../nbs/08_monitor.ipynb #72c95953
-def analyse(spark, sdf,                 # the SparkSession and the data
-            types: dict | None = None,  # Model Monitor type per column (a baseline's); None: the inferred ones
-            kll_buckets: int = 10       # buckets of the KLL distribution
-           ) -> dict:
-    "One analyzer run over `sdf`: its inferred `types`, the kinds of values in text columns (`type_counts`) and its `statistics`."
-    inferred, counts = infer_types(spark, sdf)
-    use = inferred if types is None else {c: types.get(c, "String") for c in sdf.columns}
-    return {"types": inferred, "type_counts": counts, "statistics": compute_statistics(spark, sdf, use, kll_buckets)}
+__all__ = ['suggest_constraints', 'baseline_job', 'invoke_with_ids', 'ks_noise_level', 'pick_shift_features', 'simulate_shift',
+           'simulate_capture_hour', 'drift_distances', 'check_constraints', 'label_drift', 'monitoring_run',
+           'hourly_monitoring_run', 'drift_over_time']
 
 # %% ../nbs/08_monitor.ipynb #746949c7
 def suggest_constraints(statistics: dict,              # baseline `statistics.json`
@@ -237,76 +74,6 @@ def baseline_job(spark, lake: Lake, table: str,    # the SparkSession, lake and 
             Path(d, name).write_text(json.dumps(doc, indent=2))
         uri = lake.publish_dir(d, "monitoring", table, "baseline", overwrite=True)
     return {"uri": uri, "statistics": statistics, "constraints": constraints, "manifest": manifest}
-
-# %% ../nbs/08_monitor.ipynb #e5ad74b1
-JOB_MODULES = ("ml_lifecycle/__init__.py", "ml_lifecycle/platform/__init__.py", "ml_lifecycle/platform/job_code.py",
-               "ml_lifecycle/platform/schema.py", "ml_lifecycle/monitor.py")  # what the job imports of this project
-
-def analyse_folder(spark,                    # the job's session
-                   folder: str | Path,       # staged datasets: `request.json` and a `<name>.parquet` per dataset
-                   paths: dict | None = None # {name: Parquet folder} of datasets not staged (e.g. the training split)
-                  ) -> dict:
-    "`analyse` each dataset `request.json` lists ({name: {'types', 'kll_buckets', 'drop'}}): {name: its result}."
-    out = {}
-    for name, s in json.loads((Path(folder)/"request.json").read_text()).items():
-        sdf = spark.read.parquet(str((paths or {}).get(name) or Path(folder)/f"{name}.parquet"))
-        sdf = sdf.drop(*[c for c in s.get("drop", []) if c in sdf.columns])
-        out[name] = analyse(spark, sdf, s.get("types"), s.get("kll_buckets", 10))
-    return out
-
-def main(argv: list[str] | None = None # command-line arguments (None → sys.argv[1:])
-        ) -> int:
-    "Processing-job entry point: `analyse_folder` of `--input-dir`, written as `analysis.json` to `--output-dir`."
-    p = argparse.ArgumentParser(prog="python -m ml_lifecycle.monitor", description="Model Monitor's analyzer: types and statistics.")
-    p.add_argument("--input-dir", default="/opt/ml/processing/input/datasets")
-    p.add_argument("--output-dir", default="/opt/ml/processing/output/analysis")
-    p.add_argument("--dataset", action="append", default=[], metavar="NAME=FOLDER", help="a dataset not staged in --input-dir")
-    a = p.parse_args(argv)
-    spark = job_spark()
-    try: found = analyse_folder(spark, a.input_dir, dict(d.split("=", 1) for d in a.dataset))
-    finally: end_spark(spark)  # PyDeequ's callback server would keep the job running
-    out = Path(a.output_dir); out.mkdir(parents=True, exist_ok=True)
-    (out/"analysis.json").write_text(json.dumps(found))  # written last: its presence means the job finished
-    print("; ".join(f"{n}: {r['statistics']['dataset']['item_count']} rows" for n, r in found.items()))
-    return 0
-
-if __name__ == "__main__" and not hasattr(builtins, "__IPYTHON__"): sys.exit(main())
-
-# %% ../nbs/08_monitor.ipynb #098dbad3
-def run_analysis_job(lake,                    # the lake (a `Lake`)
-                     table: str,              # lake table name
-                     name: str,               # the job's folder, `monitoring/<table>/_analysis/<name>/`
-                     datasets: dict,          # {name: a DataFrame to stage, or the URI of a Parquet folder in the lake}
-                     settings: dict | None = None, # {name: {'types', 'kll_buckets', 'drop'}} (see `analyse_folder`)
-                     mode: str = "local",     # 'local': in the Spark image's environment here; 'aws': PySparkProcessor
-                     aws: dict | None = None  # aws mode: `config.job_settings(P)`
-                    ) -> dict:
-    "`analyse` each of `datasets` in a PySpark processing job; {name: its result}, as `analyse_folder` returns them."
-    import importlib.util
-    from ml_lifecycle.platform.job_code import ship_package
-    from ml_lifecycle.platform.sagemaker_local import unique_job_name
-    from ml_lifecycle.platform.sagemaker_jobs import spark_processing_job
-    from ml_lifecycle.platform.spark import spark_jars
-    bad = [n for n in [name, *datasets] if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]*", str(n))]
-    if bad: raise ValueError(f"names of an analysis and its datasets are letters, digits and '-' (they name files, "
-                             f"job inputs and the job): {bad}")
-    job = ("monitoring", table, "_analysis", name)
-    args = ["--input-dir", "{input:datasets}", "--output-dir", "{output:report}"]
-    inputs = {"datasets": lake.uri(*job, "input")}
-    with tempfile.TemporaryDirectory(prefix="analysis-job-") as ship:
-        staged = Path(ship)/"datasets"; staged.mkdir()
-        (staged/"request.json").write_text(json.dumps({n: (settings or {}).get(n, {}) for n in datasets}))
-        for n, d in datasets.items():
-            if isinstance(d, pd.DataFrame): d.to_parquet(staged/f"{n}.parquet", index=False)
-            else: inputs[n], args = str(d), args + ["--dataset", f"{n}={{input:{n}}}"]
-        lake.publish_dir(staged, *job, "input", overwrite=True)
-        spark_processing_job(mode, aws, code=Path(importlib.util.find_spec("ml_lifecycle.monitor").origin),
-                             inputs=inputs, outputs={"report": lake.uri(*job, "output")}, arguments=args,
-                             job_name=unique_job_name(f"monitor-{name}"),
-                             env={"SPARK_VERSION": SPARK_LINE, "ML_LIFECYCLE_ANALYZER_JOB": "1"},
-                             py_files=[ship_package(Path(ship)/"ml_lifecycle.zip", JOB_MODULES, ["pydeequ"])],
-                             jars=[j for j in spark_jars() if "deequ" in Path(j).name])
-    return lake.read_json(*job, "output", "analysis.json")
 
 # %% ../nbs/08_monitor.ipynb #d00f5bfc
 def invoke_with_ids(runtime, endpoint_name: str,  # a sagemaker-runtime client and the endpoint

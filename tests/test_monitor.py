@@ -392,7 +392,7 @@ def test_drift_alarm_is_metric_math_over_model_monitor_metrics():
 @pytest.mark.slow  # Spark in the kernel, and a job in the Spark image's environment
 def test_analysis_job_in_the_spark_image_equals_the_kernel(spark, lake_with_baseline, tmp_path):
     "run_analysis_job (only what SageMaker's Spark image has, plus what the job ships) finds what `analyse` finds here."
-    from ml_lifecycle.monitor import run_analysis_job
+    from ml_lifecycle.platform.analyzer import run_analysis_job
     L, base, _ = lake_with_baseline
     _hour_capture(tmp_path, simulate_shift(_rows(300, 7)[FEATURES], ["minutes"], 1.6), "2026-01-05T11", "j")
     captured = captured_frame(read_hour(tmp_path, "e", "AllTraffic", "2026-01-05T11"), FEATURES)

@@ -24,9 +24,10 @@ import pytest
 
 from ml_lifecycle.platform.storage import Lake
 from ml_lifecycle.platform.capture import DataCapture, read_capture
-from ml_lifecycle.monitor import (baseline_job, check_constraints, compute_statistics, drift_distances,
-                                  drift_over_time, hourly_monitoring_run, infer_types, label_drift,
-                                  simulate_capture_hour, simulate_shift, suggest_constraints)
+from ml_lifecycle.monitor import (baseline_job, check_constraints, drift_distances, drift_over_time,
+                                  hourly_monitoring_run, label_drift, simulate_capture_hour, simulate_shift,
+                                  suggest_constraints)
+from ml_lifecycle.platform.analyzer import compute_statistics, infer_types
 from ml_lifecycle.platform.model_monitor import (capture_hours, captured_frame, checked_threshold, drift_violations,
                                                  monitoring_reports, read_constraints, read_hour, read_statistics,
                                                  read_violations, report_parts)
