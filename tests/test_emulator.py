@@ -10,9 +10,10 @@ import boto3, pytest
 from botocore.exceptions import ClientError
 
 from ml_lifecycle.platform.aws import validate_request
-from ml_lifecycle.platform.emulator import (ENDPOINT_SERVICES, AwsEmulator, EmulatorError, client_endpoints,
-                                            container_path, emulated_aws, emulator_env, image_python,
-                                            simulate_decision)
+from ml_lifecycle.platform.emulator import ENDPOINT_SERVICES, AwsEmulator, client_endpoints, emulated_aws, emulator_env
+from ml_lifecycle.platform.emulator_jobs import image_python
+from ml_lifecycle.platform.emulator_requests import EmulatorError, simulate_decision
+from ml_lifecycle.platform.emulator_runs import container_path
 from ml_lifecycle.platform.sagemaker_local import XGBOOST_IMAGE, envs_dir, image_env_python, image_envs
 from ml_lifecycle.platform.sagemaker_jobs import (framework_image_uri, processing_job_spec, run_processing_job_aws,
                                                   run_training_job_aws, training_job_spec)
