@@ -49,7 +49,9 @@ def download_model(sm,            # a boto3 SageMaker client
 
 # %% ../../nbs/platform/08e_emulator_endpoints.ipynb #c1dd524f
 @patch
-def host_endpoint(self: EndpointHosting, name: str, config_name: str) -> HostedEndpoint:
+def host_endpoint(self: EndpointHosting, name: str, # the EndpointName
+                  config_name: str               # the EndpointConfigName it serves
+                 ) -> HostedEndpoint:
     "Serve endpoint `name` as `config_name` describes it: each variant's model from S3, its weight, data capture."
     from ml_lifecycle.platform.endpoint import LocalEndpoint
     sm, s3 = self.internal("sagemaker"), self.internal("s3")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fastcore.basics import patch
 
-from .emulator_requests import MOTO_HANDLERS, EmulatorError, emulator_for, patch_handlers, plain, remove_patches
+from .emulator_requests import MOTO_HANDLERS, EmulatorError, emulator_for, plain
 from .sagemaker_local import SPARK_IMAGE, image_env_python, spark_image_python
 
 # %% auto #0
@@ -209,7 +209,8 @@ class JobControl:
 
 # %% ../../nbs/platform/08b_emulator_jobs.ipynb #0d9e8f7a
 @patch
-def check_job(self: JobControl, kind: str, req: dict):
+def check_job(self: JobControl, kind: str, # a key of JOB_KINDS
+              req: dict):                  # its Create* request, as sent
     "Refuse, before moto stores it, a job the emulator cannot carry out (SageMaker's ValidationException / ResourceInUse)."
     from moto.sagemaker.exceptions import ResourceInUseException, ValidationError
     name = req.get(JOB_KINDS[kind][0])
@@ -222,7 +223,10 @@ def check_job(self: JobControl, kind: str, req: dict):
 
 # %% ../../nbs/platform/08b_emulator_jobs.ipynb #3cbe79b8
 @patch
-def start_job(self: JobControl, kind: str, req: dict, account: str, region: str) -> EmulatedJob:
+def start_job(self: JobControl, kind: str, # a key of JOB_KINDS
+              req: dict,                   # its Create* request, as sent
+              account: str, region: str    # where moto stored it
+             ) -> EmulatedJob:
     "Register a job that moto has stored, and carry it out in a background thread."
     from moto.sagemaker.models import sagemaker_backends
     key, arn_kind, table = JOB_KINDS[kind]
@@ -275,7 +279,8 @@ def running(self: JobControl) -> list[EmulatedJob]:
 
 # %% ../../nbs/platform/08b_emulator_jobs.ipynb #efbf070f
 @patch
-def wait_for_jobs(self: JobControl, timeout: float | None = None) -> bool:
+def wait_for_jobs(self: JobControl, timeout: float | None = None # seconds (None: as long as it takes)
+                 ) -> bool:
     "Wait until every job has ended; returns whether they all did within `timeout` seconds."
     deadline = None if timeout is None else time.monotonic() + timeout
     for j in list(self.jobs.values()):

@@ -110,7 +110,10 @@ class RequestRecorder:
 
 # %% ../../nbs/platform/08a_emulator_requests.ipynb #6ee730f2
 @patch
-def record(self: RequestRecorder, service: str, operation: str, params: dict | None, access_key: str | None = None):
+def record(self: RequestRecorder, service: str, operation: str, # e.g. 'sagemaker', 'CreateTrainingJob'
+           params: dict | None,          # its parameters (None: it could not be parsed)
+           access_key: str | None = None # the access key that signed it
+          ):
     "Keep a request that reached the emulator (and who signed it) and validate it against the service model."
     call = AwsCall(service, operation, params, access_key)
     problem = None

@@ -53,7 +53,10 @@ def trial_request(definition: dict, # the tuning job's TrainingJobDefinition
 
 # %% ../../nbs/platform/08d_emulator_tuning.ipynb #5213a5df
 @patch
-def register_trial(self: JobControl, tuning: EmulatedJob, req: dict, tuned: dict) -> EmulatedJob:
+def register_trial(self: JobControl, tuning: EmulatedJob, # the tuning job
+                   req: dict,   # the trial's CreateTrainingJob request (`trial_request`)
+                   tuned: dict  # the trial's draw
+                  ) -> EmulatedJob:
     "Create a tuning job's trial in moto (so List*/Describe* know it) and as an emulated training job."
     b = tuning.moto_backend
     b.create_training_job(
