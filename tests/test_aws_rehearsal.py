@@ -142,7 +142,7 @@ def test_jobs_were_sagemaker_jobs_in_their_images(rehearsal):
     res, emu, L, _ = rehearsal
     ops = [c.operation for c in emu.calls]
     assert {"CreateProcessingJob", "CreateTrainingJob", "CreateHyperParameterTuningJob"} <= set(ops)
-    from ml_lifecycle.platform.emulator import KERNEL_IMAGES, image_repo_tag
+    from ml_lifecycle.platform.emulator_jobs import KERNEL_IMAGES, image_repo_tag
     images = {c.params["AppSpecification"]["ImageUri"] for c in emu.calls if c.operation == "CreateProcessingJob"}
     images |= {c.params["AlgorithmSpecification"]["TrainingImage"] for c in emu.calls if c.operation == "CreateTrainingJob"}
     repos = {image_repo_tag(i)[0] for i in images}

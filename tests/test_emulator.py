@@ -10,9 +10,10 @@ import boto3, pytest
 from botocore.exceptions import ClientError
 
 from ml_lifecycle.platform.aws import validate_request
-from ml_lifecycle.platform.emulator import (ENDPOINT_SERVICES, AwsEmulator, EmulatorError, client_endpoints,
-                                            container_path, emulated_aws, emulator_env, image_python,
-                                            simulate_decision)
+from ml_lifecycle.platform.emulator import ENDPOINT_SERVICES, AwsEmulator, client_endpoints, emulated_aws, emulator_env
+from ml_lifecycle.platform.emulator_jobs import image_python
+from ml_lifecycle.platform.emulator_requests import EmulatorError, simulate_decision
+from ml_lifecycle.platform.emulator_runs import container_path
 from ml_lifecycle.platform.images import XGBOOST_IMAGE, envs_dir, image_env_python, image_envs
 from ml_lifecycle.platform.sagemaker_jobs import (framework_image_uri, processing_job_spec, run_processing_job_aws,
                                                   run_training_job_aws, training_job_spec)
@@ -48,6 +49,25 @@ def test_container_paths_and_policy_decisions():
                           {"Effect": "Deny", "Action": "s3:DeleteObject", "Resource": "*"}]}
     assert [simulate_decision([deny], a) for a in ("s3:GetObject", "s3:DeleteObject", "ecr:GetAuthorizationToken")] == \
         ["allowed", "explicitDeny", "implicitDeny"]
+
+
+def test_the_server_page_installs_every_page_s_overrides():
+    "Importing platform.emulator is enough: `install_patches` sets the overrides of 08a, 08b and 08e, and they are given back."
+    from moto.iam.responses import IamResponse
+    from moto.sagemaker.responses import SageMakerResponse
+    from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
+    from ml_lifecycle.platform.emulator import install_patches
+    from ml_lifecycle.platform.emulator_requests import EMULATORS_BY_PORT, MOTO_HANDLERS, remove_patches
+    if EMULATORS_BY_PORT: pytest.skip("an emulator is running: its overrides are in place")
+    install_patches()
+    try:
+        handlers = {(SageMakerResponse, "create_training_job"): "emulator_jobs", (SageMakerResponse, "create_endpoint"): "emulator_endpoints",
+                    (SageMakerResponse, "list_monitoring_schedules"): "emulator_endpoints",
+                    (SageMakerRuntimeResponse, "invoke_endpoint"): "emulator_endpoints",
+                    (IamResponse, "simulate_principal_policy"): "emulator_requests"}
+        assert {k: getattr(*k).__module__.rsplit(".", 1)[-1] for k in handlers} == handlers
+    finally: remove_patches()
+    assert MOTO_HANDLERS == {} and not hasattr(SageMakerResponse, "list_monitoring_schedules")
 
 
 # --- jobs on the emulator ---------------------------------------------------------------------------

@@ -4,43 +4,36 @@
 
 # %% ../../nbs/platform/08_emulator.ipynb #947af8dc
 from __future__ import annotations
-import contextlib, copy, hashlib, json, logging, math, os, random, re, shutil, signal, socket, sys, tarfile, tempfile, threading, time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+import json, logging, os, shutil, socket, tempfile, threading
 from pathlib import Path
-from urllib.parse import unquote
 
 import boto3
 from fastcore.basics import patch
 
-from .aws import AwsCall, AwsRequestError, validate_request
-from .iam import policy_allows
-from .job_code import spark_submit_command
-from .images import SPARK_IMAGE, image_env_python, spark_image_python
-from .processes import run_logged
-from .sagemaker_local import JobError, job_failure_reason, run_training_job
-from .spark import java_home
+from .emulator_endpoints import EndpointHosting, endpoint_overrides, run_emulated_transform
+from .emulator_jobs import JobControl, job_overrides
+from .emulator_requests import (EMULATOR_ACCOUNT, EMULATORS_BY_PORT, INTERNAL_HEADER, RequestRecorder, patch_handlers,
+                                remove_patches, request_overrides)
+from .emulator_runs import run_emulated_processing, run_emulated_training
+from .emulator_tuning import run_emulated_tuning
 
 # %% auto #0
-__all__ = ['FAKE_CREDENTIALS', 'ENDPOINT_SERVICES', 'EMULATOR_ACCOUNT', 'IMAGE_RE', 'KERNEL_IMAGES', 'INTERNAL_HEADER',
-           'RUNTIME_HEADERS', 'ALLOW_ALL', 'SAGEMAKER_TRUST', 'free_port', 'emulator_env', 'client_endpoints',
-           'EmulatorSession', 'EmulatorError', 'image_repo_tag', 'image_python', 'container_path', 'simulate_decision',
-           'principal_policies', 'plain', 'parse_request', 'Violation', 'install_patches', 'remove_patches',
-           'AwsEmulator', 'split_s3', 'download_s3', 'upload_s3', 'utc_now', 'EmulatedJob', 'LogShipper',
-           'kill_processes_in', 'training_script', 'run_emulated_training', 'processing_command',
-           'run_emulated_processing', 'mini_batches', 'run_emulated_transform', 'sample_hyperparameters',
-           'trial_request', 'tuning_summary', 'tuning_state', 'run_emulated_tuning', 'HostedEndpoint', 'emulated_aws']
+__all__ = ['FAKE_CREDENTIALS', 'ENDPOINT_SERVICES', 'ALLOW_ALL', 'SAGEMAKER_TRUST', 'free_port', 'emulator_env',
+           'client_endpoints', 'EmulatorSession', 'install_patches', 'AwsEmulator', 'emulated_aws']
 
 # %% ../../nbs/platform/08_emulator.ipynb #d272ff0f
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
-ENDPOINT_SERVICES = ("sagemaker", "sagemaker-runtime", "s3", "logs", "glue", "cloudwatch", "sns", "iam", "sts", "events")
-EMULATOR_ACCOUNT = "123456789012"  # moto's default account: requests signed with its fake keys land there
 
+# %% ../../nbs/platform/08_emulator.ipynb #d4e239db
+ENDPOINT_SERVICES = ("sagemaker", "sagemaker-runtime", "s3", "logs", "glue", "cloudwatch", "sns", "iam", "sts", "events")  # what the project calls
+
+# %% ../../nbs/platform/08_emulator.ipynb #8f72b1ac
 def free_port() -> int:
     "A TCP port on loopback that is free now."
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
 
+# %% ../../nbs/platform/08_emulator.ipynb #b068af48
 def emulator_env(endpoint: str,            # e.g. 'http://127.0.0.1:5000'
                  region: str = "us-east-1" # the region clients use
                 ) -> dict:
@@ -49,6 +42,7 @@ def emulator_env(endpoint: str,            # e.g. 'http://127.0.0.1:5000'
             "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
             "AWS_EC2_METADATA_DISABLED": "true", "MLFLOW_S3_ENDPOINT_URL": endpoint}
 
+# %% ../../nbs/platform/08_emulator.ipynb #93c6ce99
 def client_endpoints(session=None,              # a boto3 session (default: a new one, reading the environment)
                      services=ENDPOINT_SERVICES # botocore service names
                     ) -> dict:
@@ -79,365 +73,35 @@ class EmulatorSession(boto3.Session):
         kw.setdefault("endpoint_url", self.endpoint_url)
         return super().resource(service_name, *args, **kw)
 
-# %% ../../nbs/platform/08_emulator.ipynb #c4211b1a
-class EmulatorError(ValueError):
-    "A request the emulator cannot carry out; the message says why and what to do."
-
-IMAGE_RE = re.compile(r"^(?P<repo>[\w.\-/]+?)(?::(?P<tag>[\w.\-]+))?(?:@sha256:[0-9a-f]+)?$")
-KERNEL_IMAGES = ("sagemaker-scikit-learn",)  # run in this kernel's Python, with a note
-
-def image_repo_tag(image_uri: str # an ECR image URI, e.g. '<account>.dkr.ecr.<region>.amazonaws.com/sagemaker-xgboost:3.0-5'
-                  ) -> tuple[str, str]:
-    "The repository name and tag of an image URI (`('sagemaker-xgboost', '3.0-5')`)."
-    path = str(image_uri).split("/", 1)[1] if "." in str(image_uri).split("/", 1)[0] else str(image_uri)
-    m = IMAGE_RE.match(path)
-    if not m: raise EmulatorError(f"{image_uri!r} is not an image URI")
-    return m["repo"].rsplit("/", 1)[-1], m["tag"] or "latest"
-
-def image_python(image_uri: str # the job's image
-                ) -> tuple[str, str]:
-    "The Python that runs a job of `image_uri` and a note for its log; raises `EmulatorError` for an image it cannot run."
-    repo, tag = image_repo_tag(image_uri)
-    if repo == "sagemaker-xgboost":
-        try: py = image_env_python(tag)
-        except ValueError as e: raise EmulatorError(f"image {image_uri}: {e}") from None
-        if py is None: raise EmulatorError(f"image {image_uri}: its Python environment is not built: run "
-                                           f"`scripts/job_envs.sh {tag}` (or `make setup`)")
-        return str(py), f"runs in the Python environment of SageMaker XGBoost image {tag} ({py})"
-    if repo == "sagemaker-spark-processing":
-        if not tag.startswith(SPARK_IMAGE): raise EmulatorError(f"image {image_uri}: the emulator has the Spark image {SPARK_IMAGE}'s "
-                                                                f"environment, not {tag}'s")
-        try: py = spark_image_python()
-        except FileNotFoundError as e: raise EmulatorError(f"image {image_uri}: {e}") from None
-        return str(py), f"runs in the Python environment of SageMaker's Spark processing image {SPARK_IMAGE} ({py})"
-    if repo in KERNEL_IMAGES:
-        return sys.executable, (f"NOTE: no local environment for image {repo}:{tag}: the job runs in this kernel's "
-                                f"Python ({sys.executable}), not in the image's")
-    raise EmulatorError(f"image {image_uri}: the emulator runs jobs of the SageMaker XGBoost images it has environments "
-                        f"and the Spark image for, and jobs of {list(KERNEL_IMAGES)} in the kernel's Python; not {repo!r}")
-
-# %% ../../nbs/platform/08_emulator.ipynb #6d6a4aa0
-_OPT_ML = re.compile(r"(?<![\w/.])/opt/ml(?=/|$)")
-
-def container_path(value: str,         # a path, argument or environment value that may hold /opt/ml/...
-                   root: str | Path    # the job directory that stands in for /opt/ml
-                  ) -> str:
-    "`value` with every container path `/opt/ml/...` moved under `root`."
-    return _OPT_ML.sub(str(root).rstrip("/"), str(value))
-
-# %% ../../nbs/platform/08_emulator.ipynb #f9d9f173
-def _statements(doc) -> list[dict]:
-    "The statements of a policy document (a dict or its JSON, possibly URL-encoded as IAM returns it)."
-    if isinstance(doc, str):
-        from urllib.parse import unquote
-        try: doc = json.loads(doc)
-        except json.JSONDecodeError: doc = json.loads(unquote(doc))
-    st = doc.get("Statement", [])
-    return [st] if isinstance(st, dict) else list(st)
-
-def simulate_decision(policies: list,             # the principal's policy documents
-                      action: str,                # e.g. 's3:PutObject'
-                      resource: str = "*",        # the resource ARN ('*' when the simulator is given none)
-                      context: dict | None = None # condition keys of the request
-                     ) -> str:
-    "IAM's simulator verdict for `action` on `resource`: 'allowed', 'explicitDeny' or 'implicitDeny'."
-    sts = [s for p in policies for s in _statements(p)]
-    denies = [{**s, "Effect": "Allow"} for s in sts if s.get("Effect") == "Deny"]
-    if denies and policy_allows({"Statement": denies}, action, resource, context): return "explicitDeny"
-    return "allowed" if policy_allows({"Statement": sts}, action, resource, context) else "implicitDeny"
-
-# %% ../../nbs/platform/08_emulator.ipynb #5b9db5e1
-def principal_policies(iam_backend,  # moto's IAM backend of the account
-                       arn: str      # a role or user ARN
-                      ) -> list:
-    "The inline and attached policy documents of the role or user `arn`."
-    kind, _, name = arn.split(":", 5)[-1].partition("/")
-    p = iam_backend.get_role(name.rsplit("/", 1)[-1]) if kind == "role" else iam_backend.get_user(name.rsplit("/", 1)[-1])
-    return [*p.policies.values(), *[v.document for mp in p.managed_policies.values() for v in mp.versions if v.is_default]]
-
-def _simulate_principal_policy(self):
-    "iam:SimulatePrincipalPolicy for moto's `IamResponse` (moto has none)."
-    from moto.core.responses import ActionResult
-    from moto.iam.models import iam_backends
-    policies = principal_policies(iam_backends[self.current_account][self.partition], self._get_param("PolicySourceArn"))
-    context = {e["ContextKeyName"]: e.get("ContextKeyValues") for e in self._get_param("ContextEntries") or []}
-    results = [{"EvalActionName": a, "EvalResourceName": r, "EvalDecision": simulate_decision(policies, a, r, context),
-                "MatchedStatements": [], "MissingContextValues": []}
-               for a in self._get_param("ActionNames") or [] for r in self._get_param("ResourceArns") or ["*"]]
-    return ActionResult({"EvaluationResults": results, "IsTruncated": False})
-
-# %% ../../nbs/platform/08_emulator.ipynb #13f9ef23
-def plain(v):
-    "A deep copy of parsed request parameters as plain dicts and lists."
-    if isinstance(v, dict) or (hasattr(v, "keys") and hasattr(v, "__getitem__")): return {k: plain(v[k]) for k in v.keys()}
-    if isinstance(v, (list, tuple)): return [plain(x) for x in v]
-    return v
-
-def parse_request(resp,    # moto's response object handling the request
-                  request  # the request (moto's normalised werkzeug request)
-                 ) -> tuple[str, str, dict | None]:
-    "The service, operation and parameters of a request that reached moto (parameters None when it cannot be parsed)."
-    from moto.core.parse import PROTOCOL_PARSERS
-    from moto.core.request import determine_request_protocol
-    from moto.core.utils import get_service_model
-    service = resp.boto3_service_name or resp.service_name
-    try: action = resp._get_action()
-    except Exception: action = None
-    if not action: return service, "?", None
-    if resp.automated_parameter_parsing and getattr(resp, "params", None) is not None: return service, action, plain(resp.params)
-    try:
-        model = get_service_model(service)
-        parser = PROTOCOL_PARSERS[determine_request_protocol(model, request.content_type)](model.operation_model(action), map_type=dict)
-        return service, action, plain(parser.parse({"method": request.method, "values": request.values, "headers": request.headers,
-                                                     "body": request.data, "url_path": request.path, "url_params": resp.uri_match}))
-    except Exception: return service, action, None
-
-@dataclass
-class Violation:
-    "A request that reached the emulator and does not match the AWS service model."
-    call: AwsCall # the request
-    error: str    # what `validate_request` said
-
-# %% ../../nbs/platform/08_emulator.ipynb #39b796f6
-INTERNAL_HEADER = "x-ml-lifecycle-emulator"  # marks the emulator's own calls (SageMaker's side): not recorded
-_ACTIVE: dict = {}    # port -> the AwsEmulator serving it
-_ORIGINAL: dict = {}  # handler name -> moto's own (None where moto has none)
-_PATCHED: list = []   # (class, attribute, what the class itself defined or None)
-_PATCH_LOCK = threading.Lock()
-
-def _emulator_for(headers):
-    "The running emulator a request was sent to (by the port in its Host header), or None."
-    try: return _ACTIVE.get(int((headers.get("Host") or "").rsplit(":", 1)[1]))
-    except (IndexError, ValueError): return None
-
-def _recording_setup_class(self, request, *args, **kw):
-    "moto's `BaseResponse.setup_class`, then the request recorded by the emulator it was sent to."
-    _ORIGINAL["setup_class"](self, request, *args, **kw)
-    emu = _emulator_for(request.headers)
-    if emu is None or request.headers.get(INTERNAL_HEADER) or request.environ.get("ml_lifecycle.recorded"): return
-    request.environ["ml_lifecycle.recorded"] = True  # services that set up twice are recorded once
-    key = re.search(r"Credential=([^/,\s]+)/", request.headers.get("Authorization") or "")
-    emu._record(*parse_request(self, request), access_key=key and key.group(1))
-
-# %% ../../nbs/platform/08_emulator.ipynb #0296cbb7
-_JOB_KEYS = {"training": ("training_job", "TrainingJobName"), "processing": ("processing_job", "ProcessingJobName"),
-             "tuning": ("hyper_parameter_tuning_job", "HyperParameterTuningJobName"),
-             "transform": ("transform_job", "TransformJobName")}
-
-def _job_handlers(kind: str # 'training', 'processing' or 'tuning'
-                 ) -> dict:
-    "Create/Describe/Stop handlers for `kind` jobs on moto's `SageMakerResponse`: the emulator's jobs, else moto's."
-    from moto.core.responses import ActionResult, EmptyResult
-    from moto.sagemaker.exceptions import ValidationError
-    op, key = _JOB_KEYS[kind]
-    def create(self):
-        emu = _emulator_for(self.headers)
-        if emu is None: return _ORIGINAL[f"create_{op}"](self)
-        req = plain(self.params)  # a copy: moto changes the request it stores
-        emu.check_job(kind, req)
-        result = _ORIGINAL[f"create_{op}"](self)
-        emu.start_job(kind, req, self.current_account, self.region)
-        return result
-    def describe(self):
-        emu = _emulator_for(self.headers)
-        job = emu.jobs.get((kind, self._get_param(key))) if emu else None
-        return _ORIGINAL[f"describe_{op}"](self) if job is None else ActionResult(job.describe())
-    def stop(self):
-        emu = _emulator_for(self.headers)
-        job = emu.jobs.get((kind, self._get_param(key))) if emu else None
-        if job is None:
-            if _ORIGINAL.get(f"stop_{op}"): return _ORIGINAL[f"stop_{op}"](self)
-            raise ValidationError(f"Could not find {kind} job {self._get_param(key)!r}")
-        emu.stop_job(job)
-        return EmptyResult()
-    return {f"create_{op}": create, f"describe_{op}": describe, f"stop_{op}": stop}
-
-def _list_training_jobs_for_hyper_parameter_tuning_job(self):
-    "ListTrainingJobsForHyperParameterTuningJob (moto has none): an emulated tuning job's trials, in one page."
-    from moto.core.responses import ActionResult
-    from moto.sagemaker.exceptions import ResourceNotFound
-    emu, name = _emulator_for(self.headers), self._get_param("HyperParameterTuningJobName")
-    job = emu.jobs.get(("tuning", name)) if emu else None
-    if job is None: raise ResourceNotFound(f"Amazon SageMaker can't find a tuning job named {name}")
-    return ActionResult({"TrainingJobSummaries": [tuning_summary(job, t) for t in job.trials]})
-
-# %% ../../nbs/platform/08_emulator.ipynb #75937f04
-def _endpoint_handlers() -> dict:
-    "Create/Update/Weights/Delete handlers on moto's `SageMakerResponse` that serve the emulator's endpoints."
-    from moto.core.responses import ActionResult, EmptyResult
-    from moto.sagemaker.exceptions import ValidationError
-    def record(self): return self.sagemaker_backend.endpoints.get(self._get_param("EndpointName"))
-    def host(self, emu, name, config):
-        try: emu.host_endpoint(name, config)
-        except Exception as e:  # SageMaker: the endpoint is created, then Failed with the reason
-            ep = self.sagemaker_backend.endpoints[name]
-            ep.endpoint_status, ep.failure_reason = "Failed", f"{type(e).__name__}: {e}"[:1024]
-    def create_endpoint(self):
-        result = _ORIGINAL["create_endpoint"](self)
-        if (emu := _emulator_for(self.headers)):
-            host(self, emu, self._get_param("EndpointName"), self._get_param("EndpointConfigName"))
-        return result
-    def update_endpoint(self):  # moto has none
-        ep, emu = record(self), _emulator_for(self.headers)
-        if ep is None: raise ValidationError(f"Could not find endpoint {self._get_param('EndpointName')!r}.")
-        config = self._get_param("EndpointConfigName")
-        cfg = self.sagemaker_backend.describe_endpoint_config(config)
-        ep.endpoint_config_name, ep.endpoint_status, ep.failure_reason = config, "InService", None
-        ep.production_variants = ep._process_production_variants(cfg["ProductionVariants"])
-        if emu: host(self, emu, ep.endpoint_name, config)
-        return ActionResult({"EndpointArn": ep.arn})
-    def update_endpoint_weights_and_capacities(self):
-        result = _ORIGINAL["update_endpoint_weights_and_capacities"](self)
-        emu = _emulator_for(self.headers)
-        hosted = emu.endpoints.get(self._get_param("EndpointName")) if emu else None
-        if hosted:
-            hosted.server.update_weights({d["VariantName"]: float(d["DesiredWeight"])
-                                          for d in self._get_param("DesiredWeightsAndCapacities") if "DesiredWeight" in d})
-        return result
-    def delete_endpoint(self):
-        result = _ORIGINAL["delete_endpoint"](self)
-        emu = _emulator_for(self.headers)
-        with (emu._lock if emu else contextlib.nullcontext()):
-            hosted = emu.endpoints.pop(self._get_param("EndpointName"), None) if emu else None
-        if hosted: emu.unhost_endpoint(hosted)
-        return result
-    return {"create_endpoint": create_endpoint, "update_endpoint": update_endpoint, "delete_endpoint": delete_endpoint,
-            "update_endpoint_weights_and_capacities": update_endpoint_weights_and_capacities}
-
-RUNTIME_HEADERS = ("content-type", "accept", "x-amzn-sagemaker-custom-attributes", "x-amzn-sagemaker-target-model",
-                   "x-amzn-sagemaker-target-variant", "x-amzn-sagemaker-target-container-hostname",
-                   "x-amzn-sagemaker-inference-id", "x-amzn-sagemaker-enable-explanations",
-                   "x-amzn-sagemaker-inference-component", "x-amzn-sagemaker-session-id")
-
-def _invoke_endpoint(self):
-    "InvokeEndpoint passed to the endpoint's server; its answer (status, headers, body) returned unchanged."
-    import requests
-    emu, name = _emulator_for(self.headers), self.path.split("/endpoints/", 1)[-1].split("/", 1)[0]
-    hosted = emu.endpoints.get(unquote(name)) if emu else None
-    if hosted is None:
-        body = json.dumps({"message": f"Endpoint {unquote(name)} of account {EMULATOR_ACCOUNT} not found."})
-        return 400, {"Content-Type": "application/json", "x-amzn-ErrorType": "ValidationError", "status": 400}, body
-    headers = {k: v for k, v in self.headers.items() if k.lower() in RUNTIME_HEADERS}
-    r = requests.post(f"{hosted.server.url}/endpoints/{hosted.name}/invocations", data=self.body, headers=headers, timeout=70)
-    keep = {k: v for k, v in r.headers.items() if k.lower() not in ("content-length", "transfer-encoding", "connection",
-                                                                      "date", "server", "keep-alive")}
-    return r.status_code, {**keep, "status": r.status_code}, r.content  # moto takes the status from the headers
-
-# %% ../../nbs/platform/08_emulator.ipynb #92ee698a
-_JOB_DEFINITION_DESCRIBE = {"DataQuality": "describe_data_quality_job_definition",
-                            "ModelQuality": "describe_model_quality_job_definition"}
-
-def _schedule_handlers() -> dict:
-    "Monitoring-schedule handlers on moto's `SageMakerResponse` (moto has none), kept by the emulator."
-    from moto.core.responses import ActionResult, EmptyResult
-    from moto.sagemaker.exceptions import ResourceNotFound, ValidationError
-    def state(self):
-        emu = _emulator_for(self.headers)
-        if emu is None: raise ValidationError("monitoring schedules are kept by the AWS emulator only")
-        return emu, self._get_param("MonitoringScheduleName")
-    def found(emu, name):
-        if name not in emu.schedules: raise ResourceNotFound(f"Could not find monitoring schedule '{name}'.")
-        return emu.schedules[name]
-    def check_definition(self, config) -> str | None:
-        "The endpoint the config's job definition monitors; `ResourceNotFound` when the definition does not exist."
-        kind, job = config.get("MonitoringType", "DataQuality"), config.get("MonitoringJobDefinitionName")
-        if job is None: return None  # an inline MonitoringJobDefinition
-        try: d = getattr(self.sagemaker_backend, _JOB_DEFINITION_DESCRIBE[kind])(job)
-        except Exception: raise ResourceNotFound(f"Could not find {kind} job definition '{job}'.")
-        return (d.get(f"{kind}JobInput") or {}).get("EndpointInput", {}).get("EndpointName")
-    def create_monitoring_schedule(self):
-        emu, name = state(self)
-        config = plain(self._get_param("MonitoringScheduleConfig"))
-        if name in emu.schedules: raise ValidationError(f"Monitoring schedule '{name}' already exists.")
-        endpoint, now = check_definition(self, config), utc_now()
-        arn = f"arn:aws:sagemaker:{self.region}:{self.current_account}:monitoring-schedule/{name.lower()}"
-        emu.schedules[name] = {"MonitoringScheduleArn": arn, "MonitoringScheduleName": name, "MonitoringScheduleStatus": "Scheduled",
-                               "MonitoringType": config.get("MonitoringType", "DataQuality"), "CreationTime": now,
-                               "LastModifiedTime": now, "MonitoringScheduleConfig": config, "EndpointName": endpoint}
-        return ActionResult({"MonitoringScheduleArn": arn})
-    def describe_monitoring_schedule(self):
-        emu, name = state(self)
-        return ActionResult({k: v for k, v in found(emu, name).items() if v is not None})
-    def update_monitoring_schedule(self):
-        emu, name = state(self)
-        s, config = found(emu, name), plain(self._get_param("MonitoringScheduleConfig"))
-        check_definition(self, config)
-        s.update(MonitoringScheduleConfig=config, LastModifiedTime=utc_now(), MonitoringType=config.get("MonitoringType", s["MonitoringType"]))
-        return ActionResult({"MonitoringScheduleArn": s["MonitoringScheduleArn"]})
-    def stop_monitoring_schedule(self):
-        emu, name = state(self)
-        found(emu, name).update(MonitoringScheduleStatus="Stopped", LastModifiedTime=utc_now())
-        return EmptyResult()
-    def start_monitoring_schedule(self):
-        emu, name = state(self)
-        found(emu, name).update(MonitoringScheduleStatus="Scheduled", LastModifiedTime=utc_now())
-        return EmptyResult()
-    def delete_monitoring_schedule(self):
-        emu, name = state(self)
-        found(emu, name); del emu.schedules[name]
-        return EmptyResult()
-    def list_monitoring_schedules(self):
-        emu, _ = state(self)
-        want = self._get_param("EndpointName")
-        rows = [{k: s[k] for k in ("MonitoringScheduleName", "MonitoringScheduleArn", "CreationTime", "LastModifiedTime",
-                                   "MonitoringScheduleStatus", "MonitoringType", "EndpointName")}
-                for s in emu.schedules.values()]
-        return ActionResult({"MonitoringScheduleSummaries": [r for r in rows if want in (None, r["EndpointName"])]})
-    return {f.__name__: f for f in (create_monitoring_schedule, describe_monitoring_schedule, update_monitoring_schedule,
-                                    stop_monitoring_schedule, start_monitoring_schedule, delete_monitoring_schedule,
-                                    list_monitoring_schedules)}
-
 # %% ../../nbs/platform/08_emulator.ipynb #ff344685
-def _patch_attr(cls, name: str, fn):
-    _ORIGINAL[name] = getattr(cls, name, None)
-    _PATCHED.append((cls, name, cls.__dict__.get(name)))
-    setattr(cls, name, fn)
-
 def install_patches():
-    "Wrap moto's request set-up (recording), its SageMaker job handlers, and add IAM's simulator; idempotent."
-    from moto.core.responses import BaseResponse
-    from moto.iam.responses import IamResponse
-    from moto.sagemaker.responses import SageMakerResponse
-    from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
-    with _PATCH_LOCK:
-        if _PATCHED: return
-        _patch_attr(BaseResponse, "setup_class", _recording_setup_class)
-        for kind in _JOB_KEYS:
-            for name, fn in _job_handlers(kind).items(): _patch_attr(SageMakerResponse, name, fn)
-        _patch_attr(SageMakerResponse, "list_training_jobs_for_hyper_parameter_tuning_job",
-                    _list_training_jobs_for_hyper_parameter_tuning_job)
-        _patch_attr(IamResponse, "simulate_principal_policy", _simulate_principal_policy)
-        for name, fn in _endpoint_handlers().items(): _patch_attr(SageMakerResponse, name, fn)
-        _patch_attr(SageMakerRuntimeResponse, "invoke_endpoint", _invoke_endpoint)
-        for name, fn in _schedule_handlers().items(): _patch_attr(SageMakerResponse, name, fn)
-
-def remove_patches():
-    "Give moto its own handlers back."
-    with _PATCH_LOCK:
-        for cls, name, was in reversed(_PATCHED):
-            if was is None: delattr(cls, name)
-            else: setattr(cls, name, was)
-        _PATCHED.clear(); _ORIGINAL.clear()
+    "Install every page's overrides of moto: requests recorded, IAM's simulator, the jobs, the endpoints; idempotent."
+    patch_handlers([*request_overrides(), *job_overrides(), *endpoint_overrides()])
 
 # %% ../../nbs/platform/08_emulator.ipynb #cec4e986
 ALLOW_ALL = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+
+# %% ../../nbs/platform/08_emulator.ipynb #3a4ce0b1
 SAGEMAKER_TRUST = {"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
 
-class AwsEmulator:
+# %% ../../nbs/platform/08_emulator.ipynb #beb142ab
+class AwsEmulator(RequestRecorder, JobControl, EndpointHosting):
     "AWS on loopback: moto's server answers the APIs, and the SageMaker jobs it is asked for are really carried out."
+    runners = {"training": run_emulated_training, "processing": run_emulated_processing, "tuning": run_emulated_tuning,
+               "transform": run_emulated_transform}  # kind -> how a job of that kind is carried out
     def __init__(self, region: str = "us-east-1",            # the region of the clients
                  work_dir: str | Path | None = None,          # where job folders go (default: a temporary folder, removed by `stop`)
                  role_name: str = "MLLifecycleSageMakerRole", # the execution role created at start
                  role_policy: dict | None = None,             # its permissions (default: ALLOW_ALL)
                  cpus: int | None = None,                     # SM_NUM_CPUS of training jobs (default: this machine's)
                  apply_env: bool = True):                     # `with` applies `env` to os.environ (and restores it)
+        super().__init__()  # the request log, the jobs, the endpoints
         self.region, self.role_name, self.role_policy = region, role_name, role_policy or ALLOW_ALL
         self.cpus, self.apply_env, self._own_work = cpus, apply_env, work_dir is None
         self.work_dir = Path(work_dir).resolve() if work_dir else None
         self.server = self.port = self._saved = None
-        self._clients, self._lock = {}, threading.Lock()
-        self.calls, self.violations, self.unparsed, self.jobs, self.endpoints, self.schedules = [], [], [], {}, {}, {}
+        self._clients = {}
 
     def __repr__(self): return f"AwsEmulator({self.endpoint if self.port else 'stopped'}, {len(self.jobs)} jobs, {len(self.calls)} calls)"
 
@@ -450,55 +114,51 @@ class AwsEmulator:
     @property
     def role_arn(self) -> str: return f"arn:aws:iam::{self.account}:role/{self.role_name}"
 
-    def start(self) -> AwsEmulator:
-        "Start moto's server on a free loopback port, with the handlers installed and the execution role created."
-        from moto.server import ThreadedMotoServer
-        if self.server is not None: return self
-        install_patches()
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-        self.work_dir = self.work_dir or Path(tempfile.mkdtemp(prefix="aws-emulator-")).resolve()
-        self.port = free_port()
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-        self.server.start()
-        _ACTIVE[self.port] = self
-        iam = self.internal("iam")
-        try: iam.create_role(RoleName=self.role_name, AssumeRolePolicyDocument=json.dumps(SAGEMAKER_TRUST))
-        except iam.exceptions.EntityAlreadyExistsException:  # moto's state is per process: an earlier emulator made it
-            iam.update_assume_role_policy(RoleName=self.role_name, PolicyDocument=json.dumps(SAGEMAKER_TRUST))
-        iam.put_role_policy(RoleName=self.role_name, PolicyName="emulated", PolicyDocument=json.dumps(self.role_policy))
-        threading.Thread(target=self._sync_captures, args=(self.server,), daemon=True).start()
-        return self
-
-    def _sync_captures(self, server, every: float = 1.0):
-        "Copy hosted endpoints' data capture to S3 every `every` seconds while `server` runs."
-        while self.server is server:
-            for hosted in list(self.endpoints.values()):
-                try: self.sync_capture(hosted)
-                except Exception: pass  # the next round tries again; `unhost_endpoint` makes the last copy
-            time.sleep(every)
-
-    def stop(self, wait: float = 30 # seconds running jobs may take to end before they are stopped
-            ):
-        "Restore the environment and stop the server (after the running jobs)."
-        if self.server is None: return
-        if not self.wait_for_jobs(wait):
-            for j in self.running(): self.stop_job(j)
-            self.wait_for_jobs(15)
-        with self._lock: hosted, self.endpoints = list(self.endpoints.values()), {}
-        for h in hosted: self.unhost_endpoint(h)
-        self.restore()
-        self.server.stop()
-        _ACTIVE.pop(self.port, None)
-        if not _ACTIVE: remove_patches()
-        self.server = None
-        if self._own_work: shutil.rmtree(self.work_dir, ignore_errors=True)
-
     def __enter__(self):
         self.start()
         if self.apply_env: self.apply()
         return self
 
     def __exit__(self, *exc): self.stop()
+
+# %% ../../nbs/platform/08_emulator.ipynb #887f630f
+@patch
+def start(self: AwsEmulator) -> AwsEmulator:
+    "Start moto's server on a free loopback port, with the handlers installed and the execution role created."
+    from moto.server import ThreadedMotoServer
+    if self.server is not None: return self
+    install_patches()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    self.work_dir = self.work_dir or Path(tempfile.mkdtemp(prefix="aws-emulator-")).resolve()
+    self.port = free_port()
+    self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+    self.server.start()
+    EMULATORS_BY_PORT[self.port] = self
+    iam = self.internal("iam")
+    try: iam.create_role(RoleName=self.role_name, AssumeRolePolicyDocument=json.dumps(SAGEMAKER_TRUST))
+    except iam.exceptions.EntityAlreadyExistsException:  # moto's state is per process: an earlier emulator made it
+        iam.update_assume_role_policy(RoleName=self.role_name, PolicyDocument=json.dumps(SAGEMAKER_TRUST))
+    iam.put_role_policy(RoleName=self.role_name, PolicyName="emulated", PolicyDocument=json.dumps(self.role_policy))
+    threading.Thread(target=self.keep_captures_synced, args=(self.server,), daemon=True).start()
+    return self
+
+# %% ../../nbs/platform/08_emulator.ipynb #4cdda26e
+@patch
+def stop(self: AwsEmulator, wait: float = 30 # seconds running jobs may take to end before they are stopped
+        ):
+    "Restore the environment and stop the server (after the running jobs)."
+    if self.server is None: return
+    if not self.wait_for_jobs(wait):
+        for j in self.running(): self.stop_job(j)
+        self.wait_for_jobs(15)
+    with self.lock: hosted, self.endpoints = list(self.endpoints.values()), {}
+    for h in hosted: self.unhost_endpoint(h)
+    self.restore()
+    self.server.stop()
+    EMULATORS_BY_PORT.pop(self.port, None)
+    if not EMULATORS_BY_PORT: remove_patches()
+    self.server = None
+    if self._own_work: shutil.rmtree(self.work_dir, ignore_errors=True)
 
 # %% ../../nbs/platform/08_emulator.ipynb #7d007b41
 def _reset_sdk_clients():
@@ -509,6 +169,7 @@ def _reset_sdk_clients():
     except ImportError: return
     SageMakerClient.reset(); SingletonMeta._instances.pop(CloudWatchLogsClient, None)
 
+# %% ../../nbs/platform/08_emulator.ipynb #58e91c07
 @patch
 def apply(self: AwsEmulator) -> AwsEmulator:
     "Point this process's AWS clients at the emulator: `env` in os.environ, without profiles or per-service endpoints."
@@ -521,6 +182,7 @@ def apply(self: AwsEmulator) -> AwsEmulator:
     _reset_sdk_clients()
     return self
 
+# %% ../../nbs/platform/08_emulator.ipynb #8098f6d3
 @patch
 def restore(self: AwsEmulator):
     "Undo `apply`: the environment (and boto3's default session) as they were."
@@ -538,11 +200,13 @@ def session(self: AwsEmulator) -> EmulatorSession:
     "A boto3 session bound to the emulator, whatever the environment says (its calls are recorded)."
     return EmulatorSession(self.endpoint, self.region)
 
+# %% ../../nbs/platform/08_emulator.ipynb #a5f5f39d
 @patch
 def client(self: AwsEmulator, service: str, **kw):
     "A boto3 client of `service` on the emulator (its calls are recorded)."
     return self.session().client(service, **kw)
 
+# %% ../../nbs/platform/08_emulator.ipynb #1bbc1081
 @patch
 def internal(self: AwsEmulator, service: str):
     "A client for the emulator's own calls (SageMaker's side: channel downloads, uploads, logs), which are not recorded."
@@ -550,633 +214,12 @@ def internal(self: AwsEmulator, service: str):
         self._clients[service] = EmulatorSession(self.endpoint, self.region, headers={INTERNAL_HEADER: "1"}).client(service)
     return self._clients[service]
 
+# %% ../../nbs/platform/08_emulator.ipynb #c6cee9b4
 @patch
 def create_bucket(self: AwsEmulator, name: str) -> str:
     "Create bucket `name` as the account's owner (not recorded); returns `s3://<name>`."
     self.internal("s3").create_bucket(Bucket=name)
     return f"s3://{name}"
-
-# %% ../../nbs/platform/08_emulator.ipynb #6ee730f2
-@patch
-def _record(self: AwsEmulator, service: str, operation: str, params: dict | None, access_key: str | None = None):
-    "Keep a request that reached the emulator (and who signed it) and validate it against the service model."
-    call = AwsCall(service, operation, params, access_key)
-    problem = None
-    if params is not None:
-        try: validate_request(service, operation, params)
-        except AwsRequestError as e: problem = Violation(call, str(e))
-        except Exception: params = None  # an operation botocore does not model: it cannot be validated
-    with self._lock:
-        self.calls.append(call)
-        if params is None: self.unparsed.append(call)
-        if problem: self.violations.append(problem)
-
-@patch
-def ops(self: AwsEmulator, service: str | None = None) -> list[str]:
-    "The operations recorded so far (of `service` only, if given)."
-    return [c.operation for c in self.calls if service in (None, c.service)]
-
-@patch
-def find(self: AwsEmulator, operation: str) -> list[dict]:
-    "The parameters of each recorded request of `operation`."
-    return [c.params for c in self.calls if c.operation == operation]
-
-# %% ../../nbs/platform/08_emulator.ipynb #29ca4ba0
-def split_s3(uri: str) -> tuple[str, str]:
-    "Bucket and key of an `s3://` URI."
-    if not str(uri).startswith("s3://"): raise EmulatorError(f"{uri!r} is not an s3:// URI")
-    bucket, _, key = str(uri)[5:].partition("/")
-    return bucket, key
-
-def download_s3(s3,                      # a boto3 S3 client
-                uri: str,                # an S3 prefix (a folder or one object's key)
-                dst: Path,               # the local folder that receives the objects
-                data_type: str = "S3Prefix" # the channel's S3DataType
-               ) -> Path:
-    "Copy the objects under `uri` into folder `dst`, keeping their paths below the prefix, as SageMaker's File mode does."
-    if data_type != "S3Prefix": raise EmulatorError(f"S3DataType {data_type!r} is not emulated: pass an S3Prefix")
-    bucket, key = split_s3(uri)
-    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key)
-            for o in page.get("Contents", []) if not o["Key"].endswith("/")]
-    if not keys: raise EmulatorError(f"no S3 objects under {uri}")
-    dst.mkdir(parents=True, exist_ok=True)
-    for k in keys:
-        rel = Path(k).name if k == key else k[len(key):].lstrip("/")
-        (dst/rel).parent.mkdir(parents=True, exist_ok=True)
-        s3.download_file(bucket, k, str(dst/rel))
-    return dst
-
-def upload_s3(s3, src: Path, uri: str) -> list[str]:
-    "Upload file `src` to `uri`, or the files of folder `src` under prefix `uri`; returns the URIs written."
-    bucket, key = split_s3(uri)
-    src, out = Path(src), []
-    for f in [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file()):
-        k = key if src.is_file() else "/".join(x for x in (key.rstrip("/"), f.relative_to(src).as_posix()) if x)
-        s3.upload_file(str(f), bucket, k); out.append(f"s3://{bucket}/{k}")
-    return out
-
-# %% ../../nbs/platform/08_emulator.ipynb #35af052b
-def utc_now() -> datetime: return datetime.now(timezone.utc)
-
-@dataclass
-class EmulatedJob:
-    "A SageMaker job the emulator carries out: its request and its state."
-    kind: str                  # 'training', 'processing' or 'tuning'
-    name: str
-    request: dict              # the Create* request, as sent
-    arn: str
-    status: str = "InProgress" # then 'Completed', 'Failed' or 'Stopped'
-    secondary: str = "Starting"
-    transitions: list = field(default_factory=list)
-    created: datetime = field(default_factory=utc_now)
-    started: datetime | None = None
-    ended: datetime | None = None
-    failure_reason: str | None = None
-    metrics: dict = field(default_factory=dict)  # final values of the request's metric definitions
-    job_dir: str | None = None                   # the local stand-in for /opt/ml
-    log_stream: str | None = None                # its CloudWatch Logs stream
-    parent: str | None = None                    # a trial's tuning job ARN
-    tuned: dict = field(default_factory=dict)    # a trial's tuned hyperparameters
-    trials: list = field(default_factory=list)   # a tuning job's training jobs
-    stop_requested: bool = False
-    done: threading.Event = field(default_factory=threading.Event, repr=False)
-
-    def transition(self, status: str, message: str):
-        "Enter secondary status `status`, ending the one before."
-        now = utc_now()
-        if self.transitions: self.transitions[-1].setdefault("EndTime", now)
-        self.transitions.append({"Status": status, "StartTime": now, "StatusMessage": message})
-        self.secondary = status
-
-    def finish(self, status: str, failure_reason: str | None = None):
-        "End the job: 'Completed', 'Failed' (with the reason) or 'Stopped'."
-        self.ended, self.failure_reason = utc_now(), failure_reason
-        if self.kind == "training":
-            self.transition(status, {"Completed": "Training job completed", "Stopped": "Training job stopped"}.get(status, failure_reason or status))
-            self.transitions[-1]["EndTime"] = self.ended
-        self.status = status
-        self.done.set()
-
-# %% ../../nbs/platform/08_emulator.ipynb #ed6b6bb9
-@patch
-def describe(self: EmulatedJob) -> dict:
-    "The Describe* answer for this job, as SageMaker gives it: the request echoed, with the state."
-    r = {k: copy.deepcopy(v) for k, v in self.request.items() if k != "Tags"}
-    last = self.ended or utc_now()
-    if self.kind == "training":
-        out = r["OutputDataConfig"]["S3OutputPath"].rstrip("/")
-        r.update(TrainingJobArn=self.arn, TrainingJobStatus=self.status, SecondaryStatus=self.secondary, CreationTime=self.created,
-                 LastModifiedTime=last, SecondaryStatusTransitions=copy.deepcopy(self.transitions),
-                 ModelArtifacts={"S3ModelArtifacts": f"{out}/{self.name}/output/model.tar.gz"})
-        if self.started: r["TrainingStartTime"] = self.started
-        if self.ended and self.started:
-            r["TrainingEndTime"] = self.ended
-            r["TrainingTimeInSeconds"] = r["BillableTimeInSeconds"] = max(1, round((self.ended - self.started).total_seconds()))
-        if self.metrics: r["FinalMetricDataList"] = [{"MetricName": k, "Value": v, "Timestamp": last} for k, v in self.metrics.items()]
-        if self.parent: r["TuningJobArn"] = self.parent
-    elif self.kind == "processing":
-        r.update(ProcessingJobArn=self.arn, ProcessingJobStatus=self.status, CreationTime=self.created, LastModifiedTime=last)
-        if self.started: r["ProcessingStartTime"] = self.started
-        if self.ended: r["ProcessingEndTime"] = self.ended
-        if self.failure_reason: r["ExitMessage"] = self.failure_reason[:1024]
-    elif self.kind == "transform":
-        r.update(TransformJobArn=self.arn, TransformJobStatus=self.status, CreationTime=self.created)
-        if self.started: r["TransformStartTime"] = self.started
-        if self.ended: r["TransformEndTime"] = self.ended
-    else: r.update(tuning_state(self, last))
-    if self.failure_reason: r["FailureReason"] = self.failure_reason[:1024]
-    return r
-
-# %% ../../nbs/platform/08_emulator.ipynb #87f06be5
-class LogShipper(threading.Thread):
-    "Copy the lines of a job's log file into a CloudWatch Logs stream while the job runs, and what is left at the end."
-    def __init__(self, logs,            # a boto3 CloudWatch Logs client
-                 group: str, stream: str, # the log group and stream
-                 path: Path,            # the log file (it may not exist yet)
-                 first: list = ()):     # lines to put before the file's
-        super().__init__(daemon=True)
-        self.logs, self.group, self.stream, self.path, self.pos, self.halt = logs, group, stream, Path(path), 0, threading.Event()
-        try: logs.create_log_group(logGroupName=group)
-        except logs.exceptions.ResourceAlreadyExistsException: pass
-        logs.create_log_stream(logGroupName=group, logStreamName=stream)
-        self.put(list(first))
-
-    def put(self, lines: list[str]):
-        "Append `lines` to the stream (in batches CloudWatch accepts)."
-        now = int(time.time() * 1000)
-        events = [{"timestamp": now, "message": l} for l in lines if l.strip()]
-        for i in range(0, len(events), 1000):
-            self.logs.put_log_events(logGroupName=self.group, logStreamName=self.stream, logEvents=events[i:i + 1000])
-
-    def ship(self, final: bool = False):
-        "Send the complete lines written since the last call (and an unterminated last line when `final`)."
-        if not self.path.exists(): return
-        with open(self.path, "rb") as f: f.seek(self.pos); data = f.read()
-        if not final: data = data[:data.rfind(b"\n") + 1]
-        self.pos += len(data)
-        if data: self.put(data.decode("utf-8", "replace").splitlines())
-
-    def run(self):
-        while not self.halt.wait(0.5): self.ship()
-
-    def close(self):
-        "Stop following the file and send the rest."
-        self.halt.set()
-        if self.ident is not None: self.join(timeout=5)  # started
-        self.ship(final=True)
-
-# %% ../../nbs/platform/08_emulator.ipynb #9251b9d6
-def kill_processes_in(folder: str | Path # a job directory
-                     ) -> int:
-    "SIGTERM the process groups of the processes working under `folder` (Linux); returns how many groups."
-    folder, groups = str(Path(folder).resolve()), set()
-    for cwd in Path("/proc").glob("[0-9]*/cwd"):
-        try:
-            if os.readlink(cwd).startswith(folder): groups.add(os.getpgid(int(cwd.parent.name)))
-        except OSError: continue
-    for g in groups:
-        try: os.killpg(g, signal.SIGTERM)
-        except OSError: pass
-    return len(groups)
-
-_KIND = {"training": ("TrainingJobName", "training-job", "training_jobs"),
-         "processing": ("ProcessingJobName", "processing-job", "processing_jobs"),
-         "tuning": ("HyperParameterTuningJobName", "hyper-parameter-tuning-job", "hyper_parameter_tuning_jobs"),
-         "transform": ("TransformJobName", "transform-job", "transform_jobs")}
-
-def _job_image(kind: str, req: dict) -> str | None:
-    if kind == "training": return (req.get("AlgorithmSpecification") or {}).get("TrainingImage")
-    if kind == "processing": return req["AppSpecification"].get("ImageUri")
-    return ((req.get("TrainingJobDefinition") or {}).get("AlgorithmSpecification") or {}).get("TrainingImage")
-
-@patch
-def check_job(self: AwsEmulator, kind: str, req: dict):
-    "Refuse, before moto stores it, a job the emulator cannot carry out (SageMaker's ValidationException / ResourceInUse)."
-    from moto.sagemaker.exceptions import ResourceInUseException, ValidationError
-    name = req.get(_KIND[kind][0])
-    if (kind, name) in self.jobs: raise ResourceInUseException(f"a {kind} job named {name} already exists: job names are unique")
-    if kind == "transform": return  # its image is its model's: checked when the job starts (the model must exist)
-    try:
-        if _job_image(kind, req) is None: raise EmulatorError("the job names no image (an AlgorithmName or several definitions are not emulated)")
-        image_python(_job_image(kind, req))
-    except EmulatorError as e: raise ValidationError(f"ml_lifecycle AwsEmulator cannot run this {kind} job: {e}") from None
-
-@patch
-def start_job(self: AwsEmulator, kind: str, req: dict, account: str, region: str) -> EmulatedJob:
-    "Register a job that moto has stored, and carry it out in a background thread."
-    from moto.sagemaker.models import sagemaker_backends
-    key, arn_kind, table = _KIND[kind]
-    backend = sagemaker_backends[account][region]
-    job = EmulatedJob(kind, req[key], req, f"arn:aws:sagemaker:{region}:{account}:{arn_kind}/{req[key].lower()}")
-    if kind == "training": job.transition("Starting", "Preparing the instances for training")
-    job._backend, job._fake = backend, getattr(backend, table).get(req[key])
-    with self._lock: self.jobs[(kind, job.name)] = job
-    self._sync_moto(job)
-    run = globals()[f"run_emulated_{kind}"]  # run_emulated_training, _processing, _tuning (defined below)
-    threading.Thread(target=run, args=(self, job), name=f"emulated-{kind}-{job.name}", daemon=True).start()
-    return job
-
-@patch
-def stop_job(self: AwsEmulator, job: EmulatedJob):
-    "Stop `job` as Stop*Job does: its processes get SIGTERM and it ends `Stopped` (a tuning job: its trials too)."
-    job.stop_requested = True
-    if job.kind == "training" and not job.done.is_set(): job.secondary = "Stopping"
-    if job.job_dir: kill_processes_in(job.job_dir)
-    for t in job.trials: self.stop_job(t)
-
-@patch
-def _sync_moto(self: AwsEmulator, job: EmulatedJob):
-    "Keep moto's record of `job` (what its List* calls answer) in step with the job."
-    fake = getattr(job, "_fake", None)
-    if fake is None: return
-    if job.kind == "training":
-        fake.training_job_status, fake.secondary_status = job.status, job.secondary
-        fake.algorithm_specification = copy.deepcopy(job.request["AlgorithmSpecification"])  # moto replaced its metric definitions
-        fake.last_modified_time = job.ended or utc_now()
-        if job.ended: fake.training_end_time = job.ended
-    elif job.kind == "processing": fake.processing_job_status = job.status
-    elif job.kind == "transform": fake.transform_job_status, fake.failure_reason = job.status, job.failure_reason or ""
-    else: fake.hyper_parameter_tuning_job_status = job.status
-
-# %% ../../nbs/platform/08_emulator.ipynb #52f2c73a
-@patch
-def job(self: AwsEmulator, name: str) -> EmulatedJob:
-    "The training, processing or tuning job named `name`."
-    found = [j for (_, n), j in self.jobs.items() if n == name]
-    if not found: raise KeyError(f"no emulated job named {name!r}; the jobs are {[n for _, n in self.jobs]}")
-    return found[0]
-
-@patch
-def running(self: AwsEmulator) -> list[EmulatedJob]:
-    "The jobs that have not ended."
-    return [j for j in list(self.jobs.values()) if not j.done.is_set()]
-
-@patch
-def wait_for_jobs(self: AwsEmulator, timeout: float | None = None) -> bool:
-    "Wait until every job has ended; returns whether they all did within `timeout` seconds."
-    deadline = None if timeout is None else time.monotonic() + timeout
-    for j in list(self.jobs.values()):
-        if not j.done.wait(None if deadline is None else max(0, deadline - time.monotonic())): return False
-    return True
-
-# %% ../../nbs/platform/08_emulator.ipynb #f4f6178c
-def _unquote(v: str) -> str:
-    "A hyperparameter the SDK JSON-encoded (`'\"train.py\"'`) as the plain string."
-    try: x = json.loads(v)
-    except (TypeError, json.JSONDecodeError): return v
-    return x if isinstance(x, str) else v
-
-def _untar(tar: Path, dst: Path) -> Path:
-    with tarfile.open(tar) as t: t.extractall(dst, filter="data")
-    return dst
-
-def training_script(request: dict,  # the CreateTrainingJob request
-                    channels: dict, # channel name -> its downloaded folder
-                    s3,             # a boto3 S3 client (for sagemaker_submit_directory)
-                    stage: Path     # a scratch folder
-                   ) -> tuple[str, Path, list[str]]:
-    "The entry script, its source folder and notes for the log, from SDK 3's `sm_drivers` channel or `sagemaker_program`."
-    algo, notes = request["AlgorithmSpecification"], []
-    if any("sm_drivers" in a for a in [*(algo.get("ContainerEntrypoint") or []), *(algo.get("ContainerArguments") or [])]):
-        sc_file = channels.get("sm_drivers", stage/"none")/"sourcecode.json"
-        if not sc_file.exists(): raise EmulatorError("the job runs sm_train.sh but has no sm_drivers/sourcecode.json")
-        sc = json.loads(sc_file.read_text() or "{}")
-        if sc.get("command"): raise EmulatorError("SourceCode.command is not emulated: give SourceCode an entry_script")
-        if not sc.get("entry_script") or "code" not in channels:
-            raise EmulatorError("sourcecode.json names no entry_script, or the job has no 'code' channel")
-        src = channels["code"]
-        if str(sc.get("source_dir") or "").endswith(".tar.gz"):  # sm_train.sh untars it in the code folder
-            tars = sorted(src.glob("*.tar.gz"))
-            if not tars: raise EmulatorError("source_dir is a .tar.gz but the code channel holds none")
-            src = _untar(tars[0], stage/"code")
-        if sc.get("requirements"): notes.append(f"NOTE: requirements {sc['requirements']!r} are not installed (the image's environment is fixed)")
-        return sc["entry_script"], src, notes
-    hps = request.get("HyperParameters") or {}
-    if "sagemaker_program" in hps and "sagemaker_submit_directory" in hps:  # the image's own toolkit, script mode
-        tar = next(download_s3(s3, _unquote(hps["sagemaker_submit_directory"]), stage/"submit").rglob("*.tar.gz"))
-        return _unquote(hps["sagemaker_program"]), _untar(tar, stage/"code"), notes
-    raise EmulatorError("the emulator runs script-mode training jobs (SDK 3 ModelTrainer with source_code, or the "
-                        "sagemaker_program/sagemaker_submit_directory hyperparameters); this job names no script")
-
-# %% ../../nbs/platform/08_emulator.ipynb #18747491
-def run_emulated_training(emu: AwsEmulator, job: EmulatedJob):
-    "Carry out training job `job` with the local runner; its inputs come from, and its outputs go to, the emulated S3."
-    req, name, shipper = job.request, job.name, None
-    s3, stage, job_dir = emu.internal("s3"), emu.work_dir/"_inputs"/name, emu.work_dir/name
-    try:
-        shutil.rmtree(stage, ignore_errors=True)
-        image = req["AlgorithmSpecification"]["TrainingImage"]
-        (python, note), (repo, tag) = image_python(image), image_repo_tag(image)
-        job.started = utc_now()
-        job.transition("Downloading", "Downloading input data")
-        channels = {}
-        for ch in req.get("InputDataConfig") or []:
-            ds = ch["DataSource"].get("S3DataSource")
-            if ds is None: raise EmulatorError(f"channel {ch['ChannelName']!r}: only S3 data sources are emulated")
-            channels[ch["ChannelName"]] = download_s3(s3, ds["S3Uri"], stage/"data"/ch["ChannelName"], ds.get("S3DataType", "S3Prefix"))
-        entry, source_dir, notes = training_script(req, channels, s3, stage)
-        ckpt, cc = None, req.get("CheckpointConfig")
-        if cc:
-            ckpt = stage/"checkpoints"; ckpt.mkdir(parents=True, exist_ok=True)
-            try: download_s3(s3, cc["S3Uri"], ckpt)
-            except EmulatorError: pass  # no checkpoint saved yet
-        if job.stop_requested: return job.finish("Stopped")
-        job.job_dir, job.log_stream = str(job_dir), f"{name}/algo-1-{int(time.time())}"
-        shipper = LogShipper(emu.internal("logs"), "/aws/sagemaker/TrainingJobs", job.log_stream, job_dir/"logs"/"algo-1.log",
-                             [f"ml_lifecycle AwsEmulator: {entry} {note}", *notes])
-        shipper.start()
-        job.transition("Training", "Training image download completed. Training in progress.")
-        try:
-            res = run_training_job(
-                entry, source_dir, {k: v for k, v in (req.get("HyperParameters") or {}).items() if not k.startswith("sagemaker_")},
-                channels, job_name=name, work_dir=emu.work_dir, checkpoint_dir=ckpt,
-                env={k: container_path(v, job_dir) for k, v in (req.get("Environment") or {}).items()},
-                timeout=req["StoppingCondition"].get("MaxRuntimeInSeconds", 86400),
-                metric_definitions=req["AlgorithmSpecification"].get("MetricDefinitions") or [], cpus=emu.cpus,
-                content_type=next((c["ContentType"] for c in req.get("InputDataConfig") or [] if c.get("ContentType")), "text/csv"),
-                instance_type=req["ResourceConfig"].get("InstanceType", "local"), overwrite=True,
-                image=tag if repo == "sagemaker-xgboost" else None)
-        except JobError as e: res = e.result
-        shipper.close(); shipper = None
-        job.metrics = {k: v for k, v in res.metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
-        job.transition("Uploading", "Uploading generated training model")
-        if cc and any((job_dir/"checkpoints").iterdir()): upload_s3(s3, job_dir/"checkpoints", cc["S3Uri"])
-        out = f"{req['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{name}/output"
-        if (job_dir/"output"/"output.tar.gz").exists(): upload_s3(s3, job_dir/"output"/"output.tar.gz", f"{out}/output.tar.gz")
-        if res.status == "Completed": upload_s3(s3, job_dir/"output"/"model.tar.gz", f"{out}/model.tar.gz")
-        status = "Stopped" if job.stop_requested else res.status
-        job.finish(status, res.failure_reason if status == "Failed" else None)
-    except Exception as e:  # the service's own part failed (inputs, script): a ClientError, as SageMaker names those
-        if shipper is not None: shipper.close()
-        job.finish("Failed", f"ClientError: {e}")
-    finally:
-        emu._sync_moto(job)
-
-# %% ../../nbs/platform/08_emulator.ipynb #3c8fdb74
-def processing_command(app: dict,   # the request's AppSpecification
-                       python: str, # the Python of the image
-                       root: Path   # the job directory (stand-in for /opt/ml)
-                      ) -> tuple[list[str], list[str], dict]:
-    "The local command of a processing job, notes for its log, and the environment it adds."
-    entry, args = list(app.get("ContainerEntrypoint") or []), list(app.get("ContainerArguments") or [])
-    if not entry: raise EmulatorError("the job has no ContainerEntrypoint: the emulator cannot run an image's own entrypoint")
-    if Path(entry[0]).name == "smspark-submit":  # SageMaker's Spark image: spark-submit, its folders expanded
-        try: cmd, env = spark_submit_command([container_path(x, root) for x in entry[1:] + args], python)
-        except ValueError as e: raise EmulatorError(f"smspark-submit: {e}") from None
-        return cmd, ["NOTE: smspark-submit runs as spark-submit on a local master (one machine), not on the image's YARN"], env
-    if re.fullmatch(r"python[0-9.]*", Path(entry[0]).name): entry = [python, *entry[1:]]
-    return [container_path(x, root) for x in entry + args], [], {}
-
-# %% ../../nbs/platform/08_emulator.ipynb #178ce5b7
-def run_emulated_processing(emu: AwsEmulator, job: EmulatedJob):
-    "Carry out processing job `job`: S3 inputs in, the container command run locally, outputs back to S3."
-    req, name, shipper = job.request, job.name, None
-    s3, job_dir = emu.internal("s3"), emu.work_dir/job.name
-    try:
-        shutil.rmtree(job_dir, ignore_errors=True)
-        app = req["AppSpecification"]
-        python, note = image_python(app["ImageUri"])
-        job.started, job.job_dir = utc_now(), str(job_dir)
-        for inp in req.get("ProcessingInputs") or []:
-            si = inp.get("S3Input")
-            if si is None: raise EmulatorError(f"input {inp['InputName']!r}: only S3 inputs are emulated (not DatasetDefinition)")
-            download_s3(s3, si["S3Uri"], Path(container_path(si["LocalPath"], job_dir)), si.get("S3DataType", "S3Prefix"))
-        outputs = (req.get("ProcessingOutputConfig") or {}).get("Outputs") or []
-        for o in outputs: Path(container_path(o["S3Output"]["LocalPath"], job_dir)).mkdir(parents=True, exist_ok=True)
-        (job_dir/"config").mkdir(parents=True, exist_ok=True)  # as /opt/ml/config/processingjobconfig.json
-        (job_dir/"config"/"processingjobconfig.json").write_text(json.dumps(req, indent=2, default=str))
-        cmd, notes, cmd_env = processing_command(app, python, job_dir)
-        if cmd_env: java_home()  # a Spark job's JVM: where no JDK is installed, the pinned runtime (JAVA_HOME)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **cmd_env,
-               **{k: container_path(v, job_dir) for k, v in (req.get("Environment") or {}).items()}}
-        if python != sys.executable: env.pop("PYTHONPATH", None)  # the image's environment only
-        job.log_stream, log_path = f"{name}/algo-1-{int(time.time())}", job_dir/"logs"/"algo-1.log"
-        shipper = LogShipper(emu.internal("logs"), "/aws/sagemaker/ProcessingJobs", job.log_stream, log_path,
-                             [f"ml_lifecycle AwsEmulator: {Path(next((c for c in cmd if c.endswith('.py')), cmd[0])).name} {note}", *notes])
-        shipper.start()
-        timeout = (req.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds", 86400)
-        rc, _ = run_logged(cmd, log_path, env=env, cwd=job_dir, timeout=timeout)
-        shipper.close(); shipper = None
-        if rc != 0:
-            (job_dir/"output").mkdir(exist_ok=True)
-            reason = job_failure_reason(job_dir/"output", log_path.read_text(errors="replace"), rc, timeout)
-            return job.finish("Failed", reason) if rc is not None and not job.stop_requested else job.finish("Stopped")
-        for o in outputs: upload_s3(s3, Path(container_path(o["S3Output"]["LocalPath"], job_dir)), o["S3Output"]["S3Uri"])
-        job.finish("Completed")
-    except Exception as e:
-        if shipper is not None: shipper.close()
-        job.finish("Failed", f"ClientError: {e}")
-    finally:
-        emu._sync_moto(job)
-
-# %% ../../nbs/platform/08_emulator.ipynb #2222613c
-def mini_batches(lines: list[bytes],   # the records of one input file, each ending in a newline
-                 max_bytes: int        # MaxPayloadInMB in bytes
-                ) -> list[bytes]:
-    "The bodies SageMaker posts for one file (`BatchStrategy=MultiRecord`): consecutive records up to `max_bytes`."
-    out, cur = [], b""
-    for line in lines:
-        if len(line) > max_bytes: raise EmulatorError(f"a record of {len(line):,} bytes exceeds MaxPayloadInMB")
-        if cur and len(cur) + len(line) > max_bytes: out.append(cur); cur = b""
-        cur += line
-    return out + ([cur] if cur else [])
-
-def run_emulated_transform(emu: AwsEmulator, job: EmulatedJob):
-    "Carry out transform job `job`: the model served locally, each S3 input file posted in mini-batches, `.out` files to S3."
-    import urllib.error, urllib.request
-    from ml_lifecycle.platform.endpoint import LocalEndpoint
-    req, sm, s3, server = job.request, emu.internal("sagemaker"), emu.internal("s3"), None
-    work = emu.work_dir/job.name
-    try:
-        shutil.rmtree(work, ignore_errors=True); job.started = utc_now()
-        uri = sm.describe_model(ModelName=req["ModelName"])["PrimaryContainer"]["ModelDataUrl"]
-        model = download_s3(s3, uri, work/"model")/split_s3(uri)[1].rsplit("/", 1)[-1]
-        src = req["TransformInput"]["DataSource"]["S3DataSource"]
-        inputs = download_s3(s3, src["S3Uri"], work/"input", src.get("S3DataType", "S3Prefix"))
-        files = sorted(p for p in inputs.rglob("*") if p.is_file())
-        server = LocalEndpoint(model, endpoint_name=job.name).start()
-        limit, failed, out = int(req.get("MaxPayloadInMB", 6)) * 1024 * 1024, {}, req["TransformOutput"]["S3OutputPath"].rstrip("/")
-        headers = {"Content-Type": req["TransformInput"].get("ContentType", "text/csv"),
-                   "Accept": req["TransformOutput"].get("Accept", "text/csv")}
-        for f in files:
-            records = f.read_bytes().splitlines(keepends=True)
-            records = [r if r.endswith(b"\n") else r + b"\n" for r in records if r.strip()]
-            batches = mini_batches(records, limit) if req.get("BatchStrategy", "MultiRecord") == "MultiRecord" else records
-            answers = []
-            for body in batches:
-                try:
-                    with urllib.request.urlopen(urllib.request.Request(f"{server.url}/invocations", body, headers), timeout=60) as r:
-                        answers.append(r.read().rstrip(b"\n") + b"\n")
-                except urllib.error.HTTPError as e:
-                    failed[f.relative_to(inputs).as_posix()] = f"{e.code}: {e.read().decode(errors='replace')[:300]}"; break
-            else:
-                rel = f.relative_to(inputs).as_posix()
-                b, k = split_s3(f"{out}/{rel}.out")
-                s3.put_object(Bucket=b, Key=k, Body=b"".join(answers))
-        if failed:
-            first = next(iter(failed.items()))
-            return job.finish("Failed", f"ClientError: {len(failed)} of {len(files)} input files failed; "
-                                        f"{first[0]}: {first[1]}")
-        job.finish("Completed")
-    except Exception as e: job.finish("Failed", f"ClientError: {e}")
-    finally:
-        if server is not None: server.stop()
-        emu._sync_moto(job)
-
-# %% ../../nbs/platform/08_emulator.ipynb #c202fa80
-def sample_hyperparameters(ranges: dict,      # the tuning job's ParameterRanges
-                           rng: random.Random # the draw's random source
-                          ) -> dict[str, str]:
-    "One draw from Integer/Continuous (with their ScalingType) and Categorical parameter ranges, as strings."
-    def scaled(lo: float, hi: float, scaling: str) -> float:
-        u = rng.random()
-        if scaling == "Logarithmic": return math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
-        if scaling == "ReverseLogarithmic": return 1 - math.exp(math.log(1 - hi) + u * (math.log(1 - lo) - math.log(1 - hi)))
-        return lo + u * (hi - lo)
-    out = {}
-    for r in ranges.get("IntegerParameterRanges") or []:
-        lo, hi = int(r["MinValue"]), int(r["MaxValue"])
-        out[r["Name"]] = str(min(hi, max(lo, round(scaled(lo, hi, r.get("ScalingType", "Linear"))))))
-    for r in ranges.get("ContinuousParameterRanges") or []:
-        out[r["Name"]] = repr(scaled(float(r["MinValue"]), float(r["MaxValue"]), r.get("ScalingType", "Linear")))
-    for r in ranges.get("CategoricalParameterRanges") or []: out[r["Name"]] = rng.choice(r["Values"])
-    return out
-
-# %% ../../nbs/platform/08_emulator.ipynb #a8183a44
-_TRIAL_DROP = ("StaticHyperParameters", "HyperParameterRanges", "DefinitionName", "TuningObjective", "HyperParameterTuningResourceConfig")
-
-def trial_request(definition: dict, # the tuning job's TrainingJobDefinition
-                  name: str,        # the trial's training job name
-                  tuned: dict       # the trial's draw
-                 ) -> dict:
-    "The CreateTrainingJob request of a trial: the definition, with its static and tuned hyperparameters."
-    return {"TrainingJobName": name, "HyperParameters": {**(definition.get("StaticHyperParameters") or {}), **tuned},
-            **{k: copy.deepcopy(v) for k, v in definition.items() if k not in _TRIAL_DROP}}
-
-def tuning_summary(job: EmulatedJob, # the tuning job
-                   t: EmulatedJob    # one of its trials
-                  ) -> dict:
-    "A trial as ListTrainingJobsForHyperParameterTuningJob and BestTrainingJob give it."
-    obj = job.request["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]
-    s = {"TrainingJobName": t.name, "TrainingJobArn": t.arn, "TuningJobName": job.name, "CreationTime": t.created,
-         "TrainingJobStatus": t.status, "TunedHyperParameters": t.tuned,
-         "ObjectiveStatus": "Succeeded" if obj["MetricName"] in t.metrics else ("Failed" if t.done.is_set() else "Pending")}
-    if t.started: s["TrainingStartTime"] = t.started
-    if t.ended: s["TrainingEndTime"] = t.ended
-    if obj["MetricName"] in t.metrics:
-        s["FinalHyperParameterTuningJobObjectiveMetric"] = {"Type": obj["Type"], "MetricName": obj["MetricName"], "Value": t.metrics[obj["MetricName"]]}
-    if t.failure_reason: s["FailureReason"] = t.failure_reason[:1024]
-    return s
-
-def tuning_state(job: EmulatedJob, last: datetime) -> dict:
-    "The state fields of DescribeHyperParameterTuningJob: status, counters, the best trial."
-    summaries = [tuning_summary(job, t) for t in job.trials]
-    count = lambda st: sum(s["TrainingJobStatus"] == st for s in summaries)
-    r = {"HyperParameterTuningJobArn": job.arn, "HyperParameterTuningJobStatus": job.status, "CreationTime": job.created,
-         "LastModifiedTime": last,
-         "TrainingJobStatusCounters": {"Completed": count("Completed"), "InProgress": count("InProgress"), "RetryableError": 0,
-                                       "NonRetryableError": count("Failed"), "Stopped": count("Stopped")},
-         "ObjectiveStatusCounters": {o: sum(s["ObjectiveStatus"] == o for s in summaries) for o in ("Succeeded", "Pending", "Failed")}}
-    if job.ended: r["HyperParameterTuningEndTime"] = job.ended
-    scored = [s for s in summaries if "FinalHyperParameterTuningJobObjectiveMetric" in s]
-    if scored:
-        sign = -1 if job.request["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]["Type"] == "Minimize" else 1
-        r["BestTrainingJob"] = max(scored, key=lambda s: sign * s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"])
-    return r
-
-# %% ../../nbs/platform/08_emulator.ipynb #5213a5df
-@patch
-def register_trial(self: AwsEmulator, tuning: EmulatedJob, req: dict, tuned: dict) -> EmulatedJob:
-    "Create a tuning job's trial in moto (so List*/Describe* know it) and as an emulated training job."
-    b = tuning._backend
-    b.create_training_job(
-        training_job_name=req["TrainingJobName"], hyper_parameters=req["HyperParameters"],
-        algorithm_specification=copy.deepcopy(req["AlgorithmSpecification"]), role_arn=req["RoleArn"],
-        input_data_config=req.get("InputDataConfig"), output_data_config=req["OutputDataConfig"], resource_config=req["ResourceConfig"],
-        vpc_config=req.get("VpcConfig"), stopping_condition=req["StoppingCondition"], tags=[],
-        enable_network_isolation=req.get("EnableNetworkIsolation", False),
-        enable_inter_container_traffic_encryption=req.get("EnableInterContainerTrafficEncryption", False),
-        enable_managed_spot_training=req.get("EnableManagedSpotTraining", False), checkpoint_config=req.get("CheckpointConfig"),
-        debug_hook_config=None, debug_rule_configurations=None, tensor_board_output_config=None, experiment_config=None)
-    region, account = tuning.arn.split(":")[3:5]
-    t = EmulatedJob("training", req["TrainingJobName"], req, f"arn:aws:sagemaker:{region}:{account}:training-job/{req['TrainingJobName'].lower()}",
-                    parent=tuning.arn, tuned=tuned)
-    t.transition("Starting", "Preparing the instances for training")
-    t._backend, t._fake = b, b.training_jobs.get(t.name)
-    with self._lock: self.jobs[("training", t.name)] = t
-    tuning.trials.append(t)
-    self._sync_moto(t)
-    return t
-
-def run_emulated_tuning(emu: AwsEmulator, job: EmulatedJob):
-    "Carry out tuning job `job`: its trials one after another, drawn at random from the ranges."
-    cfg, d = job.request["HyperParameterTuningJobConfig"], job.request["TrainingJobDefinition"]
-    try:
-        job.started, rng = utc_now(), random.Random(cfg.get("RandomSeed"))
-        for i in range(1, cfg["ResourceLimits"]["MaxNumberOfTrainingJobs"] + 1):
-            if job.stop_requested: break
-            tuned = sample_hyperparameters(cfg.get("ParameterRanges") or {}, rng)
-            name = f"{job.name}-{i:03d}-{hashlib.sha256(json.dumps(tuned, sort_keys=True).encode()).hexdigest()[:8]}"
-            run_emulated_training(emu, emu.register_trial(job, trial_request(d, name, tuned), tuned))
-        ok = [t for t in job.trials if t.status == "Completed" and cfg["HyperParameterTuningJobObjective"]["MetricName"] in t.metrics]
-        if job.stop_requested: job.finish("Stopped")
-        else: job.finish("Completed" if ok else "Failed", None if ok else "No training job succeeded")
-    except Exception as e: job.finish("Failed", f"ClientError: {e}")
-    finally: emu._sync_moto(job)
-
-# %% ../../nbs/platform/08_emulator.ipynb #8f19527c
-@dataclass
-class HostedEndpoint:
-    "An endpoint the emulator serves: its server, and where its data capture goes."
-    name: str                 # EndpointName
-    config: str               # the EndpointConfigName it serves
-    server: object            # the `LocalEndpoint`
-    capture_dir: Path | None  # the server's capture folder (None: capture off)
-    capture_uri: str | None   # the config's DestinationS3Uri
-    synced: dict = field(default_factory=dict) # capture file -> size last uploaded
-
-@patch
-def host_endpoint(self: AwsEmulator, name: str, config_name: str) -> HostedEndpoint:
-    "Serve endpoint `name` as `config_name` describes it: each variant's model from S3, its weight, data capture."
-    from ml_lifecycle.platform.endpoint import LocalEndpoint
-    sm, s3 = self.internal("sagemaker"), self.internal("s3")
-    cfg = sm.describe_endpoint_config(EndpointConfigName=config_name)
-    work = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.work_dir))
-    variants = lambda key: [{k: v[k] for k in ("VariantName", "ModelName", "InitialVariantWeight") if k in v}
-                            for v in cfg.get(key) or []]
-    models = {}
-    for v in variants("ProductionVariants") + variants("ShadowProductionVariants"):
-        uri = sm.describe_model(ModelName=v["ModelName"])["PrimaryContainer"]["ModelDataUrl"]
-        models[v["ModelName"]] = download_s3(s3, uri, work/"models"/v["ModelName"])/split_s3(uri)[1].rsplit("/", 1)[-1]
-    dc = cfg.get("DataCaptureConfig") or {}
-    capture = work/"capture" if dc.get("EnableCapture", bool(dc)) else None
-    server = LocalEndpoint(endpoint_name=name, variants=variants("ProductionVariants"), models=models,
-                           shadow_variants=variants("ShadowProductionVariants") or None, capture_root=capture,
-                           sampling_percentage=dc.get("InitialSamplingPercentage", 100)).start()
-    hosted = HostedEndpoint(name, config_name, server, capture, dc.get("DestinationS3Uri"))
-    with self._lock: old, self.endpoints[name] = self.endpoints.get(name), hosted
-    if old: self.unhost_endpoint(old)
-    return hosted
-
-@patch
-def sync_capture(self: AwsEmulator, hosted: HostedEndpoint) -> int:
-    "Upload the endpoint's new or grown capture files to its DestinationS3Uri; returns how many it uploaded."
-    if not (hosted.capture_dir and hosted.capture_uri and hosted.capture_dir.exists()): return 0
-    bucket, prefix = split_s3(hosted.capture_uri)
-    n = 0
-    for f in sorted(hosted.capture_dir.rglob("*.jsonl")):
-        size = f.stat().st_size
-        if hosted.synced.get(f) == size: continue
-        key = "/".join(p for p in (prefix.rstrip("/"), f.relative_to(hosted.capture_dir).as_posix()) if p)
-        self.internal("s3").put_object(Bucket=bucket, Key=key, Body=f.read_bytes())
-        hosted.synced[f] = size; n += 1
-    return n
-
-@patch
-def unhost_endpoint(self: AwsEmulator, hosted: HostedEndpoint):
-    "Stop serving `hosted`, after a last copy of its capture."
-    try: self.sync_capture(hosted)
-    finally: hosted.server.stop()
 
 # %% ../../nbs/platform/08_emulator.ipynb #4b58cb34
 def emulated_aws(**kwargs # `AwsEmulator` arguments
