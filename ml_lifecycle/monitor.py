@@ -26,8 +26,8 @@ from .platform.storage import Lake, LakeError, utcnow
 
 # %% auto #0
 __all__ = ['suggest_constraints', 'baseline_job', 'invoke_with_ids', 'ks_noise_level', 'pick_shift_features', 'simulate_shift',
-           'simulate_capture_hour', 'drift_distances', 'check_constraints', 'label_drift', 'monitoring_run',
-           'hourly_monitoring_run', 'drift_over_time']
+           'simulate_capture_hour', 'drift_distances', 'width_violations', 'feature_violations', 'check_constraints',
+           'label_drift', 'monitoring_run', 'hourly_monitoring_run', 'drift_over_time']
 
 # %% ../nbs/08_monitor.ipynb #746949c7
 def suggest_constraints(statistics: dict,              # baseline `statistics.json`
@@ -179,6 +179,19 @@ def drift_distances(baseline_df: pd.DataFrame,  # baseline rows (typed)
             out.append((c, "Categorical (one-hot)", float(d), "jensenshannon"))
     return pd.DataFrame(out, columns=["feature", "inferred_type", "distance", "method"])
 
+# %% ../nbs/08_monitor.ipynb #6b0d0f49
+def width_violations(row_widths: dict, # {columns in a row: how many rows} (`captured_frame`'s `.attrs['row_widths']`)
+                     n_base: int        # the baseline's number of features
+                    ) -> list[dict]:
+    "Model Monitor's `missing_column_check` / `extra_column_check` violations of rows narrower or wider than the baseline."
+    out = []
+    for w in sorted(row_widths):
+        kind, word = ("missing_column_check", "missing") if w < n_base else ("extra_column_check", "extra")
+        if w != n_base: out.append({"feature_name": "", "constraint_check_type": kind, "description":
+            f"There are {word} columns in current dataset. Number of columns in current dataset: {w}, "
+            f"Number of columns in baseline constraints: {n_base}"})
+    return out
+
 # %% ../nbs/08_monitor.ipynb #81bb4f8c
 def _type_share(kind: str, counts: dict) -> float:
     "Share of non-missing values compatible with the baseline type `kind` (Integral fits Fractional)."
@@ -186,6 +199,36 @@ def _type_share(kind: str, counts: dict) -> float:
     ok = {"Integral": counts["Integral"], "Fractional": counts["Integral"] + counts["Fractional"]}.get(kind, total)
     return ok / total if total else 1.0
 
+def feature_violations(c: dict,            # one feature of the baseline `constraints.json` (see `read_constraints`)
+                       s: dict,            # its statistics in the captured data
+                       n: int,             # rows of the captured data
+                       cfg: dict,          # the constraints' `monitoring_config`
+                       counts: dict | None = None,  # value kinds of its captured text (from `infer_types`)
+                       values: pd.Series | None = None # its captured cells (the domain check)
+                      ) -> list[dict]:
+    "The data-type, completeness and categorical-values violations of one feature (drift is checked apart)."
+    name, kind, out = c["name"], c["inferred_type"], []
+    add = lambda check, text: out.append({"feature_name": name, "constraint_check_type": check, "description": text})
+    if counts and kind != "String" and (share := _type_share(kind, counts)) < cfg["datatype_check_threshold"]:
+        add("data_type_check", f"Data type match requirement is not met. Expected data type: {kind}, "
+            f"Expected match: {cfg['datatype_check_threshold']:.1%}. Observed: Only {share:.1%} of data is {kind}.")
+    common = (s.get("numerical_statistics") or s.get("string_statistics"))["common"]
+    present = sum(counts.values()) / n if counts else (n - common["num_missing"]) / n  # text: anything non-empty is present
+    if "completeness" in c and present < c["completeness"] - 1e-9:
+        add("completeness_check", f"Data completeness requirement is not met. Expected: "
+            f"{c['completeness']:.1%}, Observed: Only {present:.1%} of data is present.")
+    num = s.get("numerical_statistics") or {}
+    if c.get("num_constraints", {}).get("is_non_negative") and (num.get("min") or 0) < 0:
+        add("data_type_check", f"Data type match requirement is not met. Expected data type: non-negative "
+            f"{kind} (num_constraints.is_non_negative), Observed: minimum {num['min']} is negative.")
+    if (dom := c.get("string_constraints", {}).get("domains")) and values is not None:
+        vals = values.dropna().astype(str)
+        if (share := vals.isin(dom).mean() if len(vals) else 1.0) < cfg["domain_content_threshold"]:
+            add("categorical_values_check", f"Data content requirement is not met. Expected: "
+                f"{cfg['domain_content_threshold']:.1%} of values in the baseline domain, Observed: {share:.1%}.")
+    return out
+
+# %% ../nbs/08_monitor.ipynb #37871db3
 def check_constraints(constraints: dict,   # baseline `constraints.json`
                       statistics: dict,    # `statistics.json` of the captured data
                       type_counts: dict,   # value kinds of the captured text (from `infer_types`)
@@ -194,45 +237,19 @@ def check_constraints(constraints: dict,   # baseline `constraints.json`
                      ) -> list[dict]:
     "Model Monitor `violations[]` of the captured data against the baseline constraints (documented check types only)."
     constraints, statistics = read_constraints(constraints), read_statistics(statistics)
-    cfg, out = constraints["monitoring_config"], []
-    add = lambda f, kind, text: out.append({"feature_name": f, "constraint_check_type": kind, "description": text})
-    n_base = len(constraints["features"])
-    for w in sorted((captured.attrs.get("row_widths", {}) if captured is not None else {})):
-        if w < n_base: add("", "missing_column_check", f"There are missing columns in current dataset. Number of "
-                               f"columns in current dataset: {w}, Number of columns in baseline constraints: {n_base}")
-        if w > n_base: add("", "extra_column_check", f"There are extra columns in current dataset. Number of "
-                               f"columns in current dataset: {w}, Number of columns in baseline constraints: {n_base}")
-    now = {f["name"]: f for f in statistics["features"]}
-    n = statistics["dataset"]["item_count"]
+    cfg = constraints["monitoring_config"]
+    out = width_violations(captured.attrs.get("row_widths", {}) if captured is not None else {}, len(constraints["features"]))
+    now, n = {f["name"]: f for f in statistics["features"]}, statistics["dataset"]["item_count"]
     dist = drift.set_index("feature")["distance"].to_dict()
     for c in constraints["features"]:
-        name, kind, s = c["name"], c["inferred_type"], now.get(c["name"])
+        name, s = c["name"], now.get(c["name"])
         if s is None or n == 0 or not feature_evaluated(cfg, c): continue
-        counts = type_counts.get(name)
-        if counts and kind != "String":
-            share = _type_share(kind, counts)
-            if share < cfg["datatype_check_threshold"]:
-                add(name, "data_type_check", f"Data type match requirement is not met. Expected data type: {kind}, "
-                    f"Expected match: {cfg['datatype_check_threshold']:.1%}. Observed: Only {share:.1%} of data is {kind}.")
-        common = (s.get("numerical_statistics") or s.get("string_statistics"))["common"]
-        present = (n - common["num_missing"]) / n
-        if counts: present = sum(counts.values()) / n  # text cells: anything non-empty is present
-        if "completeness" in c and present < c["completeness"] - 1e-9:
-            add(name, "completeness_check", f"Data completeness requirement is not met. Expected: "
-                f"{c['completeness']:.1%}, Observed: Only {present:.1%} of data is present.")
-        num = s.get("numerical_statistics") or {}
-        if c.get("num_constraints", {}).get("is_non_negative") and (num.get("min") or 0) < 0:
-            add(name, "data_type_check", f"Data type match requirement is not met. Expected data type: non-negative "
-                f"{kind} (num_constraints.is_non_negative), Observed: minimum {num['min']} is negative.")
-        if (dom := c.get("string_constraints", {}).get("domains")) and captured is not None and name in captured:
-            vals = captured[name].dropna().astype(str)
-            share = vals.isin(dom).mean() if len(vals) else 1.0
-            if share < cfg["domain_content_threshold"]:
-                add(name, "categorical_values_check", f"Data content requirement is not met. Expected: "
-                    f"{cfg['domain_content_threshold']:.1%} of values in the baseline domain, Observed: {share:.1%}.")
+        values = captured[name] if captured is not None and name in captured else None
+        out += feature_violations(c, s, n, cfg, type_counts.get(name), values)
         thr = checked_threshold(constraints, name)
         if thr is not None and dist.get(name, 0) > thr:
-            add(name, "baseline_drift_check", f"Baseline drift distance: {dist[name]:.4f} exceeds threshold: {thr}")
+            out.append({"feature_name": name, "constraint_check_type": "baseline_drift_check",
+                        "description": f"Baseline drift distance: {dist[name]:.4f} exceeds threshold: {thr}"})
     return out
 
 # %% ../nbs/08_monitor.ipynb #1408c521
