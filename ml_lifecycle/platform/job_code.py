@@ -14,6 +14,7 @@ __all__ = ['LEFT_OUT', 'SUBMIT_OPTIONS', 'package_files', 'write_zip', 'ship_pac
 # %% ../../nbs/platform/03a_job_code.ipynb #76918bee
 LEFT_OUT = ("__pycache__", "tests")  # folders a job never reads: compiled caches and the libraries' own test suites
 
+# %% ../../nbs/platform/03a_job_code.ipynb #f45ab518
 def package_files(root: str | Path,  # a folder to pack
                   prefix: str = ""    # the folder it has in the zip (a package's name; a Lambda layer's 'python')
                  ) -> list[tuple[str, Path]]:
@@ -22,6 +23,7 @@ def package_files(root: str | Path,  # a folder to pack
     return sorted((str(Path(prefix)/p.relative_to(root)), p) for p in root.rglob("*")
                   if p.is_file() and not set(p.relative_to(root).parts[:-1]) & set(LEFT_OUT))
 
+# %% ../../nbs/platform/03a_job_code.ipynb #a3122806
 def write_zip(files: list[tuple[str, Path]], # `(name, file)` pairs
               dest: str | Path               # the zip to write
              ) -> dict:
@@ -66,6 +68,7 @@ def job_spark():
         spark.conf.set("spark.sql.shuffle.partitions", str(max(2, spark.sparkContext.defaultParallelism)))
     return spark
 
+# %% ../../nbs/platform/03a_job_code.ipynb #1ec385b5
 def read_version(spark,                  # the job's session
                  folder: str | Path      # a lake version as the job received it: Parquet files and `_manifest.json`
                 ):
@@ -74,6 +77,7 @@ def read_version(spark,                  # the job's session
     df, manifest = spark.read.parquet(str(folder)), Path(folder)/"_manifest.json"
     return df.select(*[c["name"] for c in json.loads(manifest.read_text())["schema"]]) if manifest.exists() else df
 
+# %% ../../nbs/platform/03a_job_code.ipynb #9a313cae
 def end_spark(spark):
     "Stop `spark` and PyDeequ's callback server (a py4j thread that would keep the process from exiting)."
     try:
@@ -99,8 +103,10 @@ def submit_files(value: str # an option's value: comma-separated paths or S3 URI
         else: raise ValueError(f"{p} does not exist")
     return out
 
+# %% ../../nbs/platform/03a_job_code.ipynb #40493656
 SUBMIT_OPTIONS = ("--jars", "--py-files", "--files")  # the options whose folders smspark-submit expands
 
+# %% ../../nbs/platform/03a_job_code.ipynb #8c1ee4b1
 def spark_submit_command(argv: list[str],        # smspark-submit's arguments: options, the app, its arguments
                          python: str | Path,     # the image's Python (runs the driver and the workers)
                          master: str = "local[*]" # the image runs YARN on its instances; one machine: local

@@ -11,13 +11,15 @@ from .sagemaker_local import JobResult, check_job_name, expand_channels, process
 from .sagemaker_local import run_processing_job, run_training_job, serialize_hyperparameters
 
 # %% auto #0
-__all__ = ['SKLEARN_FRAMEWORK_VERSION', 'framework_image_uri', 'training_job_spec', 'job_session', 'run_training_job_aws',
-           'network_config', 'processing_job_spec', 'run_processing_job_aws', 'spark_processing_spec',
-           'run_spark_processing_aws', 'training_job', 'processing_job', 'spark_processing_job']
+__all__ = ['SKLEARN_FRAMEWORK_VERSION', 'framework_image_uri', 'training_networking', 'training_channels', 'training_job_spec',
+           'job_session', 'run_training_job_aws', 'network_config', 'processing_job_spec', 'run_processing_job_aws',
+           'spark_processing_spec', 'run_spark_processing_aws', 'training_job', 'processing_job',
+           'spark_processing_job']
 
 # %% ../../nbs/platform/03c_sagemaker_jobs.ipynb #b369fa7b
 SKLEARN_FRAMEWORK_VERSION = "1.9-0"  # SageMaker scikit-learn image tag (processing jobs)
 
+# %% ../../nbs/platform/03c_sagemaker_jobs.ipynb #e8cc5390
 def framework_image_uri(framework: str = "xgboost",     # 'xgboost' or 'sklearn'
                         region: str = "us-east-1",      # the AWS region of the account
                         version: str | None = None      # image tag; default: `XGBOOST_IMAGE` (xgboost), 1.9-0 (sklearn)
@@ -26,6 +28,27 @@ def framework_image_uri(framework: str = "xgboost",     # 'xgboost' or 'sklearn'
     from sagemaker.core import image_uris
     version = version or {"xgboost": XGBOOST_IMAGE, "sklearn": SKLEARN_FRAMEWORK_VERSION}[framework]
     return image_uris.retrieve(framework, region=region, version=version, image_scope="training")
+
+# %% ../../nbs/platform/03c_sagemaker_jobs.ipynb #43072bae
+def training_networking(subnets: list | None = None,            # VPC subnet ids
+                        security_group_ids: list | None = None, # VPC security group ids
+                        enable_network_isolation: bool = False, # no network for the container (S3 channels still work)
+                        encrypt_inter_container_traffic: bool = True # encrypt traffic between the job's instances
+                       ):
+    "The SDK's `Networking` of a training job (VPC, isolation, encryption between instances)."
+    from sagemaker.core.training.configs import Networking
+    return Networking(subnets=list(subnets) if subnets else None,
+                      security_group_ids=list(security_group_ids) if security_group_ids else None,
+                      enable_network_isolation=bool(enable_network_isolation),
+                      enable_inter_container_traffic_encryption=bool(encrypt_inter_container_traffic))
+
+# %% ../../nbs/platform/03c_sagemaker_jobs.ipynb #647be8a3
+def training_channels(channels: dict[str, str],     # channel name -> S3 URI
+                      content_type: str = "text/csv" # the ContentType of every channel
+                     ) -> list:
+    "The SDK's `InputData` of each channel of a training job."
+    from sagemaker.core.training.configs import InputData
+    return [InputData(channel_name=n, data_source=str(u), content_type=content_type) for n, u in channels.items()]
 
 # %% ../../nbs/platform/03c_sagemaker_jobs.ipynb #7ae4ebe1
 def training_job_spec(entry_point: str,            # as in `run_training_job`
@@ -50,11 +73,9 @@ def training_job_spec(entry_point: str,            # as in `run_training_job`
                       encrypt_inter_container_traffic: bool = True # encrypt traffic between the job's instances
                      ) -> dict:
     "The SageMaker SDK 3 objects for this training job: `ModelTrainer` kwargs, channels, metric definitions."
-    from sagemaker.core.training.configs import (SourceCode, Compute, InputData, StoppingCondition, OutputDataConfig,
-                                                 CheckpointConfig, MetricDefinition, Networking)
+    from sagemaker.core.training.configs import SourceCode, Compute, StoppingCondition, OutputDataConfig, CheckpointConfig, MetricDefinition
     src = str(source_dir) if source_dir is not None else str(Path(entry_point).parent)
     entry = str(entry_point) if source_dir is not None else Path(entry_point).name
-    base = check_job_name(job_name or Path(entry).stem.replace("_", "-"))
     trainer = dict(
         training_image=image_uri or framework_image_uri("xgboost", aws_region),
         source_code=SourceCode(source_dir=src, entry_script=entry),
@@ -62,18 +83,15 @@ def training_job_spec(entry_point: str,            # as in `run_training_job`
         stopping_condition=StoppingCondition(max_runtime_in_seconds=int(timeout)),
         hyperparameters=serialize_hyperparameters(hyperparameters),
         environment={"SM_CHECKPOINT_DIR": "/opt/ml/checkpoints", **{k: str(v) for k, v in (env or {}).items()}},
-        base_job_name=base, role=role_arn)
+        base_job_name=check_job_name(job_name or Path(entry).stem.replace("_", "-")), role=role_arn)
     if output_path: trainer["output_data_config"] = OutputDataConfig(s3_output_path=str(output_path), kms_key_id=kms_key_id)
     if checkpoint_dir: trainer["checkpoint_config"] = CheckpointConfig(s3_uri=str(checkpoint_dir), local_path="/opt/ml/checkpoints")
-    trainer["networking"] = Networking(subnets=list(subnets) if subnets else None,
-                                       security_group_ids=list(security_group_ids) if security_group_ids else None,
-                                       enable_network_isolation=bool(enable_network_isolation),
-                                       enable_inter_container_traffic_encryption=bool(encrypt_inter_container_traffic))
-    return {"trainer": trainer, "region": aws_region,
-            "input_data_config": [InputData(channel_name=n, data_source=str(u), content_type=content_type)
-                                  for n, u in channels.items()],
+    trainer["networking"] = training_networking(subnets, security_group_ids, enable_network_isolation,
+                                                encrypt_inter_container_traffic)
+    return {"trainer": trainer, "region": aws_region, "input_data_config": training_channels(channels, content_type),
             "metric_definitions": [MetricDefinition(name=d["Name"], regex=d["Regex"]) for d in metric_definitions or []]}
 
+# %% ../../nbs/platform/03c_sagemaker_jobs.ipynb #981751f1
 def job_session(s3_uri: str,              # an S3 URI in the lake (e.g. the job's output path)
                 region: str = "us-east-1", # the AWS region
                 boto_session=None,         # default: boto3's default session, else a new one for `region`
@@ -129,6 +147,7 @@ def network_config(subnets: list | None = None,            # VPC subnet ids
                          subnets=list(subnets) if subnets else None,
                          encrypt_inter_container_traffic=bool(encrypt_inter_container_traffic))
 
+# %% ../../nbs/platform/03c_sagemaker_jobs.ipynb #58dfcbf4
 def processing_job_spec(code: str | Path, inputs: dict | None = None, outputs: dict | None = None,
                         arguments: list | None = None, job_name: str | None = None, env: dict | None = None,
                         timeout: float = 3600,
@@ -158,6 +177,7 @@ def processing_job_spec(code: str | Path, inputs: dict | None = None, outputs: d
                    for n, d in outputs.items()])
     return {"processor": processor, "run": run, "region": aws_region}
 
+# %% ../../nbs/platform/03c_sagemaker_jobs.ipynb #78ad4dc6
 def run_processing_job_aws(spec: dict, sagemaker_session=None, wait: bool = True):
     "Start the processing job `spec` on SageMaker (needs AWS credentials)."
     from sagemaker.core.processing import ScriptProcessor
@@ -191,6 +211,7 @@ def spark_processing_spec(code: str | Path, inputs: dict | None = None, outputs:
            "submit_jars": [str(j) for j in jars or []] or None, **{k: v for k, v in base["run"].items() if k != "code"}}
     return {"processor": {**processor, "framework_version": framework_version}, "run": run, "region": aws_region}
 
+# %% ../../nbs/platform/03c_sagemaker_jobs.ipynb #a58c7587
 def run_spark_processing_aws(spec: dict, sagemaker_session=None, wait: bool = True):
     "Start the PySpark job `spec` on SageMaker (needs AWS credentials)."
     from sagemaker.core.spark.processing import PySparkProcessor
@@ -203,6 +224,7 @@ def run_spark_processing_aws(spec: dict, sagemaker_session=None, wait: bool = Tr
 _AWS_KEYS = ("role_arn", "aws_region", "instance_type", "kms_key_id", "image_uri", "subnets", "security_group_ids",
              "enable_network_isolation", "encrypt_inter_container_traffic")  # `config.job_settings(P)` gives them
 
+# %% ../../nbs/platform/03c_sagemaker_jobs.ipynb #11f5d14b
 def training_job(mode: str = "local",  # 'local' (subprocess) or 'aws' (SageMaker)
                  aws: dict | None = None, # aws mode: `config.job_settings(P)` (role, region, instance type, KMS key, VPC), image_uri
                  **kwargs              # the arguments of `run_training_job`
@@ -215,6 +237,7 @@ def training_job(mode: str = "local",  # 'local' (subprocess) or 'aws' (SageMake
     aws = {k: v for k, v in (aws or {}).items() if k in _AWS_KEYS and v is not None}
     return run_training_job_aws(training_job_spec(**{k: v for k, v in kwargs.items() if k in keep}, **aws))
 
+# %% ../../nbs/platform/03c_sagemaker_jobs.ipynb #5184e51f
 def processing_job(mode: str = "local", aws: dict | None = None, **kwargs) -> JobResult:
     "Run a processing job locally or on SageMaker, from the same arguments."
     if mode == "local": return run_processing_job(**kwargs)
@@ -223,6 +246,7 @@ def processing_job(mode: str = "local", aws: dict | None = None, **kwargs) -> Jo
     aws = {k: v for k, v in (aws or {}).items() if k in _AWS_KEYS and v is not None}
     return run_processing_job_aws(processing_job_spec(**{k: v for k, v in kwargs.items() if k in keep}, **aws))
 
+# %% ../../nbs/platform/03c_sagemaker_jobs.ipynb #c7c278a1
 def spark_processing_job(mode: str = "local", aws: dict | None = None, **kwargs):
     "Run a PySpark processing job locally (in the Spark image's environment) or on SageMaker, from the same arguments."
     if mode == "local": return run_processing_job(python=spark_image_python(), **kwargs)

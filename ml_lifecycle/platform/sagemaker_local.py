@@ -17,9 +17,10 @@ from .spark import java_home
 from .storage import Lake, s3_options
 
 # %% auto #0
-__all__ = ['FLOAT_RE', 'serialize_hyperparameters', 'deserialize_hyperparameters', 'parse_metrics', 'fetch', 'pack_dir',
-           'JobError', 'default_work_dir', 'check_job_name', 'unique_job_name', 'JobResult', 'job_failure_reason',
-           'run_training_job', 'expand_channels', 'processing_env', 'run_processing_job']
+__all__ = ['FLOAT_RE', 'serialize_hyperparameters', 'deserialize_hyperparameters', 'script_args', 'parse_metrics', 'fetch',
+           'pack_dir', 'JobError', 'default_work_dir', 'check_job_name', 'unique_job_name', 'fresh_job_dir',
+           'JobResult', 'save_job', 'job_failure_reason', 'upload_checkpoints', 'run_training_job', 'expand_channels',
+           'processing_env', 'lay_out_processing_dir', 'run_processing_job']
 
 # %% ../../nbs/platform/03_sagemaker_local.ipynb #96e38a00
 def serialize_hyperparameters(hps: dict # hyperparameters with any JSON-able values
@@ -39,6 +40,12 @@ def deserialize_hyperparameters(hps: dict[str, str] # hyperparameters as strings
         try: return json.loads(v)
         except json.JSONDecodeError: return v
     return {k: load(v) for k, v in hps.items()}
+
+# %% ../../nbs/platform/03_sagemaker_local.ipynb #76bce7ae
+def script_args(hps: dict[str, str] # hyperparameters as strings
+               ) -> list[str]:
+    "The entry script's arguments: `--<name> <value>` for each hyperparameter, in order."
+    return [a for k, v in hps.items() for a in (f"--{k}", v)]
 
 # %% ../../nbs/platform/03_sagemaker_local.ipynb #619ca5ba
 FLOAT_RE = r"([-+]?(?:[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?|nan|inf))"  # a number, as SageMaker's XGBoost regexes write it
@@ -131,6 +138,19 @@ def unique_job_name(base: str) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")[:-3]
     return check_job_name(f"{base[:63 - len(stamp) - 1]}-{stamp}")
 
+# %% ../../nbs/platform/03_sagemaker_local.ipynb #5671e05f
+def fresh_job_dir(job_name: str,                      # the job's (checked) name
+                  work_dir: str | Path | None = None, # where job directories go (default: `default_work_dir()`)
+                  overwrite: bool = False             # remove an earlier job directory of the same name
+                 ) -> Path:
+    "The path of a new job's directory (not yet created); an earlier one of the same name is refused, or removed with `overwrite`."
+    job_dir = Path(work_dir or default_work_dir()).resolve()/job_name
+    if job_dir.exists():
+        if not overwrite: raise JobError(f"a job named {job_name!r} already exists in {job_dir.parent} "
+                                         "(SageMaker job names are unique): pick another name or pass overwrite=True")
+        shutil.rmtree(job_dir)
+    return job_dir
+
 # %% ../../nbs/platform/03_sagemaker_local.ipynb #64200ced
 @dataclass
 class JobResult:
@@ -159,6 +179,14 @@ class JobResult:
 
     def as_dict(self) -> dict: return asdict(self)
 
+# %% ../../nbs/platform/03_sagemaker_local.ipynb #111b9119
+def save_job(res: JobResult # a finished job, whose `job_dir` exists
+            ) -> Path:
+    "Write `res` to `<job_dir>/job.json`, the record of the job; returns that file."
+    p = Path(res.job_dir)/"job.json"
+    p.write_text(json.dumps(res.as_dict(), indent=2))
+    return p
+
 # %% ../../nbs/platform/03_sagemaker_local.ipynb #f7d3bb2f
 def _status(rc: int | None # the script's exit code (None: stopped at the time limit)
            ) -> str:
@@ -167,7 +195,7 @@ def _status(rc: int | None # the script's exit code (None: stopped at the time l
 
 # %% ../../nbs/platform/03_sagemaker_local.ipynb #2a778bf0
 def _prepare_training_dir(job_dir: Path, hps: dict[str, str], channels: dict, content_type: str,
-                          checkpoint_dir, instance_type: str) -> dict[str, Path]:
+                          checkpoint_dir, instance_type: str, code_dir: Path) -> dict[str, Path]:
     ml = {"config": job_dir/"input"/"config", "data": job_dir/"input"/"data", "model": job_dir/"model",
           "output": job_dir/"output", "output_data": job_dir/"output"/"data", "checkpoints": job_dir/"checkpoints",
           "code": job_dir/"code"}
@@ -184,6 +212,7 @@ def _prepare_training_dir(job_dir: Path, hps: dict[str, str], channels: dict, co
     for name, src in channels.items(): fetch(src, ml["data"]/name)
     if checkpoint_dir is not None and _fs(checkpoint_dir)[0].exists(_fs(checkpoint_dir)[1]):
         fetch(checkpoint_dir, ml["checkpoints"])  # SageMaker restores checkpoints before the script starts
+    shutil.copytree(code_dir, ml["code"], dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
     return ml
 
 # %% ../../nbs/platform/03_sagemaker_local.ipynb #abdebbd3
@@ -263,6 +292,15 @@ def _publish_model(ml: dict[str, Path],   # the job's folders (see `_prepare_tra
     if (ml["output"]/"output.tar.gz").exists(): out.put_file(ml["output"]/"output.tar.gz", job_name, "output.tar.gz")
     return model_data
 
+# %% ../../nbs/platform/03_sagemaker_local.ipynb #371c7c91
+def upload_checkpoints(local: Path,          # the job's checkpoints folder
+                       checkpoint_dir        # lake URI or folder it is synced with (None: kept nowhere)
+                      ):
+    "Copy the files in `local` to `checkpoint_dir`, when there is a `checkpoint_dir` and `local` holds any."
+    if checkpoint_dir is None or not any(local.iterdir()): return
+    fs, path = _fs(checkpoint_dir)
+    fs.put(str(local) + "/", path.rstrip("/") + "/", recursive=True)
+
 # %% ../../nbs/platform/03_sagemaker_local.ipynb #2344075e
 def run_training_job(entry_point: str,              # the script, relative to `source_dir` (or a path when source_dir is None)
                      source_dir: str | Path | None, # folder copied as the job's code (SageMaker: /opt/ml/code)
@@ -286,32 +324,22 @@ def run_training_job(entry_point: str,              # the script, relative to `s
     src, entry = _code_and_entry(entry_point, source_dir, channels)
     job_name = check_job_name(job_name or unique_job_name(Path(entry).stem.replace("_", "-")))
     hps = serialize_hyperparameters(hyperparameters)
-    job_dir = Path(work_dir or default_work_dir()).resolve()/job_name
-    if job_dir.exists():
-        if not overwrite: raise JobError(f"a job named {job_name!r} already exists in {job_dir.parent} "
-                                         "(SageMaker job names are unique): pick another name or pass overwrite=True")
-        shutil.rmtree(job_dir)
-    cpus = int(cpus or os.cpu_count() or 1)
+    job_dir = fresh_job_dir(job_name, work_dir, overwrite)
     python = job_python(image)  # before any file is written: a missing environment fails fast
-    ml = _prepare_training_dir(job_dir, hps, channels, content_type, checkpoint_dir, instance_type)
-    shutil.copytree(src, ml["code"], dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
-    cmd = [python, ml["code"]/entry]
-    for k, v in hps.items(): cmd += [f"--{k}", v]
+    ml = _prepare_training_dir(job_dir, hps, channels, content_type, checkpoint_dir, instance_type, src)
     log_path = job_dir/"logs"/"algo-1.log"
-    job_env = _training_env(job_name, ml, hps, channels, cpus, instance_type, entry, env)
+    job_env = _training_env(job_name, ml, hps, channels, int(cpus or os.cpu_count() or 1), instance_type, entry, env)
     if image is not None: job_env.pop("PYTHONPATH", None)  # the image's environment only, as in its container
-    rc, secs = run_logged(cmd, log_path, env=job_env, cwd=ml["code"], timeout=timeout, stream=stream)
-    if checkpoint_dir is not None and any(ml["checkpoints"].iterdir()):
-        fs, path = _fs(checkpoint_dir); fs.put(str(ml["checkpoints"]) + "/", path.rstrip("/") + "/", recursive=True)
+    rc, secs = run_logged([python, ml["code"]/entry, *script_args(hps)], log_path, env=job_env, cwd=ml["code"],
+                          timeout=timeout, stream=stream)
+    upload_checkpoints(ml["checkpoints"], checkpoint_dir)
     res = JobResult(job_name=job_name, status=_status(rc), job_dir=str(job_dir), model_dir=str(ml["model"]),
                     hyperparameters=hps, log_path=str(log_path), exit_code=rc, seconds=round(secs, 3))
     res.metrics = parse_metrics(res.logs, metric_definitions or [])
-    if rc != 0:
-        err = _failed("Training", res, ml["output"], timeout)
-        (job_dir/"job.json").write_text(json.dumps(res.as_dict(), indent=2))
-        raise err
-    res.model_data = _publish_model(ml, job_name, output_path)
-    (job_dir/"job.json").write_text(json.dumps(res.as_dict(), indent=2))
+    if rc != 0: err = _failed("Training", res, ml["output"], timeout)
+    else: res.model_data = _publish_model(ml, job_name, output_path)
+    save_job(res)
+    if rc != 0: raise err
     return res
 
 # %% ../../nbs/platform/03_sagemaker_local.ipynb #ecde7080
@@ -346,6 +374,23 @@ def _processing_config(job_name: str, inputs: dict, outputs: dict, # the job and
             "ProcessingInputs": [{"InputName": n, "S3Input": {"S3Uri": str(s), "LocalPath": f"{root}/input/{n}"}} for n, s in inputs.items()],
             "ProcessingOutputConfig": {"Outputs": [{"OutputName": n, "S3Output": {"S3Uri": str(d), "LocalPath": f"{root}/output/{n}"}}
                                                    for n, d in outputs.items()]}}
+
+# %% ../../nbs/platform/03_sagemaker_local.ipynb #48227e36
+def lay_out_processing_dir(job_dir: Path,            # the new job's directory
+                           job_name: str,            # the job's name
+                           code: Path,               # the script
+                           inputs: dict, outputs: dict, # the job's channels: name -> source / destination
+                           py_files: list | None     # files shipped with the script
+                          ) -> tuple[Path, list]:
+    "Lay out a processing job's directory as SageMaker's container sees /opt/ml/processing; returns the root and the shipped files."
+    root = job_dir/"processing"
+    for n, src in inputs.items(): fetch(src, root/"input"/n)
+    for n in outputs: (root/"output"/n).mkdir(parents=True, exist_ok=True)
+    (root/"input"/"code").mkdir(parents=True); shutil.copy2(code, root/"input"/"code"/code.name)
+    shipped = [shutil.copy2(f, root/"input"/"code"/Path(f).name) for f in (py_files or [])]
+    (job_dir/"config").mkdir()
+    (job_dir/"config"/"processingjobconfig.json").write_text(json.dumps(_processing_config(job_name, inputs, outputs, root), indent=2))
+    return root, shipped
 
 # %% ../../nbs/platform/03_sagemaker_local.ipynb #22fa5e1c
 def _processing_job_env(job_name: str, inputs: dict, outputs: dict, root: Path, # the job, its channels and root
@@ -384,15 +429,8 @@ def run_processing_job(code: str | Path,               # the script to run (Sage
     if not code.is_file(): raise FileNotFoundError(f"processing script {code} does not exist")
     _check_processing_names(inputs, outputs)
     job_name = check_job_name(job_name or unique_job_name(code.stem.replace("_", "-")))
-    job_dir = Path(work_dir or default_work_dir()).resolve()/job_name
-    if job_dir.exists(): shutil.rmtree(job_dir)
-    root = job_dir/"processing"
-    for n, src in inputs.items(): fetch(src, root/"input"/n)
-    for n in outputs: (root/"output"/n).mkdir(parents=True, exist_ok=True)
-    (root/"input"/"code").mkdir(parents=True); shutil.copy2(code, root/"input"/"code"/code.name)
-    shipped = [shutil.copy2(f, root/"input"/"code"/Path(f).name) for f in (py_files or [])]
-    (job_dir/"config").mkdir()
-    (job_dir/"config"/"processingjobconfig.json").write_text(json.dumps(_processing_config(job_name, inputs, outputs, root), indent=2))
+    job_dir = fresh_job_dir(job_name, work_dir, overwrite=True)
+    root, shipped = lay_out_processing_dir(job_dir, job_name, code, inputs, outputs, py_files)
     args = [expand_channels(a, root) for a in (arguments or [])]
     full_env = _processing_job_env(job_name, inputs, outputs, root, env, python, shipped, jars)
     log_path = job_dir/"logs"/"algo-1.log"
@@ -406,5 +444,5 @@ def run_processing_job(code: str | Path,               # the script to run (Sage
     for n, dst in outputs.items():
         parent, leaf = _split_uri(str(dst))
         res.outputs[n] = Lake(parent).publish_dir(root/"output"/n, leaf, overwrite=overwrite_outputs)
-    (job_dir/"job.json").write_text(json.dumps(res.as_dict(), indent=2))
+    save_job(res)
     return res

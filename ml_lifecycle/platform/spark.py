@@ -12,17 +12,20 @@ from .config import project_root
 from .job_code import end_spark
 
 # %% auto #0
-__all__ = ['SPARK_LINE', 'MAVEN_CENTRAL', 'jar_dir', 'spark_jars', 'java_home', 'pom_jars', 'fetch_jars', 'get_spark',
-           'stop_spark', 'load_version']
+__all__ = ['SPARK_LINE', 'MAVEN_CENTRAL', 'jar_dir', 'spark_jars', 'java_home', 'pom_jars', 'fetch_jars', 's3a_conf',
+           'spark_conf', 'get_spark', 'stop_spark', 'load_version']
 
 # %% ../../nbs/platform/02_spark.ipynb #9a46daba
 SPARK_LINE = "3.5"  # the Spark minor version the Deequ jar in jars/pom.xml is built for
+
 os.environ.setdefault("SPARK_VERSION", SPARK_LINE)  # PyDeequ reads this at import time
 
+# %% ../../nbs/platform/02_spark.ipynb #be14c7f7
 def jar_dir() -> Path:
     "Where `make setup` puts the Spark jars (`$ML_LIFECYCLE_JARS` overrides it)."
     return Path(os.environ.get("ML_LIFECYCLE_JARS") or project_root()/".cache"/"jars")
 
+# %% ../../nbs/platform/02_spark.ipynb #4682d022
 def spark_jars() -> list[str]:
     "The jar files to put on Spark's classpath; fails clearly when Deequ's is missing."
     jars = sorted(glob.glob(str(jar_dir()/"*.jar")))
@@ -44,6 +47,7 @@ def java_home() -> str | None:
 # %% ../../nbs/platform/02_spark.ipynb #s8jar004
 MAVEN_CENTRAL = "https://repo1.maven.org/maven2"  # `$ML_LIFECYCLE_MAVEN_REPO` points elsewhere (a mirror, a local copy)
 
+# %% ../../nbs/platform/02_spark.ipynb #f1c5469e
 def pom_jars(pom: str | Path | None = None # a pom.xml (default: the repository's jars/pom.xml)
             ) -> list[dict]:
     "The jars a pom lists (group, artifact, version), each of which must exclude all its own dependencies."
@@ -83,10 +87,9 @@ def fetch_jars(pom: str | Path | None = None,  # default: jars/pom.xml
         os.replace(part, dest/name); got.append(dest/name)
     return got
 
-# %% ../../nbs/platform/02_spark.ipynb #288f0840
-_session = None
-
-def _s3a_conf() -> dict:
+# %% ../../nbs/platform/02_spark.ipynb #17f89949
+def s3a_conf() -> dict:
+    "The `s3a://` connector's settings: boto3's credentials chain, or the endpoint and credentials of an S3-compatible server."
     conf = {"spark.hadoop.fs.s3a.aws.credentials.provider":
             "com.amazonaws.auth.DefaultAWSCredentialsProviderChain"}
     if endpoint := os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"):
@@ -102,6 +105,25 @@ def _s3a_conf() -> dict:
             if c.token: conf |= {"spark.hadoop.fs.s3a.session.token": c.token, "spark.hadoop.fs.s3a.aws.credentials.provider":
                                  "org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider"}
     return conf
+
+# %% ../../nbs/platform/02_spark.ipynb #9b145581
+def spark_conf(master: str = "local[*]",             # local[*], or a cluster's master URL
+               memory: str = "4g",                   # driver memory (local mode runs in the driver)
+               shuffle_partitions: int | None = None # default: one per core (the cluster default of 200 is slow here)
+              ) -> dict:
+    "The shared session's settings: the jars, one shuffle partition per core, Arrow, UTC, no UI, and `s3a_conf()`."
+    jars = (("spark.driver.extraClassPath", os.pathsep.join(spark_jars())) if master.startswith("local")
+            else ("spark.jars", ",".join(spark_jars())))  # local: on the JVM's classpath (see above)
+    conf = {jars[0]: jars[1], "spark.driver.memory": memory,
+            "spark.sql.shuffle.partitions": str(shuffle_partitions or max(2, os.cpu_count() or 2)),
+            "spark.sql.execution.arrow.pyspark.enabled": "true", "spark.sql.session.timeZone": "UTC",
+            "spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false",
+            "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS"}
+    if master.startswith("local"): conf["spark.driver.host"] = "127.0.0.1"
+    return conf | s3a_conf()
+
+# %% ../../nbs/platform/02_spark.ipynb #288f0840
+_session = None
 
 def get_spark(app_name: str = "ml_lifecycle", # shown in Spark's logs
               memory: str = "4g",              # driver memory (local mode runs in the driver)
@@ -119,18 +141,8 @@ def get_spark(app_name: str = "ml_lifecycle", # shown in Spark's logs
     if java_home() is None:
         raise RuntimeError("Spark needs Java 17: install it or set JAVA_HOME (see README, `make setup`).")
     master = os.environ.get("SPARK_MASTER", "local[*]")
-    b = (SparkSession.builder.appName(app_name).master(master)
-         .config(*(("spark.driver.extraClassPath", os.pathsep.join(spark_jars())) if master.startswith("local")
-                   else ("spark.jars", ",".join(spark_jars()))))  # local: on the JVM's classpath (see below)
-         .config("spark.driver.memory", memory)
-         .config("spark.sql.shuffle.partitions", str(shuffle_partitions or max(2, os.cpu_count() or 2)))
-         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-         .config("spark.sql.session.timeZone", "UTC")
-         .config("spark.ui.enabled", "false")
-         .config("spark.ui.showConsoleProgress", "false")
-         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS"))
-    if master.startswith("local"): b = b.config("spark.driver.host", "127.0.0.1")
-    for k, v in _s3a_conf().items(): b = b.config(k, v)
+    b = SparkSession.builder.appName(app_name).master(master)
+    for k, v in spark_conf(master, memory, shuffle_partitions).items(): b = b.config(k, v)
     _session = b.getOrCreate()
     _session.sparkContext.setLogLevel("ERROR")
     cb = _session.sparkContext._gateway.callback_server_parameters  # see the note below

@@ -18,6 +18,7 @@ __all__ = ['WRITERS', 'LakeError', 'utcnow', 'Lake', 's3_options', 'sweep_stale'
 class LakeError(RuntimeError):
     "Something a stage needs is not in the lake; the message says which stage writes it."
 
+# %% ../../nbs/platform/01_storage.ipynb #80c4e236
 def utcnow() -> str:
     "The current UTC time as an ISO-8601 string (second precision)."
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
@@ -77,6 +78,7 @@ def _temp_name(name: str, kind: str = "tmp") -> str:
     "A hidden temporary name next to `name`, tagged with this process's id (so a later writer can tell it is stale)."
     return f".{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.{kind}"
 
+# %% ../../nbs/platform/01_storage.ipynb #1bbd35f6
 def sweep_stale(path: Path # a file or folder path in a local lake
                ) -> list[Path]:
     "Remove the temporary siblings of `path` left by writers that died (kill -9, power loss); returns what was removed."
@@ -91,6 +93,7 @@ def sweep_stale(path: Path # a file or folder path in a local lake
         removed.append(p)
     return removed
 
+# %% ../../nbs/platform/01_storage.ipynb #c01569f0
 def _atomic_local_write(path: Path, data: bytes):
     path.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale(path)
@@ -109,6 +112,7 @@ def write_bytes(self: Lake, data: bytes, *parts) -> str:
     else: _atomic_local_write(Path(u), data)
     return u
 
+# %% ../../nbs/platform/01_storage.ipynb #ed10b211
 @patch
 def read_bytes(self: Lake, *parts) -> bytes:
     "The bytes at `parts`, or a `LakeError` naming the missing URI."
@@ -116,11 +120,13 @@ def read_bytes(self: Lake, *parts) -> bytes:
     try: return self.fs.cat_file(u)
     except FileNotFoundError: raise LakeError(f"{u} does not exist in the lake.") from None
 
+# %% ../../nbs/platform/01_storage.ipynb #5e3e5d12
 @patch
 def write_json(self: Lake, obj, *parts) -> str:
     "Write `obj` as indented JSON to `parts` atomically; returns the URI."
     return self.write_bytes(json.dumps(obj, indent=2, default=str).encode(), *parts)
 
+# %% ../../nbs/platform/01_storage.ipynb #187371c3
 @patch
 def read_json(self: Lake, *parts):
     "The JSON document at `parts`."
@@ -149,6 +155,7 @@ def publish_dir(self: Lake, src: str | Path, *parts, overwrite: bool = False) ->
     else: os.replace(staging, dst)
     return u
 
+# %% ../../nbs/platform/01_storage.ipynb #eb2a346c
 @patch
 def get(self: Lake, dst: str | Path, *parts) -> Path:
     "Copy the file or folder at `parts` to the local path `dst`; returns `dst`."
@@ -161,6 +168,7 @@ def get(self: Lake, dst: str | Path, *parts) -> Path:
         dst.parent.mkdir(parents=True, exist_ok=True); self.fs.get(u, str(dst))
     return dst
 
+# %% ../../nbs/platform/01_storage.ipynb #b5b0add1
 @patch
 def put_file(self: Lake, src: str | Path, *parts) -> str:
     "Upload the local file `src` to `parts` atomically; returns the URI."
@@ -171,6 +179,7 @@ WRITERS = {"raw": "00_ingest", "validated": "01_validate", "features": "03_prepa
            "trained": "04_train", "tuned": "05_tune", "approved": "06_evaluate",
            "champion": "06_evaluate", "endpoint": "07_deploy"}
 
+# %% ../../nbs/platform/01_storage.ipynb #df036e40
 @patch
 def set_pointer(self: Lake, table: str, name: str, **info) -> dict:
     "Point `name` (e.g. 'validated') of `table` at `info` (a version and URIs), atomically."
@@ -178,6 +187,7 @@ def set_pointer(self: Lake, table: str, name: str, **info) -> dict:
     self.write_json(doc, "_pointers", table, f"{name}.json")
     return doc
 
+# %% ../../nbs/platform/01_storage.ipynb #116f01bf
 @patch
 def pointer(self: Lake, table: str, name: str) -> dict:
     "Read pointer `name` of `table`; a `LakeError` names the stage that writes it when missing."
@@ -197,6 +207,7 @@ def record_summary(self: Lake, table: str, stage: str,
     self.write_json(doc, "_summaries", table, f"{stage}.json")
     return doc
 
+# %% ../../nbs/platform/01_storage.ipynb #1cc8fb02
 @patch
 def summaries(self: Lake, table: str) -> dict:
     "All recorded stage summaries of `table`, by stage name."

@@ -19,10 +19,12 @@ __all__ = ['ENTRY_POINT', 'DEFAULT_HYPERPARAMETERS', 'METRIC_DEFINITIONS', 'FINA
 # %% ../../nbs/platform/03b_xgb_job.ipynb #40cae43f
 ENTRY_POINT = "xgb_train.py"  # the entry script, in `ml_lifecycle/scripts/`
 
+# %% ../../nbs/platform/03b_xgb_job.ipynb #18271e3b
 DEFAULT_HYPERPARAMETERS = {"num_round": 1000, "max_depth": 6, "eta": 0.02, "subsample": 0.8, "colsample_bytree": 0.5,
                            "min_child_weight": 3, "early_stopping_rounds": 100, "cv_folds": 5, "checkpoint_frequency": 50,
                            "objective": "binary:logistic", "eval_metric": "auc"}
 
+# %% ../../nbs/platform/03b_xgb_job.ipynb #cda0c79f
 def script_dir() -> Path:
     "The folder holding the entry script (the job's `source_dir`)."
     import importlib.util
@@ -36,6 +38,8 @@ METRIC_DEFINITIONS = [
     {"Name": "objective:auc", "Regex": r".*objective-auc:" + FLOAT_RE},
     {"Name": "best_iteration", "Regex": r".*best_iteration:([0-9]+)"},
 ]
+
+# %% ../../nbs/platform/03b_xgb_job.ipynb #af1ba4c1
 FINAL_METRICS = ("validation:auc", "train:auc", "cv:auc", "objective:auc", "best_iteration")  # kept in pointers
 
 # %% ../../nbs/platform/03b_xgb_job.ipynb #47d20068
