@@ -419,7 +419,7 @@ def run_prepare(lake,                        # the Lake
     args = prepare_arguments(target, positive_label, seed, fractions, v["version"], **opts)
     if not lake.exists(*parts, "_SUCCESS") and via == "processing":
         from ml_lifecycle.platform.images import spark_image_python
-        from ml_lifecycle.platform.sagemaker_local import run_processing_job
+        from ml_lifecycle.platform.processing_jobs import run_processing_job
         with tempfile.TemporaryDirectory(prefix="prepare-py-") as ship:  # what the Spark image has, plus what the job ships
             run_processing_job(script_path(), inputs={"data": v["uri"]}, outputs={"features": lake.uri(*parts)},
                                arguments=args, job_name=f"prepare-{fv}", overwrite_outputs=lake.exists(*parts),

@@ -112,7 +112,7 @@ import json, os, sys
 from pathlib import Path
 from ml_lifecycle.platform.spark import get_spark, java_home, stop_spark
 from ml_lifecycle.platform.images import spark_image_python
-from ml_lifecycle.platform.sagemaker_local import run_processing_job
+from ml_lifecycle.platform.processing_jobs import run_processing_job
 from pydeequ.checks import Check, CheckLevel
 from pydeequ.verification import VerificationSuite
 out, job = Path(sys.argv[1]), Path(sys.argv[2])

@@ -270,7 +270,7 @@ def test_main_runs_as_processing_script(lake, prepared, tmp_path):
 @pytest.mark.slow
 def test_under_local_processing_job(lake, prepared, tmp_path):
     "Through the local SageMaker processing runner, with its {input:..}/{output:..} placeholders."
-    sml = pytest.importorskip("ml_lifecycle.platform.sagemaker_local")
+    sml = pytest.importorskip("ml_lifecycle.platform.processing_jobs")
     out, _ = prepared
     import ml_lifecycle.prepare as mod
     res = sml.run_processing_job(mod.__file__, inputs={"data": str(lake.local_path("raw", T, "version=v000toy"))},

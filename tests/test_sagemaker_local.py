@@ -4,9 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from ml_lifecycle.platform.sagemaker_local import (FLOAT_RE, JobError, deserialize_hyperparameters, fetch, pack_dir,
-                                                   parse_metrics, run_processing_job, run_training_job,
-                                                   serialize_hyperparameters, unique_job_name, check_job_name)
+from ml_lifecycle.platform.sagemaker_local import FLOAT_RE, JobError, deserialize_hyperparameters, fetch, pack_dir, parse_metrics, run_training_job, serialize_hyperparameters, unique_job_name, check_job_name
+from ml_lifecycle.platform.processing_jobs import run_processing_job
 from ml_lifecycle.platform.sagemaker_jobs import processing_job_spec, training_job, training_job_spec
 
 # An entry script that records what it saw (files, env, argv) and writes a model, using only the contract.

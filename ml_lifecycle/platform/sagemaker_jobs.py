@@ -7,8 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from .images import SPARK_IMAGE, XGBOOST_IMAGE, spark_image_python
-from .sagemaker_local import JobResult, check_job_name, expand_channels, processing_env
-from .sagemaker_local import run_processing_job, run_training_job, serialize_hyperparameters
+from .sagemaker_local import JobResult, check_job_name
+from .processing_jobs import expand_channels, processing_env
+from .processing_jobs import run_processing_job
+from .sagemaker_local import run_training_job, serialize_hyperparameters
 
 # %% auto #0
 __all__ = ['SKLEARN_FRAMEWORK_VERSION', 'framework_image_uri', 'training_networking', 'training_channels', 'training_job_spec',

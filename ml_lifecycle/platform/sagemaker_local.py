@@ -4,7 +4,7 @@
 
 # %% ../../nbs/platform/03_sagemaker_local.ipynb #754f5494
 from __future__ import annotations
-import gzip, io, json, os, re, shutil, sys, tarfile, tempfile
+import gzip, io, json, os, re, shutil, tarfile, tempfile
 from dataclasses import dataclass, field, asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,14 +13,13 @@ import fsspec
 
 from .images import XGBOOST_IMAGE, job_python
 from .processes import run_logged
-from .spark import java_home
 from .storage import Lake, s3_options
 
 # %% auto #0
 __all__ = ['FLOAT_RE', 'serialize_hyperparameters', 'deserialize_hyperparameters', 'script_args', 'parse_metrics', 'fetch',
-           'pack_dir', 'JobError', 'default_work_dir', 'check_job_name', 'unique_job_name', 'fresh_job_dir',
-           'JobResult', 'save_job', 'job_failure_reason', 'upload_checkpoints', 'run_training_job', 'expand_channels',
-           'processing_env', 'lay_out_processing_dir', 'run_processing_job']
+           'split_uri', 'pack_dir', 'JobError', 'default_work_dir', 'check_job_name', 'unique_job_name',
+           'fresh_job_dir', 'JobResult', 'save_job', 'job_status', 'job_failure_reason', 'job_failed',
+           'upload_checkpoints', 'run_training_job']
 
 # %% ../../nbs/platform/03_sagemaker_local.ipynb #96e38a00
 def serialize_hyperparameters(hps: dict # hyperparameters with any JSON-able values
@@ -92,7 +91,8 @@ def fetch(src: str | Path, # a local path or lake URI (s3://, s3a://) of a file 
     return dst_dir
 
 # %% ../../nbs/platform/03_sagemaker_local.ipynb #6763c45d
-def _split_uri(uri: str) -> tuple[str, str]:
+def split_uri(uri: str # a path or URI
+             ) -> tuple[str, str]:
     "A URI's parent and last name."
     uri = str(uri).rstrip("/")
     return uri.rsplit("/", 1) if "/" in uri else (".", uri)
@@ -188,7 +188,7 @@ def save_job(res: JobResult # a finished job, whose `job_dir` exists
     return p
 
 # %% ../../nbs/platform/03_sagemaker_local.ipynb #f7d3bb2f
-def _status(rc: int | None # the script's exit code (None: stopped at the time limit)
+def job_status(rc: int | None # the script's exit code (None: stopped at the time limit)
            ) -> str:
     "The job's status as SageMaker names it."
     return "Completed" if rc == 0 else ("Stopped" if rc is None else "Failed")
@@ -254,7 +254,7 @@ def job_failure_reason(ml_output: Path,  # the job's output folder (/opt/ml/outp
     return reason
 
 # %% ../../nbs/platform/03_sagemaker_local.ipynb #d90bd445
-def _failed(kind: str,          # 'Training' or 'Processing'
+def job_failed(kind: str,          # 'Training' or 'Processing'
             res: JobResult,     # the finished job (its exit code and log)
             output_dir: Path,   # the job's output folder, which receives `failure`
             timeout             # the job's time limit, in seconds
@@ -333,116 +333,11 @@ def run_training_job(entry_point: str,              # the script, relative to `s
     rc, secs = run_logged([python, ml["code"]/entry, *script_args(hps)], log_path, env=job_env, cwd=ml["code"],
                           timeout=timeout, stream=stream)
     upload_checkpoints(ml["checkpoints"], checkpoint_dir)
-    res = JobResult(job_name=job_name, status=_status(rc), job_dir=str(job_dir), model_dir=str(ml["model"]),
+    res = JobResult(job_name=job_name, status=job_status(rc), job_dir=str(job_dir), model_dir=str(ml["model"]),
                     hyperparameters=hps, log_path=str(log_path), exit_code=rc, seconds=round(secs, 3))
     res.metrics = parse_metrics(res.logs, metric_definitions or [])
-    if rc != 0: err = _failed("Training", res, ml["output"], timeout)
+    if rc != 0: err = job_failed("Training", res, ml["output"], timeout)
     else: res.model_data = _publish_model(ml, job_name, output_path)
     save_job(res)
     if rc != 0: raise err
-    return res
-
-# %% ../../nbs/platform/03_sagemaker_local.ipynb #ecde7080
-def expand_channels(arg,                # an argument that may hold {input:x} / {output:y}
-                    root: str | Path    # the processing root, e.g. /opt/ml/processing
-                   ) -> str:
-    "Replace `{input:name}` / `{output:name}` in `arg` by folders under the processing `root`."
-    return re.sub(r"\{(input|output):([A-Za-z0-9_\-]+)\}", lambda m: f"{root}/{m[1]}/{m[2]}", str(arg))
-
-# %% ../../nbs/platform/03_sagemaker_local.ipynb #49a0bd5e
-def processing_env(names_in, names_out, # the job's input and output channel names
-                   root                 # the processing root, e.g. /opt/ml/processing
-                  ) -> dict:
-    "The `SM_PROCESSING_INPUT_<NAME>` / `SM_PROCESSING_OUTPUT_<NAME>` variables that tell a script where each channel is."
-    return {**{f"SM_PROCESSING_INPUT_{n.upper().replace('-', '_')}": f"{root}/input/{n}" for n in names_in},
-            **{f"SM_PROCESSING_OUTPUT_{n.upper().replace('-', '_')}": f"{root}/output/{n}" for n in names_out}}
-
-# %% ../../nbs/platform/03_sagemaker_local.ipynb #da34b736
-def _check_processing_names(inputs: dict, outputs: dict # the job's input and output channels
-                           ):
-    "Raise `ValueError` for a channel name SageMaker would refuse, or the input name it keeps for the script."
-    for n in [*inputs, *outputs]:
-        if not re.fullmatch(r"[A-Za-z0-9_\-]+", n): raise ValueError(f"input/output name {n!r}: use letters, digits, '-', '_'")
-    if "code" in inputs: raise ValueError("'code' is the input name SageMaker uses for the script itself: rename that input")
-
-# %% ../../nbs/platform/03_sagemaker_local.ipynb #dd69ac54
-def _processing_config(job_name: str, inputs: dict, outputs: dict, # the job and its channels
-                       root: Path                                  # the processing root
-                      ) -> dict:
-    "The content of `processingjobconfig.json`: the job's name, inputs and outputs with their local paths."
-    return {"ProcessingJobName": job_name,
-            "ProcessingInputs": [{"InputName": n, "S3Input": {"S3Uri": str(s), "LocalPath": f"{root}/input/{n}"}} for n, s in inputs.items()],
-            "ProcessingOutputConfig": {"Outputs": [{"OutputName": n, "S3Output": {"S3Uri": str(d), "LocalPath": f"{root}/output/{n}"}}
-                                                   for n, d in outputs.items()]}}
-
-# %% ../../nbs/platform/03_sagemaker_local.ipynb #48227e36
-def lay_out_processing_dir(job_dir: Path,            # the new job's directory
-                           job_name: str,            # the job's name
-                           code: Path,               # the script
-                           inputs: dict, outputs: dict, # the job's channels: name -> source / destination
-                           py_files: list | None     # files shipped with the script
-                          ) -> tuple[Path, list]:
-    "Lay out a processing job's directory as SageMaker's container sees /opt/ml/processing; returns the root and the shipped files."
-    root = job_dir/"processing"
-    for n, src in inputs.items(): fetch(src, root/"input"/n)
-    for n in outputs: (root/"output"/n).mkdir(parents=True, exist_ok=True)
-    (root/"input"/"code").mkdir(parents=True); shutil.copy2(code, root/"input"/"code"/code.name)
-    shipped = [shutil.copy2(f, root/"input"/"code"/Path(f).name) for f in (py_files or [])]
-    (job_dir/"config").mkdir()
-    (job_dir/"config"/"processingjobconfig.json").write_text(json.dumps(_processing_config(job_name, inputs, outputs, root), indent=2))
-    return root, shipped
-
-# %% ../../nbs/platform/03_sagemaker_local.ipynb #22fa5e1c
-def _processing_job_env(job_name: str, inputs: dict, outputs: dict, root: Path, # the job, its channels and root
-                        env: dict | None,             # extra environment variables
-                        python: str | Path | None,    # the image's interpreter (None: this kernel's)
-                        shipped: list,                # the files shipped with the job, in its code folder
-                        jars: list | None             # JVM libraries of a PySpark job
-                       ) -> dict:
-    "The complete environment of a processing job's script."
-    java_home()  # a PySpark job's JVM: where no JDK is installed, the pinned runtime (JAVA_HOME, inherited below)
-    full_env = {**os.environ, "PROCESSING_JOB_NAME": job_name, "PYTHONUNBUFFERED": "1",
-                **processing_env(inputs, outputs, root), **{k: str(v) for k, v in (env or {}).items()}}
-    if python is not None: full_env.pop("PYTHONPATH", None)  # the image's environment only, as in its container
-    if shipped: full_env["PYTHONPATH"] = os.pathsep.join([*map(str, shipped), *filter(None, [full_env.get("PYTHONPATH")])])
-    if jars:  # what the script's SparkSession.builder passes to spark-submit, as smspark-submit's --jars does
-        full_env["PYSPARK_SUBMIT_ARGS"] = f"--jars {','.join(str(Path(j).resolve()) for j in jars)} pyspark-shell"
-    return full_env
-
-# %% ../../nbs/platform/03_sagemaker_local.ipynb #5d1b15ea
-def run_processing_job(code: str | Path,               # the script to run (SageMaker: /opt/ml/processing/input/code/)
-                       inputs: dict[str, str | Path] | None = None,  # name -> folder or file (local path or lake URI)
-                       outputs: dict[str, str | Path] | None = None, # name -> where the output folder is published
-                       arguments: list | None = None,  # command-line arguments; may hold {input:x} / {output:y}
-                       job_name: str | None = None,    # default: <script>-<utc timestamp>
-                       work_dir: str | Path | None = None, # where the job directory goes
-                       env: dict | None = None,        # extra environment variables
-                       timeout: float = 3600,          # MaxRuntimeInSeconds
-                       overwrite_outputs: bool = True, # replace what is at an output URI (SageMaker overwrites)
-                       stream: bool = False,           # also print the log here
-                       python: str | Path | None = None, # the interpreter of the image's environment (None: this kernel's)
-                       py_files: list | None = None,   # files shipped with the job, importable by the script (spark-submit's --py-files)
-                       jars: list | None = None        # JVM libraries of a PySpark job (spark-submit's --jars), e.g. Deequ
-                      ) -> JobResult:
-    "Run `code` as a SageMaker processing job would, in a local job directory; raises `JobError` on failure."
-    code, inputs, outputs = Path(code), dict(inputs or {}), dict(outputs or {})
-    if not code.is_file(): raise FileNotFoundError(f"processing script {code} does not exist")
-    _check_processing_names(inputs, outputs)
-    job_name = check_job_name(job_name or unique_job_name(code.stem.replace("_", "-")))
-    job_dir = fresh_job_dir(job_name, work_dir, overwrite=True)
-    root, shipped = lay_out_processing_dir(job_dir, job_name, code, inputs, outputs, py_files)
-    args = [expand_channels(a, root) for a in (arguments or [])]
-    full_env = _processing_job_env(job_name, inputs, outputs, root, env, python, shipped, jars)
-    log_path = job_dir/"logs"/"algo-1.log"
-    rc, secs = run_logged([str(python or sys.executable), root/"input"/"code"/code.name, *args], log_path, env=full_env, cwd=job_dir,
-                          timeout=timeout, stream=stream)
-    res = JobResult(job_name=job_name, status=_status(rc), job_dir=str(job_dir), log_path=str(log_path), exit_code=rc,
-                    seconds=round(secs, 3))
-    if rc != 0:
-        (job_dir/"output").mkdir(exist_ok=True)
-        raise _failed("Processing", res, job_dir/"output", timeout)
-    for n, dst in outputs.items():
-        parent, leaf = _split_uri(str(dst))
-        res.outputs[n] = Lake(parent).publish_dir(root/"output"/n, leaf, overwrite=overwrite_outputs)
-    save_job(res)
     return res
