@@ -29,7 +29,7 @@ except ModuleNotFoundError as e:
 __all__ = ['JOB_MODULES', 'save_figure', 'target_balance', 'plot_target_balance', 'numeric_summary', 'plot_outliers',
            'histogram_edges', 'histograms', 'plot_histograms', 'correlations', 'plot_correlations', 'cardinality',
            'plot_cardinality', 'category_rates', 'association', 'plot_category_rates', 'explore_stats',
-           'explore_frames', 'frame_doc', 'doc_frame', 'main', 'run_explore_job']
+           'explore_frames', 'frame_doc', 'doc_frame', 'explore_args', 'main', 'run_explore_job']
 
 # %% ../nbs/02_explore.ipynb #eab5206f
 def _empty_figure(title: str, note: str):
@@ -54,6 +54,7 @@ def target_balance(df: DataFrame, target: str, positive_label) -> pd.DataFrame:
     tb["positive"] = tb["label"] == pos
     return tb.reset_index(drop=True)
 
+# %% ../nbs/02_explore.ipynb #a632bab1
 def plot_target_balance(tb: pd.DataFrame, target: str = "target"):
     "A bar chart of the classes with their counts and shares."
     fig, ax = plt.subplots(figsize=(5, 3))
@@ -120,6 +121,7 @@ def histogram_edges(lo: float, hi: float, # the smallest and largest value
     if hi == lo: return [lo - 0.5, hi + 0.5]
     return [float(x) for x in np.linspace(lo, hi, bins + 1)]
 
+# %% ../nbs/02_explore.ipynb #3473c638
 def histograms(df: DataFrame,            # the data
                cols: list[str],          # numeric columns
                target: str,              # the label column
@@ -183,7 +185,9 @@ def correlations(df: DataFrame,          # the data
     m = Correlation.corr(vec, "__v", method).head()[0].toArray()
     return pd.DataFrame(m, index=names, columns=names)
 
-def plot_correlations(corr: pd.DataFrame):
+# %% ../nbs/02_explore.ipynb #1537edaa
+def plot_correlations(corr: pd.DataFrame, # `correlations`
+                     ):
     "A heatmap of a correlation matrix, values written in the cells."
     n = len(corr)
     fig, ax = plt.subplots(figsize=(0.45 * n + 3, 0.45 * n + 2))
@@ -199,13 +203,19 @@ def plot_correlations(corr: pd.DataFrame):
     return fig
 
 # %% ../nbs/02_explore.ipynb #9da02867
-def cardinality(df: DataFrame, cols: list[str], rsd: float = 0.05) -> pd.Series:
+def cardinality(df: DataFrame,     # the data
+                cols: list[str],   # categorical columns
+                rsd: float = 0.05, # relative standard deviation of the HyperLogLog estimate
+               ) -> pd.Series:
     "Approximate number of distinct values per column (HyperLogLog, relative error `rsd`), one aggregation."
     if not cols: return pd.Series(dtype=float, name="distinct")
     row = df.agg(*[F.approx_count_distinct(c, rsd).alias(c) for c in cols]).first().asDict()
     return pd.Series({c: int(row[c]) for c in cols}, name="distinct").sort_values(ascending=False)
 
-def plot_cardinality(card: pd.Series, rows: int | None = None):
+# %% ../nbs/02_explore.ipynb #e1e3b6e1
+def plot_cardinality(card: pd.Series,       # `cardinality`
+                     rows: int | None = None, # the row count, drawn as a reference line
+                    ):
     "Horizontal bars of distinct values per categorical column (log scale)."
     if card.empty: return _empty_figure("Cardinality of categorical features", "no categorical feature")
     fig, ax = plt.subplots(figsize=(6, 0.35 * len(card) + 1))
@@ -232,7 +242,9 @@ def category_rates(df: DataFrame,     # the data
     order = {c: i for i, c in enumerate(cols)}
     return r.sort_values(["column", "count", "level"], ascending=[True, False, True], key=lambda s: s.map(order) if s.name == "column" else s).reset_index(drop=True)
 
-def association(rates: pd.DataFrame) -> pd.DataFrame:
+# %% ../nbs/02_explore.ipynb #3155fb4d
+def association(rates: pd.DataFrame, # `category_rates`
+               ) -> pd.DataFrame:
     "Per column: levels, chi-square test of independence (statistic, p-value) and Cramér's V, from `category_rates`."
     out = {}
     for c, d in rates.groupby("column", sort=False):
@@ -306,12 +318,16 @@ def explore_frames(df: DataFrame, target: str, positive_label: str, # the data, 
             "correlations": correlations(df, kinds["numeric"], target, positive_label), "cardinality": card,
             "category_rates": category_rates(df, [c for c in card.index if card[c] <= 1000], target, positive_label)}
 
-def frame_doc(x) -> dict:
+# %% ../nbs/02_explore.ipynb #c56ca143
+def frame_doc(x, # a DataFrame or a Series
+             ) -> dict:
     "A DataFrame or Series as JSON-ready data (`doc_frame` reads it back)."
     f = x.to_frame() if isinstance(x, pd.Series) else x
     return {"series": isinstance(x, pd.Series), "index_name": f.index.name, **json.loads(f.to_json(orient="split"))}
 
-def doc_frame(d: dict):
+# %% ../nbs/02_explore.ipynb #b458202e
+def doc_frame(d: dict, # what `frame_doc` wrote
+             ):
     "The DataFrame or Series `frame_doc` wrote."
     f = pd.read_json(io.StringIO(json.dumps({k: d[k] for k in ("columns", "index", "data")})), orient="split",
                      dtype=False, convert_dates=False)
@@ -322,15 +338,22 @@ def doc_frame(d: dict):
 JOB_MODULES = ("ml_lifecycle/__init__.py", "ml_lifecycle/platform/__init__.py", "ml_lifecycle/platform/job_code.py",
                "ml_lifecycle/platform/schema.py", "ml_lifecycle/explore.py")  # what the job imports of this project
 
-def main(argv: list[str] | None = None # command-line arguments (None → sys.argv[1:])
-        ) -> int:
-    "Processing-job entry point: aggregate `--input-dir`, write `job.json` to `--output-dir`."
+# %% ../nbs/02_explore.ipynb #48caab17
+def explore_args(argv: list[str] | None = None # command-line arguments (None → sys.argv[1:])
+                ) -> argparse.Namespace:
+    "The processing job's arguments: input and output folders, the label, and the histogram settings."
     p = argparse.ArgumentParser(prog="python -m ml_lifecycle.explore", description="Spark aggregations for exploration.")
     p.add_argument("--input-dir", default="/opt/ml/processing/input/data")
     p.add_argument("--output-dir", default="/opt/ml/processing/output/explore")
     p.add_argument("--target", required=True); p.add_argument("--positive-label", required=True)
     p.add_argument("--bins", type=int, default=20); p.add_argument("--rel-error", type=float, default=0.001)
-    a = p.parse_args(argv)
+    return p.parse_args(argv)
+
+# %% ../nbs/02_explore.ipynb #6cfaf3e0
+def main(argv: list[str] | None = None # command-line arguments (None → sys.argv[1:])
+        ) -> int:
+    "Processing-job entry point: aggregate `--input-dir`, write `job.json` to `--output-dir`."
+    a = explore_args(argv)
     spark = job_spark()
     try:
         df = read_version(spark, a.input_dir)
@@ -340,6 +363,7 @@ def main(argv: list[str] | None = None # command-line arguments (None → sys.ar
     (out/"job.json").write_text(json.dumps({k: v if k == "kinds" else frame_doc(v) for k, v in frames.items()}))
     return 0
 
+# %% ../nbs/02_explore.ipynb #aa1a9182
 def run_explore_job(lake,                   # the lake (a `Lake`)
                     table: str,             # lake table name
                     validated: dict,        # the `validated` pointer
@@ -361,4 +385,5 @@ def run_explore_job(lake,                   # the lake (a `Lake`)
     doc = lake.read_json(*job, "job.json")
     return {k: v if k == "kinds" else doc_frame(v) for k, v in doc.items()}
 
+# %% ../nbs/02_explore.ipynb #8e71934c
 if __name__ == "__main__" and not hasattr(builtins, "__IPYTHON__"): sys.exit(main())

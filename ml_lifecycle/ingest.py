@@ -56,10 +56,13 @@ def amplify_rows(df: pd.DataFrame,   # the source data
 PANDAS_TYPES = {"int64": "Int64", "int32": "Int32", "double": "float64", "float": "float32",
                 "string": "string", "large_string": "string", "bool": "boolean", "boolean": "boolean"}
 
+# %% ../nbs/00_ingest.ipynb #69e6ec98
 class SchemaDriftError(ValueError):
     "The data's schema differs from the reviewed one in `catalog/<t>.schema.json`."
 
-def load_schema(schema) -> dict | None:
+# %% ../nbs/00_ingest.ipynb #ac00ea28
+def load_schema(schema, # a dict {column: type}, a JSON file path (of one, or of a reviewed schema file), or None
+               ) -> dict | None:
     "An explicit schema as {column: type}: from a dict, a JSON file path, or None."
     if schema is None: return None
     if isinstance(schema, (str, Path)): schema = json.loads(Path(schema).read_text())
@@ -68,6 +71,7 @@ def load_schema(schema) -> dict | None:
         raise ValueError(f"schema types {bad} are not supported: use one of {sorted(PANDAS_TYPES)}.")
     return dict(schema)
 
+# %% ../nbs/00_ingest.ipynb #6e1d2fe6
 def apply_schema(df: pd.DataFrame, # data with cleaned column names
                  schema: dict,     # {column: Arrow type name}
                 ) -> pd.DataFrame:
@@ -80,13 +84,20 @@ def apply_schema(df: pd.DataFrame, # data with cleaned column names
         except (TypeError, ValueError) as e: raise ValueError(f"column {c!r} cannot be read as {t}: {e}") from None
     return pd.DataFrame(out)
 
-def schema_diff(old: list[dict], new: list[dict]) -> dict:
+# %% ../nbs/00_ingest.ipynb #cc202d4c
+def schema_diff(old: list[dict], # the reviewed schema, as [{name, type}]
+                new: list[dict], # the data's schema, same shape
+               ) -> dict:
     "Columns added, removed and retyped from `old` to `new` (lists of {name, type})."
     o, n = {c["name"]: c["type"] for c in old}, {c["name"]: c["type"] for c in new}
     return {"added": [c for c in n if c not in o], "removed": [c for c in o if c not in n],
             "retyped": {c: f"{o[c]} → {n[c]}" for c in n if c in o and o[c] != n[c]}}
 
-def review_schema(lake: Lake, table: str, schema: list[dict], source: str,
+# %% ../nbs/00_ingest.ipynb #4889d669
+def review_schema(lake: Lake,          # the lake whose catalog/ holds the reviewed schema
+                  table: str,          # lake table name
+                  schema: list[dict],  # the data's schema, as [{name, type}]
+                  source: str,         # where the data came from (recorded in the file)
                   accept_change: bool = False, # True: overwrite a different reviewed schema
                  ) -> dict:
     "Write `catalog/<table>.schema.json` the first time; later, raise `SchemaDriftError` if `schema` differs."
@@ -113,15 +124,22 @@ def content_checksum(df: pd.DataFrame # the data to fingerprint
     return h.hexdigest()
 
 # %% ../nbs/00_ingest.ipynb #22abd48f
-GLUE_TYPES = {"int64": "bigint", "int32": "int", "double": "double", "float": "float", "bool": "boolean",
-              "string": "string", "large_string": "string", "timestamp[us]": "timestamp", "date32[day]": "date"}
-
-def arrow_schema(df: pd.DataFrame) -> list[dict]:
+def arrow_schema(df: pd.DataFrame, # the data
+                ) -> list[dict]:
     "The Arrow schema of `df` as a list of {name, type} (`large_string` written `string`: one logical type)."
     return [{"name": f.name, "type": "string" if pa.types.is_large_string(f.type) else str(f.type)}
             for f in pa.Schema.from_pandas(df, preserve_index=False)]
 
-def glue_table(table: str, schema: list[dict], location: str, description: str = "") -> dict:
+# %% ../nbs/00_ingest.ipynb #43582c7f
+GLUE_TYPES = {"int64": "bigint", "int32": "int", "double": "double", "float": "float", "bool": "boolean",
+              "string": "string", "large_string": "string", "timestamp[us]": "timestamp", "date32[day]": "date"}
+
+# %% ../nbs/00_ingest.ipynb #864f4997
+def glue_table(table: str,          # lake table name
+               schema: list[dict],  # `arrow_schema(df)`
+               location: str,       # the table's raw zone (the folder of its versions)
+               description: str = "", # shown in the Glue console
+              ) -> dict:
     "A Glue `TableInput` for the raw Parquet of `table` at `location`, partitioned by version."
     cols = [{"Name": c["name"], "Type": GLUE_TYPES.get(c["type"], "string")} for c in schema]
     return {"Name": table, "Description": description, "TableType": "EXTERNAL_TABLE",
@@ -145,7 +163,12 @@ def glue_request(database: str,     # the Glue database
     validate_parameters(params, botocore.session.get_session().get_service_model("glue").operation_model(op).input_shape)
     return op, params
 
-def register_glue_table(database: str, table_input: dict, region: str | None = None, session=None) -> str:
+# %% ../nbs/00_ingest.ipynb #90569ebd
+def register_glue_table(database: str,      # the Glue database (created if missing)
+                        table_input: dict,  # `glue_table(...)`
+                        region: str | None = None, # AWS region; None: the session's default
+                        session=None,       # a boto3 Session; None: the default one
+                       ) -> str:
     "Create or update `table_input` in the Glue Data Catalog, creating `database` first on a fresh account (this calls AWS)."
     import boto3
     glue = (session or boto3).client("glue", region_name=region)
@@ -168,7 +191,11 @@ def s3_write_options(kms_key_id: str | None = None, # KMS key id/ARN: server-sid
     if tags: opts["Tagging"] = urlencode({str(k): str(v) for k, v in tags.items()})
     return opts
 
-def secure_lake(lake: Lake, kms_key_id: str | None = None, tags: dict | None = None) -> dict:
+# %% ../nbs/00_ingest.ipynb #67c6d52f
+def secure_lake(lake: Lake,                    # the lake to secure
+                kms_key_id: str | None = None, # KMS key id/ARN: server-side encryption with it
+                tags: dict | None = None,      # object tags
+               ) -> dict:
     "Make every later S3 write of `lake` encrypted with `kms_key_id` and tagged; a no-op for local lakes."
     opts = s3_write_options(kms_key_id, tags)
     if lake.is_s3 and opts: lake.fs.s3_additional_kwargs.update(opts)

@@ -57,6 +57,7 @@ def train_model(lake: Lake,                   # the data lake
 # %% ../nbs/04_train.ipynb #627df399
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"  # where SageMaker sends a training job's output
 
+# %% ../nbs/04_train.ipynb #440372cc
 def job_log(trained: dict,             # the `trained` pointer (job_name; job_dir for a local job)
             mode: str = "local",       # 'local': the job folder's log file; 'aws': CloudWatch Logs
             region: str | None = None  # aws mode: the region
@@ -106,7 +107,10 @@ def code_version(script: str | Path | None = None # the entry script (default: x
     except (OSError, subprocess.SubprocessError): pass  # no git here: the script's hash still identifies the code
     return out
 
-def data_version(lake: Lake, table: str) -> dict:
+# %% ../nbs/04_train.ipynb #cf1798a8
+def data_version(lake: Lake, # the data lake
+                 table: str, # the table
+                ) -> dict:
     "The data's identity: versions of the `raw`, `validated` and `features` pointers (those that exist)."
     out = {}
     for name in ("raw", "validated", "features"):

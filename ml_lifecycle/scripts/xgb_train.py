@@ -12,8 +12,8 @@ import xgboost as xgb
 # %% auto #0
 __all__ = ['HYPERPARAMETERS', 'MODEL_FILE', 'METADATA_FILE', 'CHECKPOINT_PREFIX', 'cast_hyperparameters', 'read_hyperparameters',
            'channel_dir', 'read_csv_channel', 'find_feature_metadata', 'save_booster', 'load_booster', 'checkpoint_dir',
-           'checkpoints_in', 'latest_checkpoint', 'Checkpoint', 'xgb_params', 'cv_rounds', 'fit_xgboost',
-           'final_metrics', 'main']
+           'checkpoints_in', 'latest_checkpoint', 'Checkpoint', 'xgb_params', 'cv_rounds', 'check_channels',
+           'fit_xgboost', 'final_metrics', 'read_job_data', 'save_model_dir', 'main']
 
 # %% ../../nbs/04a_xgb_train_script.ipynb #4e2620b9
 HYPERPARAMETERS = {  # name: (type, default, (lowest, highest) allowed)
@@ -34,6 +34,7 @@ HYPERPARAMETERS = {  # name: (type, default, (lowest, highest) allowed)
     "seed": (int, 0, (0, 2**31 - 1)),
 }
 
+# %% ../../nbs/04a_xgb_train_script.ipynb #483b9e1b
 def _cast(value, typ):
     if typ is int:
         f = float(value)  # accepts "5", "5.0" and 5
@@ -67,11 +68,15 @@ def read_hyperparameters(env: dict | None = None # the environment (default: os.
     else: raw = json.loads(env.get("SM_HPS", "{}"))
     return cast_hyperparameters(raw)
 
-def channel_dir(name: str, env: dict | None = None) -> str:
+# %% ../../nbs/04a_xgb_train_script.ipynb #3b27a34d
+def channel_dir(name: str,              # the channel, e.g. "train"
+                env: dict | None = None # the environment (default: os.environ)
+               ) -> str:
     "The local folder of channel `name`."
     env = os.environ if env is None else env
     return env.get(f"SM_CHANNEL_{name.upper()}", f"/opt/ml/input/data/{name}")
 
+# %% ../../nbs/04a_xgb_train_script.ipynb #2e8472a9
 def read_csv_channel(path: str, # the channel folder
                      name: str = "train" # the channel's name (for messages)
                     ) -> tuple:
@@ -83,7 +88,9 @@ def read_csv_channel(path: str, # the channel folder
     if df.shape[1] < 2: raise ValueError(f"channel {name!r}: rows need a label and at least one feature, got {df.shape[1]} column(s)")
     return df.iloc[:, 1:].to_numpy(dtype=np.float32), df.iloc[:, 0].to_numpy(dtype=np.float32)
 
-def find_feature_metadata(env: dict | None = None) -> str | None:
+# %% ../../nbs/04a_xgb_train_script.ipynb #4491b4f5
+def find_feature_metadata(env: dict | None = None # the environment (default: os.environ)
+                         ) -> str | None:
     "Path of `feature_metadata.json` in the train channel, else in any other channel, else None."
     env = os.environ if env is None else env
     channels = json.loads(env.get("SM_CHANNELS", '["train"]'))
@@ -96,6 +103,7 @@ def find_feature_metadata(env: dict | None = None) -> str | None:
 MODEL_FILE = "xgboost-model"                      # the one top-level file of a model folder (XGBoost JSON inside)
 METADATA_FILE = "metadata/feature_metadata.json"  # feature order, in a sub-folder the image's loader skips
 
+# %% ../../nbs/04a_xgb_train_script.ipynb #533de75d
 def _scalar_base_score(text: str) -> str:
     "XGBoost JSON `text` with a one-value `base_score` vector (`\"[0.14]\"`) written as the number (`\"0.14\"`)."
     param = json.loads(text)["learner"]["learner_model_param"]
@@ -120,6 +128,7 @@ def save_booster(booster,   # the trained `xgb.Booster`
     with open(path, "w", encoding="utf-8") as f: f.write(text)
     return path
 
+# %% ../../nbs/04a_xgb_train_script.ipynb #f439e197
 def load_booster(path: str # an XGBoost model file (JSON or UBJSON content, any name)
                 ) -> xgb.Booster:
     "Load an XGBoost model from the bytes of `path` (XGBoost tells JSON from UBJSON by content, not by the name)."
@@ -129,13 +138,16 @@ def load_booster(path: str # an XGBoost model file (JSON or UBJSON content, any 
 
 # %% ../../nbs/04a_xgb_train_script.ipynb #3ee6cf69
 CHECKPOINT_PREFIX = "xgboost-checkpoint"  # files are <prefix>.<index of the last round>, as SageMaker's container names them
-_CHECKPOINT_RE = re.compile(r"^xgboost-checkpoint\.([0-9]+)$")
 
+# %% ../../nbs/04a_xgb_train_script.ipynb #7ef5b9b9
 def checkpoint_dir(env: dict | None = None # the environment (default: os.environ)
                   ) -> str:
     "The job's checkpoint folder: `SM_CHECKPOINT_DIR`, else `/opt/ml/checkpoints`."
     env = os.environ if env is None else env
     return env.get("SM_CHECKPOINT_DIR") or "/opt/ml/checkpoints"
+
+# %% ../../nbs/04a_xgb_train_script.ipynb #5c46a75f
+_CHECKPOINT_RE = re.compile(rf"^{re.escape(CHECKPOINT_PREFIX)}\.([0-9]+)$")  # exactly the names the container resumes from
 
 def checkpoints_in(directory: str # the checkpoint folder
                   ) -> list:
@@ -145,6 +157,7 @@ def checkpoints_in(directory: str # the checkpoint folder
              if (m := _CHECKPOINT_RE.match(f))]
     return sorted(found)
 
+# %% ../../nbs/04a_xgb_train_script.ipynb #4626fcb1
 def latest_checkpoint(directory: str # the checkpoint folder
                      ) -> tuple:
     "`(path, rounds)` of the checkpoint with the most rounds in `directory`, or `(None, 0)`."
@@ -153,6 +166,7 @@ def latest_checkpoint(directory: str # the checkpoint folder
     rounds, path = found[-1]
     return path, rounds
 
+# %% ../../nbs/04a_xgb_train_script.ipynb #0f4f7549
 class Checkpoint(xgb.callback.TrainingCallback):
     "Save the booster every `frequency` rounds as `<directory>/xgboost-checkpoint.<rounds - 1>`, keeping the last `keep`."
     def __init__(self, directory: str, # the checkpoint folder
@@ -170,12 +184,15 @@ class Checkpoint(xgb.callback.TrainingCallback):
         return False  # never stops training
 
 # %% ../../nbs/04a_xgb_train_script.ipynb #e89eb53f
-def xgb_params(hps: dict, nthread: int = 1) -> dict:
+def xgb_params(hps: dict,        # typed hyperparameters (`cast_hyperparameters`)
+               nthread: int = 1, # threads
+              ) -> dict:
     "XGBoost's training parameters from the typed hyperparameters."
     params = {k: hps[k] for k in ("max_depth", "eta", "subsample", "colsample_bytree", "min_child_weight",
                                   "gamma", "lambda", "alpha", "objective", "eval_metric", "seed")}
     return params | {"nthread": nthread, "tree_method": "hist"}
 
+# %% ../../nbs/04a_xgb_train_script.ipynb #449c6f87
 def cv_rounds(hps: dict,        # typed hyperparameters (uses cv_folds, num_round, early_stopping_rounds, seed)
               dtrain,           # the train channel as a DMatrix
               nthread: int = 1  # threads
@@ -187,6 +204,20 @@ def cv_rounds(hps: dict,        # typed hyperparameters (uses cv_folds, num_roun
                 early_stopping_rounds=hps["early_stopping_rounds"] or None, maximize=m in ("auc", "aucpr", "map", "ndcg"))
     return {"rounds": len(cv), f"cv_{m}": float(cv[f"test-{m}-mean"].iloc[-1]), f"cv_{m}_std": float(cv[f"test-{m}-std"].iloc[-1])}
 
+# %% ../../nbs/04a_xgb_train_script.ipynb #e45f346e
+def check_channels(objective: str,     # XGBoost's objective, e.g. "binary:logistic"
+                   train: tuple,       # (X, y) of the train channel
+                   validation: tuple,  # (X, y) of the validation channel
+                  ):
+    "Raise `ValueError` unless the labels suit `objective` (0/1 for binary) and both channels have the same features."
+    if objective.startswith("binary:"):
+        for (X, y), name in [(train, "train"), (validation, "validation")]:
+            if not set(np.unique(y)) <= {0.0, 1.0}:
+                raise ValueError(f"channel {name!r}: labels must be 0 or 1 for {objective}, got {sorted(set(np.unique(y)))[:5]}")
+    if train[0].shape[1] != validation[0].shape[1]:
+        raise ValueError(f"train has {train[0].shape[1]} features but validation has {validation[0].shape[1]}")
+
+# %% ../../nbs/04a_xgb_train_script.ipynb #56466f82
 def fit_xgboost(hps: dict,          # typed hyperparameters (`cast_hyperparameters`)
                 train: tuple,       # (X, y) of the train channel
                 validation: tuple,  # (X, y) of the validation channel
@@ -195,12 +226,7 @@ def fit_xgboost(hps: dict,          # typed hyperparameters (`cast_hyperparamete
                 checkpoints: str | None = None, # checkpoint folder: resume from it, save into it every checkpoint_frequency rounds
                ) -> tuple:
     "Train an XGBoost booster (early stopping or CV picks the rounds; resumes from a checkpoint); returns `(booster, curves)`."
-    if hps["objective"].startswith("binary:"):
-        for (X, y), name in [(train, "train"), (validation, "validation")]:
-            if not set(np.unique(y)) <= {0.0, 1.0}:
-                raise ValueError(f"channel {name!r}: labels must be 0 or 1 for {hps['objective']}, got {sorted(set(np.unique(y)))[:5]}")
-    if train[0].shape[1] != validation[0].shape[1]:
-        raise ValueError(f"train has {train[0].shape[1]} features but validation has {validation[0].shape[1]}")
+    check_channels(hps["objective"], train, validation)
     dtrain = xgb.DMatrix(train[0], label=train[1], nthread=nthread)
     dval = xgb.DMatrix(validation[0], label=validation[1], nthread=nthread)
     curves, callbacks, rounds = {"info": {}}, [], hps["num_round"]
@@ -227,7 +253,12 @@ def fit_xgboost(hps: dict,          # typed hyperparameters (`cast_hyperparamete
     return booster, curves
 
 # %% ../../nbs/04a_xgb_train_script.ipynb #ecedec07
-def final_metrics(booster, curves: dict, train: tuple, validation: tuple, metric: str = "auc") -> dict:
+def final_metrics(booster,            # the trained booster (`fit_xgboost`)
+                  curves: dict,       # its curves (`fit_xgboost`), with "info"
+                  train: tuple,       # (X, y) of the train channel
+                  validation: tuple,  # (X, y) of the validation channel
+                  metric: str = "auc" # the eval metric
+                 ) -> dict:
     "The saved model's train/validation `metric`, CV score and tuning objective (`objective:<metric>`)."
     best = int(booster.attr("best_iteration") or booster.num_boosted_rounds() - 1)
     i = best - curves["info"].get("resumed_from", 0)
@@ -242,6 +273,32 @@ def final_metrics(booster, curves: dict, train: tuple, validation: tuple, metric
     out[f"objective:{metric}"] = (cv + out[f"validation:{metric}"]) / 2 if cv is not None else out[f"validation:{metric}"]
     return out | {"best_iteration": best}
 
+# %% ../../nbs/04a_xgb_train_script.ipynb #fa2de810
+def read_job_data(env: dict # the job's environment (`SM_CHANNEL_*`, `SM_CHANNELS`)
+                 ) -> tuple:
+    "`(train, validation, feature_metadata_path)`: both channels as `(X, y)`, and the metadata checked against train's width."
+    train = read_csv_channel(channel_dir("train", env), "train")
+    validation = read_csv_channel(channel_dir("validation", env), "validation")
+    meta_path = find_feature_metadata(env)
+    if meta_path:
+        with open(meta_path) as f: n_meta = len(json.load(f).get("features", []))
+        if n_meta != train[0].shape[1]:
+            raise ValueError(f"feature_metadata.json lists {n_meta} features but the train channel has {train[0].shape[1]}")
+    return train, validation, meta_path
+
+# %% ../../nbs/04a_xgb_train_script.ipynb #141e125f
+def save_model_dir(booster,              # the trained booster
+                   model_dir: str,       # the model folder (`SM_MODEL_DIR`)
+                   meta_path: str | None # `feature_metadata.json` to copy beside the model, or None
+                  ):
+    "Write the model folder: `xgboost-model` at the top, the feature metadata under `metadata/`."
+    os.makedirs(model_dir, exist_ok=True)
+    save_booster(booster, os.path.join(model_dir, MODEL_FILE))
+    if meta_path:
+        os.makedirs(os.path.dirname(os.path.join(model_dir, METADATA_FILE)), exist_ok=True)
+        shutil.copy(meta_path, os.path.join(model_dir, METADATA_FILE))
+
+# %% ../../nbs/04a_xgb_train_script.ipynb #cb99e646
 def main(env: dict | None = None # the environment (default: os.environ)
         ) -> int:
     "Train from the SageMaker job contract: channels train/validation in, `xgboost-model` (+ metadata/) out."
@@ -253,13 +310,7 @@ def main(env: dict | None = None # the environment (default: os.environ)
         start = time.time()
         hps = read_hyperparameters(env)
         print("hyperparameters:", json.dumps(hps, sort_keys=True), flush=True)
-        train = read_csv_channel(channel_dir("train", env), "train")
-        validation = read_csv_channel(channel_dir("validation", env), "validation")
-        meta_path = find_feature_metadata(env)
-        if meta_path:
-            with open(meta_path) as f: n_meta = len(json.load(f).get("features", []))
-            if n_meta != train[0].shape[1]:
-                raise ValueError(f"feature_metadata.json lists {n_meta} features but the train channel has {train[0].shape[1]}")
+        train, validation, meta_path = read_job_data(env)
         nthread = int(env.get("SM_NUM_CPUS") or os.cpu_count() or 1)
         print(f"train: {train[0].shape}, validation: {validation[0].shape}, nthread: {nthread}", flush=True)
         booster, curves = fit_xgboost(hps, train, validation, nthread=nthread, checkpoints=checkpoint_dir(env))
@@ -268,10 +319,7 @@ def main(env: dict | None = None # the environment (default: os.environ)
         print("final\t" + "\t".join(f"{k.replace(':', '-')}:{v:.6f}" if isinstance(v, float) else f"{k}:{v}"
                                     for k, v in final.items()), flush=True)
         os.makedirs(model_dir, exist_ok=True); os.makedirs(out_dir, exist_ok=True)
-        save_booster(booster, os.path.join(model_dir, MODEL_FILE))
-        if meta_path:
-            os.makedirs(os.path.dirname(os.path.join(model_dir, METADATA_FILE)), exist_ok=True)
-            shutil.copy(meta_path, os.path.join(model_dir, METADATA_FILE))
+        save_model_dir(booster, model_dir, meta_path)
         info = curves.pop("info")
         with open(os.path.join(out_dir, "metrics.json"), "w") as f:
             json.dump({**final, "num_boosted_rounds": booster.num_boosted_rounds(), "resumed_from": info["resumed_from"],
