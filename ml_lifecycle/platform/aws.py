@@ -135,22 +135,27 @@ class AwsRecorder:
         body.setdefault("ResponseMetadata", {"HTTPStatusCode": status, "RequestId": f"local-{len(self.calls)}"})
         return (AWSResponse("https://recorded.invalid", status, {}, None), body)
 
-    def sagemaker_session(self, default_bucket: str = "sagemaker-recorded"):
-        "A SageMaker SDK 3 `Session` on this recorder (no AWS call leaves the machine)."
-        from sagemaker.core.helper.session_helper import Session
-        return Session(boto_session=self.session, default_bucket=default_bucket)
+# %% ../../nbs/platform/06_aws.ipynb #183e9e1d
+@patch
+def client(self: AwsRecorder, service: str, # a botocore service name, e.g. 'sagemaker'
+           **kw                              # further `boto3.Session.client` arguments
+          ):
+    "A boto3 client of `service` that records instead of sending."
+    return self.session.client(service, **kw)
 
-    def client(self, service: str, **kw):
-        "A boto3 client of `service` that records instead of sending."
-        return self.session.client(service, **kw)
+# %% ../../nbs/platform/06_aws.ipynb #56e0a3b3
+@patch
+def ops(self: AwsRecorder, service: str | None = None # only this service's calls (default: all)
+       ) -> list[str]:
+    "The operation names recorded so far (of `service` only, if given)."
+    return [c.operation for c in self.calls if service in (None, c.service)]
 
-    def ops(self, service: str | None = None) -> list[str]:
-        "The operation names recorded so far (of `service` only, if given)."
-        return [c.operation for c in self.calls if service in (None, c.service)]
-
-    def find(self, operation: str) -> list[dict]:
-        "The parameters of each recorded call of `operation`."
-        return [c.params for c in self.calls if c.operation == operation]
+# %% ../../nbs/platform/06_aws.ipynb #86f9bc79
+@patch
+def find(self: AwsRecorder, operation: str # an API operation name, e.g. 'PutMetricAlarm'
+        ) -> list[dict]:
+    "The parameters of each recorded call of `operation`."
+    return [c.params for c in self.calls if c.operation == operation]
 
 # %% ../../nbs/platform/06_aws.ipynb #b2dd0861
 @patch
@@ -161,3 +166,11 @@ def install(self: AwsRecorder):
     saved, boto3.DEFAULT_SESSION = boto3.DEFAULT_SESSION, self.session
     try: yield self
     finally: boto3.DEFAULT_SESSION = saved
+
+# %% ../../nbs/platform/06_aws.ipynb #fcf83d65
+@patch
+def sagemaker_session(self: AwsRecorder, default_bucket: str = "sagemaker-recorded" # the SDK's default bucket
+                     ):
+    "A SageMaker SDK 3 `Session` on this recorder (no AWS call leaves the machine)."
+    from sagemaker.core.helper.session_helper import Session
+    return Session(boto_session=self.session, default_bucket=default_bucket)

@@ -8,6 +8,8 @@ import base64, json, random, threading, uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+from fastcore.basics import patch
+
 from .payload import CSV_TYPES, DEFAULT_VARIANT, JSON_TYPES, media_type
 
 # %% auto #0
@@ -19,13 +21,11 @@ def capture_encoding(content_type: str, csv_types=CSV_TYPES, json_types=JSON_TYP
     mt = media_type(content_type)
     return "CSV" if mt in csv_types else "JSON" if mt in json_types else "BASE64"
 
-
 # %% ../../nbs/platform/04b_capture.ipynb #b3252fe6
 def _capture_part(body: bytes, content_type: str, mode: str, csv_types, json_types) -> dict:
     enc = capture_encoding(content_type, csv_types, json_types)
     data = base64.b64encode(body).decode() if enc == "BASE64" else body.decode("utf-8", "replace")
     return {"observedContentType": content_type, "mode": mode, "data": data, "encoding": enc}
-
 
 # %% ../../nbs/platform/04b_capture.ipynb #934b57e5
 class DataCapture:
@@ -46,65 +46,89 @@ class DataCapture:
         self.csv_types, self.json_types = tuple(map(media_type, csv_content_types)), tuple(map(media_type, json_content_types))
         self._rng, self._lock, self._files = random.Random(seed), threading.Lock(), {}
 
-    def folder(self, when: datetime) -> Path:
-        "The hourly folder for records of time `when` (UTC)."
-        return self.root/self.endpoint_name/self.variant/when.strftime("%Y/%m/%d/%H")
+# %% ../../nbs/platform/04b_capture.ipynb #60371a3e
+@patch
+def folder(self: DataCapture, when: datetime # the time of a record (UTC)
+          ) -> Path:
+    "The hourly folder for records of time `when` (UTC)."
+    return self.root/self.endpoint_name/self.variant/when.strftime("%Y/%m/%d/%H")
 
-    def sampled(self) -> bool:
-        "Whether to capture the next request (a `sampling_percentage` coin flip)."
-        return self._rng.random() * 100 < self.sampling_percentage
+# %% ../../nbs/platform/04b_capture.ipynb #e3bb2ac4
+@patch
+def sampled(self: DataCapture) -> bool:
+    "Whether to capture the next request (a `sampling_percentage` coin flip)."
+    return self._rng.random() * 100 < self.sampling_percentage
 
-    def record(self, request_body: bytes,   # the request's body
-               request_type: str,            # the request's Content-Type header, as sent
-               response_body: bytes,         # the response's body
-               response_type: str,           # the response's Content-Type header, as answered (e.g. with '; charset=utf-8')
-               inference_id: str | None = None, custom_attributes: str | None = None,
-               when: datetime | None = None, event_id: str | None = None) -> dict:
-        "One capture record in SageMaker's format; `observedContentType` is each header exactly as seen."
-        when = when or datetime.now(timezone.utc)
-        data = {}
-        if "Input" in self.capture_options:
-            data["endpointInput"] = _capture_part(request_body, request_type, "INPUT", self.csv_types, self.json_types)
-        if "Output" in self.capture_options:
-            data["endpointOutput"] = _capture_part(response_body, response_type, "OUTPUT", self.csv_types, self.json_types)
-        meta = {"eventId": event_id or str(uuid.uuid4())}
-        if inference_id: meta["inferenceId"] = inference_id
-        if custom_attributes: meta["customAttributes"] = custom_attributes
-        meta["inferenceTime"] = when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
-        return {"captureData": data, "eventMetadata": meta, "eventVersion": "0"}
+# %% ../../nbs/platform/04b_capture.ipynb #bcfe2444
+@patch
+def record(self: DataCapture, request_body: bytes,   # the request's body
+           request_type: str,            # the request's Content-Type header, as sent
+           response_body: bytes,         # the response's body
+           response_type: str,           # the response's Content-Type header, as answered (e.g. with '; charset=utf-8')
+           inference_id: str | None = None,      # the caller's X-Amzn-SageMaker-Inference-Id
+           custom_attributes: str | None = None, # the caller's X-Amzn-SageMaker-Custom-Attributes
+           when: datetime | None = None,         # the inference time (default: now, UTC)
+           event_id: str | None = None           # the event's id (default: a new uuid4)
+          ) -> dict:
+    "One capture record in SageMaker's format; `observedContentType` is each header exactly as seen."
+    when = when or datetime.now(timezone.utc)
+    data = {}
+    if "Input" in self.capture_options:
+        data["endpointInput"] = _capture_part(request_body, request_type, "INPUT", self.csv_types, self.json_types)
+    if "Output" in self.capture_options:
+        data["endpointOutput"] = _capture_part(response_body, response_type, "OUTPUT", self.csv_types, self.json_types)
+    meta = {"eventId": event_id or str(uuid.uuid4())}
+    if inference_id: meta["inferenceId"] = inference_id
+    if custom_attributes: meta["customAttributes"] = custom_attributes
+    meta["inferenceTime"] = when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+    return {"captureData": data, "eventMetadata": meta, "eventVersion": "0"}
 
-    def file_name(self, when: datetime # the time of the file's first record
-                 ) -> str:
-        "SageMaker's name for a capture file started at `when`: `<mm-ss-mmm>-<uuid>.jsonl`."
-        return f"{when:%M-%S}-{when.microsecond // 1000:03d}-{uuid.uuid4()}.jsonl"
+# %% ../../nbs/platform/04b_capture.ipynb #5d8409d7
+@patch
+def file_name(self: DataCapture, when: datetime # the time of the file's first record
+             ) -> str:
+    "SageMaker's name for a capture file started at `when`: `<mm-ss-mmm>-<uuid>.jsonl`."
+    return f"{when:%M-%S}-{when.microsecond // 1000:03d}-{uuid.uuid4()}.jsonl"
 
-    def write(self, rec: dict) -> Path:
-        "Append `rec` to this hour's file (one file per process and hour, named by its first record); returns its path."
-        when = datetime.strptime(rec["eventMetadata"]["inferenceTime"], "%Y-%m-%dT%H:%M:%S.%fZ")
-        folder = self.folder(when)
-        line = (json.dumps(rec, separators=(",", ":")) + "\n").encode()
-        with self._lock:
-            if folder not in self._files:
-                for f in self._files.values(): f.close()
-                folder.mkdir(parents=True, exist_ok=True)
-                self._files = {folder: open(folder/self.file_name(when), "ab", buffering=0)}
-            f = self._files[folder]
-            f.write(line)  # one write of a whole line: a reader never sees half a record
-        return Path(f.name)
-
-    def for_variant(self, variant: str # another variant of the same endpoint
-                   ) -> DataCapture:
-        "A capture with the same settings that writes under `variant`'s folder."
-        c = DataCapture(self.root, self.endpoint_name, variant, self.sampling_percentage, self.capture_options)
-        c.csv_types, c.json_types = self.csv_types, self.json_types
-        return c
-
-    def close(self):
-        "Close the open capture files."
-        with self._lock:
+# %% ../../nbs/platform/04b_capture.ipynb #a44e34b9
+@patch
+def write(self: DataCapture, rec: dict # a record from `record`
+         ) -> Path:
+    "Append `rec` to this hour's file (one file per process and hour, named by its first record); returns its path."
+    when = datetime.strptime(rec["eventMetadata"]["inferenceTime"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    folder = self.folder(when)
+    line = (json.dumps(rec, separators=(",", ":")) + "\n").encode()
+    with self._lock:
+        if folder not in self._files:
             for f in self._files.values(): f.close()
-            self._files = {}
+            folder.mkdir(parents=True, exist_ok=True)
+            self._files = {folder: open(folder/self.file_name(when), "ab", buffering=0)}
+        f = self._files[folder]
+        f.write(line)  # one write of a whole line: a reader never sees half a record
+    return Path(f.name)
 
+# %% ../../nbs/platform/04b_capture.ipynb #5c094ee4
+@patch
+def for_variant(self: DataCapture, variant: str # another variant of the same endpoint
+               ) -> DataCapture:
+    "A capture with the same settings that writes under `variant`'s folder."
+    c = DataCapture(self.root, self.endpoint_name, variant, self.sampling_percentage, self.capture_options)
+    c.csv_types, c.json_types = self.csv_types, self.json_types
+    return c
+
+# %% ../../nbs/platform/04b_capture.ipynb #4f6284a1
+@patch
+def close(self: DataCapture):
+    "Close the open capture files."
+    with self._lock:
+        for f in self._files.values(): f.close()
+        self._files = {}
+
+# %% ../../nbs/platform/04b_capture.ipynb #4b88c5cb
+def _iso_ms(t: str) -> str:
+    "Normalise an ISO UTC time to the capture format (millisecond precision) so strings compare in time order."
+    d = datetime.fromisoformat(t.replace("Z", "+00:00")).astimezone(timezone.utc)
+    return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond // 1000:03d}Z"
 
 # %% ../../nbs/platform/04b_capture.ipynb #b3f89f2a
 def read_capture(root: str | Path,               # the capture destination
@@ -124,11 +148,7 @@ def read_capture(root: str | Path,               # the capture destination
             if (start is None or t >= _iso_ms(start)) and (end is None or t < _iso_ms(end)): out.append(rec)
     return sorted(out, key=lambda r: r["eventMetadata"]["inferenceTime"])
 
-def _iso_ms(t: str) -> str:
-    "Normalise an ISO UTC time to the capture format (millisecond precision) so strings compare in time order."
-    d = datetime.fromisoformat(t.replace("Z", "+00:00")).astimezone(timezone.utc)
-    return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond // 1000:03d}Z"
-
+# %% ../../nbs/platform/04b_capture.ipynb #c20cb99b
 def utc_now_iso() -> str:
     "The current UTC time in the capture format (millisecond precision)."
     return _iso_ms(datetime.now(timezone.utc).isoformat())

@@ -139,15 +139,30 @@ class LocalEndpoint:
         state = f"pid {self.proc.pid} at {self.url}, {self.workers} worker(s)" if self.running else "stopped"
         return f"LocalEndpoint({self.endpoint_name!r}, {[v['VariantName'] for v in self.variants]}, {state})"
 
-    @property
-    def url(self) -> str: return f"http://{self.host}:{self.port}"
-    @property
-    def running(self) -> bool: return self.proc is not None and self.proc.poll() is None
-    @property
-    def pid(self) -> int | None: return self.proc.pid if self.proc else None
+# %% ../../nbs/platform/04_endpoint.ipynb #6bcc8b2b
+@patch(as_prop=True)
+def url(self: LocalEndpoint) -> str:
+    "The server's base URL (its port is known once started, when `port=0` asks for a free one)."
+    return f"http://{self.host}:{self.port}"
 
-    def __enter__(self): return self.start()
-    def __exit__(self, *exc): self.stop()
+# %% ../../nbs/platform/04_endpoint.ipynb #02897455
+@patch(as_prop=True)
+def running(self: LocalEndpoint) -> bool:
+    "Whether the server process is alive."
+    return self.proc is not None and self.proc.poll() is None
+
+# %% ../../nbs/platform/04_endpoint.ipynb #475b627e
+@patch(as_prop=True)
+def pid(self: LocalEndpoint) -> int | None:
+    "The gunicorn master's process id (None when not started)."
+    return self.proc.pid if self.proc else None
+
+# %% ../../nbs/platform/04_endpoint.ipynb #efe633e3
+@patch
+def __enter__(self: LocalEndpoint): return self.start()
+
+@patch
+def __exit__(self: LocalEndpoint, *exc): self.stop()
 
 # %% ../../nbs/platform/04_endpoint.ipynb #0f550c73
 _CHILD_MAIN = ("import sys; sys.modules['sklearn'] = None  # the server needs xgboost.Booster only\n"

@@ -13,21 +13,27 @@ import xgboost as xgb
 from ..scripts.xgb_train import save_booster, load_booster, MODEL_FILE, METADATA_FILE
 
 # %% auto #0
-__all__ = ['MAX_PAYLOAD', 'LEGACY_FILES', 'CSV_TYPES', 'JSON_TYPES', 'DEFAULT_VARIANT', 'ModelPackageError', 'safe_extract',
+__all__ = ['MAX_PAYLOAD', 'CSV_TYPES', 'JSON_TYPES', 'DEFAULT_VARIANT', 'LEGACY_FILES', 'ModelPackageError', 'safe_extract',
            'pack_model', 'model_files', 'ServedModel', 'PayloadError', 'media_type', 'parse_csv', 'parse_json',
-           'choose_accept', 'request_type', 'parse_body', 'format_predictions']
+           'request_type', 'parse_body', 'choose_accept', 'format_predictions']
 
 # %% ../../nbs/platform/04a_payload.ipynb #f3fe0010
 MAX_PAYLOAD = 6 * 1024 * 1024          # SageMaker real-time invocation limit: 6 MB
-LEGACY_FILES = ("xgboost-model.json", "feature_metadata.json") # the layout of packages written before 2026-11
-CSV_TYPES = ("text/csv",)
-JSON_TYPES = ("application/json",)
+
+# %% ../../nbs/platform/04a_payload.ipynb #647afce5
+CSV_TYPES = ("text/csv",)              # the media types read and written as CSV rows
+
+# %% ../../nbs/platform/04a_payload.ipynb #695b8aa1
+JSON_TYPES = ("application/json",)     # the media types read and written as JSON
+
+# %% ../../nbs/platform/04a_payload.ipynb #ea7d60c2
 DEFAULT_VARIANT = "AllTraffic"          # SageMaker's default production variant name
 
 # %% ../../nbs/platform/04a_payload.ipynb #4764ef6d
 class ModelPackageError(ValueError):
     "A model package or model directory is unsafe or incomplete; the message says what is wrong."
 
+# %% ../../nbs/platform/04a_payload.ipynb #d778f253
 def safe_extract(tar_path: str | Path, # a local `model.tar.gz`
                  dest: str | Path      # folder to extract into (created)
                 ) -> Path:
@@ -60,6 +66,10 @@ def pack_model(booster: xgb.Booster, # a trained booster
             for n in (MODEL_FILE, METADATA_FILE): tf.add(Path(d)/n, arcname=n)
     return tar_path
 
+# %% ../../nbs/platform/04a_payload.ipynb #69c9495d
+LEGACY_FILES = ("xgboost-model.json", "feature_metadata.json") # the layout of packages written before 2026-11
+
+# %% ../../nbs/platform/04a_payload.ipynb #f1af5948
 def model_files(model_dir: str | Path # an extracted model package
                ) -> tuple:
     "`(model file, metadata file or None)` of a model folder, in the image's layout or the older one; `ModelPackageError` if none."
@@ -110,15 +120,25 @@ class PayloadError(ValueError):
     "A request the endpoint cannot serve; `status` is the HTTP status to answer with."
     def __init__(self, status: int, message: str): super().__init__(message); self.status = status
 
+# %% ../../nbs/platform/04a_payload.ipynb #cfae136f
 def media_type(header: str | None # a Content-Type or Accept value, e.g. 'text/csv; charset=utf-8'
               ) -> str:
     "The bare, lower-case media type of a header value ('' when absent)."
     return (header or "").split(";", 1)[0].strip().lower()
 
+# %% ../../nbs/platform/04a_payload.ipynb #5f1e2fe4
 def _cell_error(v, i: int, j: int, features: list[str], what: str) -> PayloadError:
     return PayloadError(400, f"{what} {i + 1}, column {j + 1} ({features[j]!r}): {v!r} is not a number; "
                              "the model expects encoded numeric features.")
 
+def _finite(X: np.ndarray, features: list[str], what: str) -> np.ndarray:
+    "`X` unchanged, or a 400 naming the first infinite cell (XGBoost refuses infinities; NaN is a missing value)."
+    if np.isinf(X).any():
+        i, j = np.argwhere(np.isinf(X))[0]
+        raise PayloadError(400, f"{what} {i + 1}, column {j + 1} ({features[j]!r}): {X[i, j]} is not a finite number.")
+    return X
+
+# %% ../../nbs/platform/04a_payload.ipynb #62ad95f6
 def parse_csv(body: bytes,          # the request body
               features: list[str]   # the model's feature order
              ) -> np.ndarray:
@@ -145,13 +165,6 @@ def parse_csv(body: bytes,          # the request body
             except ValueError: raise _cell_error(rows[i][j], i, j, features, "row") from None
         raise
     return _finite(X, features, "row")
-
-def _finite(X: np.ndarray, features: list[str], what: str) -> np.ndarray:
-    "`X` unchanged, or a 400 naming the first infinite cell (XGBoost refuses infinities; NaN is a missing value)."
-    if np.isinf(X).any():
-        i, j = np.argwhere(np.isinf(X))[0]
-        raise PayloadError(400, f"{what} {i + 1}, column {j + 1} ({features[j]!r}): {X[i, j]} is not a finite number.")
-    return X
 
 # %% ../../nbs/platform/04a_payload.ipynb #2de1ef2b
 def parse_json(body: bytes,         # the request body
@@ -191,6 +204,25 @@ def parse_json(body: bytes,         # the request body
                                         "is too large for a number the model can use.")
     return _finite(np.array(rows, dtype=np.float64), features, "instance")
 
+# %% ../../nbs/platform/04a_payload.ipynb #c0a99dd9
+def request_type(content_type: str | None # the request's Content-Type header
+                ) -> str:
+    "The bare media type of a request the model can read; `PayloadError` (415) for any other."
+    ctype = media_type(content_type)
+    if ctype not in CSV_TYPES + JSON_TYPES:
+        raise PayloadError(415, f"Content-Type {content_type or '(none)'!r} is not supported; send text/csv "
+                                "(rows of encoded features, no header, no label) or application/json "
+                                '({"instances": [...]}).')
+    return ctype
+
+# %% ../../nbs/platform/04a_payload.ipynb #c703bd55
+def parse_body(body: bytes,        # the request body
+               ctype: str,         # its media type, from `request_type`
+               features: list[str] # the model's feature order
+              ) -> np.ndarray:
+    "The rows of a CSV or JSON body as a float matrix (`parse_csv` or `parse_json`)."
+    return parse_csv(body, features) if ctype in CSV_TYPES else parse_json(body, features)
+
 # %% ../../nbs/platform/04a_payload.ipynb #01dc23a5
 def choose_accept(accept: str | None, # the Accept header
                   content_type: str    # the request's media type (the default answer type)
@@ -202,23 +234,7 @@ def choose_accept(accept: str | None, # the Accept header
         if w in CSV_TYPES + JSON_TYPES: return w
     raise PayloadError(406, f"cannot answer with Accept={accept!r}; use text/csv or application/json.")
 
-def request_type(content_type: str | None # the request's Content-Type header
-                ) -> str:
-    "The bare media type of a request the model can read; `PayloadError` (415) for any other."
-    ctype = media_type(content_type)
-    if ctype not in CSV_TYPES + JSON_TYPES:
-        raise PayloadError(415, f"Content-Type {content_type or '(none)'!r} is not supported; send text/csv "
-                                "(rows of encoded features, no header, no label) or application/json "
-                                '({"instances": [...]}).')
-    return ctype
-
-def parse_body(body: bytes,        # the request body
-               ctype: str,         # its media type, from `request_type`
-               features: list[str] # the model's feature order
-              ) -> np.ndarray:
-    "The rows of a CSV or JSON body as a float matrix (`parse_csv` or `parse_json`)."
-    return parse_csv(body, features) if ctype in CSV_TYPES else parse_json(body, features)
-
+# %% ../../nbs/platform/04a_payload.ipynb #2727ea15
 def format_predictions(p: np.ndarray, # probabilities
                        accept: str     # 'text/csv' or 'application/json'
                       ) -> bytes:

@@ -19,7 +19,8 @@ from .storage import Lake
 
 # %% auto #0
 __all__ = ['stage_notebooks', 'lake_handoffs', 'lake_flow', 'NotebookFailed', 'run_notebook', 'process_output_to', 'StageSkipped',
-           'StageResult', 'RunResult', 'new_run_id', 'run_series', 'write_summary', 'main']
+           'StageResult', 'RunResult', 'new_run_id', 'stage_parameters', 'run_stage', 'run_series', 'write_summary',
+           'main']
 
 # %% ../../nbs/platform/05_runner.ipynb #3f47793a
 def stage_notebooks(nbs_dir: str | Path | None = None # folder of the stage notebooks (default: <repo>/nbs)
@@ -77,6 +78,7 @@ class NotebookFailed(RuntimeError):
         super().__init__(f"{notebook} failed in cell {cell} (`{first[:80]}`): {ename}: {evalue}\n"
                          f"  executed notebook with the full traceback: {output}")
 
+# %% ../../nbs/platform/05_runner.ipynb #726189a0
 def _source_cell_number(out_path: Path, cell_index: int) -> int:
     nb = nbformat.read(out_path, as_version=4)
     injected = [i for i, c in enumerate(nb.cells) if "injected-parameters" in c.metadata.get("tags", [])]
@@ -120,11 +122,7 @@ def process_output_to(path: str | Path # the log file (appended to)
         for s in (sys.stdout, sys.stderr): s.flush()
         for fd, old in zip((1, 2), saved): os.dup2(old, fd); os.close(old)
 
-def _terminal():
-    "A stream on the terminal as it is now (a progress bar that survives `process_output_to`)."
-    try: return os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
-    except (AttributeError, OSError, ValueError): return sys.stdout  # no real descriptor (e.g. a captured stdout)
-
+# %% ../../nbs/platform/05_runner.ipynb #1a860743
 class StageSkipped(RuntimeError):
     "Raised by a stage that has nothing to do for a stated reason (07_deploy when no model was approved); the series goes on."
 
@@ -139,6 +137,7 @@ class StageResult:
     note: str = ""         # why a stage was skipped
     kernel: str = ""       # the Jupyter kernel that ran it
 
+# %% ../../nbs/platform/05_runner.ipynb #24334ec4
 @dataclass
 class RunResult:
     "A finished run of the series."
@@ -152,9 +151,42 @@ class RunResult:
     @property
     def summary(self) -> Path: return self.run_dir/"summary.md"
 
+# %% ../../nbs/platform/05_runner.ipynb #fae7b94a
 def new_run_id() -> str:
     "A sortable, unique run id: UTC time plus a short random suffix."
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+# %% ../../nbs/platform/05_runner.ipynb #f91fb695
+def _terminal():
+    "A stream on the terminal as it is now (a progress bar that survives `process_output_to`)."
+    try: return os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    except (AttributeError, OSError, ValueError): return sys.stdout  # no real descriptor (e.g. a captured stdout)
+
+# %% ../../nbs/platform/05_runner.ipynb #5ddb62d1
+def stage_parameters(parameters: dict, # papermill parameters for the series
+                     notebooks: list   # the notebooks of the run
+                    ) -> dict:
+    "{notebook: its parameters}: those its `parameters` cell takes, and any name no notebook takes."
+    takes = {nb: set(pm.inspect_notebook(str(nb))) for nb in notebooks}  # each notebook's `parameters` cell
+    known = set().union(*takes.values())  # a name no notebook takes still goes to all: papermill warns of a typo
+    return {nb: {k: v for k, v in parameters.items() if k in takes[nb] or k not in known} for nb in notebooks}
+
+# %% ../../nbs/platform/05_runner.ipynb #bf5d1ea5
+def run_stage(nb: Path,               # the stage notebook
+              run_dir: Path,          # the run's folder: the executed copy, and logs/<stage>.log
+              parameters: dict,       # its papermill parameters
+              kernel: str = "python3" # Jupyter kernel name
+             ) -> tuple:
+    "Run one stage; returns its `StageResult` and the `NotebookFailed` (None unless it failed)."
+    t0 = time.perf_counter()
+    try:
+        with process_output_to(run_dir/"logs"/f"{nb.stem}.log"):  # kernel, Spark and job output
+            out = run_notebook(nb, run_dir/nb.name, parameters, kernel=kernel)
+        return StageResult(nb.name, "ok", time.perf_counter() - t0, str(out), kernel=kernel), None
+    except NotebookFailed as e:
+        if e.ename == "StageSkipped":  # the stage said it has nothing to do, and why: the series goes on
+            return StageResult(nb.name, "skipped", time.perf_counter() - t0, str(e.output), e.evalue, kernel), None
+        return StageResult(nb.name, "failed", time.perf_counter() - t0, str(e.output), kernel=kernel), e
 
 # %% ../../nbs/platform/05_runner.ipynb #a946f709
 def run_series(parameters: dict | None = None,   # papermill parameters for every stage (lake, dataset, target, ...)
@@ -176,26 +208,15 @@ def run_series(parameters: dict | None = None,   # papermill parameters for ever
     res = RunResult(run_id, run_dir, P.lake)
     term = _terminal() if progress else sys.stdout
     bar = tqdm(notebooks, desc="lifecycle", unit="nb", disable=not progress, file=term)
-    takes = {nb: set(pm.inspect_notebook(str(nb))) for nb in notebooks}  # each notebook's `parameters` cell
-    known = set().union(*takes.values())  # a name no notebook takes still goes to all: papermill warns of a typo
+    shares = stage_parameters(parameters, notebooks)  # another stage's parameters are not this one's
     own_work = "ML_LIFECYCLE_WORK" not in os.environ   # local SageMaker job folders go in the run folder
     if own_work: os.environ["ML_LIFECYCLE_WORK"] = str(run_dir/"jobs")
     try:
         for nb in bar:
             bar.set_postfix_str(nb.stem)
             if res.error: res.stages.append(StageResult(nb.name, "skipped")); continue
-            t0, kernel_name = time.perf_counter(), (kernels or {}).get(nb.stem, kernel)
-            try:
-                with process_output_to(run_dir/"logs"/f"{nb.stem}.log"):  # kernel, Spark and job output
-                    out = run_notebook(nb, run_dir/nb.name, {k: v for k, v in parameters.items() if k in takes[nb] or k not in known},
-                                       kernel=kernel_name)  # another stage's parameters are not this one's
-                res.stages.append(StageResult(nb.name, "ok", time.perf_counter() - t0, str(out), kernel=kernel_name))
-            except NotebookFailed as e:
-                if e.ename == "StageSkipped":  # the stage said it has nothing to do, and why: the series goes on
-                    res.stages.append(StageResult(nb.name, "skipped", time.perf_counter() - t0, str(e.output), e.evalue, kernel_name))
-                    continue
-                res.error = e
-                res.stages.append(StageResult(nb.name, "failed", time.perf_counter() - t0, str(e.output), kernel=kernel_name))
+            stage, res.error = run_stage(nb, run_dir, shares[nb], (kernels or {}).get(nb.stem, kernel))
+            res.stages.append(stage)
     finally:
         if own_work: del os.environ["ML_LIFECYCLE_WORK"]
     bar.close()

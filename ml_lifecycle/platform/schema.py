@@ -77,6 +77,7 @@ def label_sql(col: str,             # the target column
     s = f"trim(CAST({c} AS STRING))"
     return f"CASE WHEN lower({s}) IN ('true', 'false') THEN lower({s}) ELSE {s} END"
 
+# %% ../../nbs/platform/07_schema.ipynb #af8e1364
 def label_text(col: str,             # the target column
                dtype: T.DataType,    # its Spark type
               ) -> Column:
@@ -91,6 +92,7 @@ def target_labels(df,           # a Spark DataFrame
     key = label_text(target, df.schema[target].dataType).alias("k")
     return sorted(r.k for r in df.select(key).where("k IS NOT NULL").distinct().limit(3).collect())
 
+# %% ../../nbs/platform/07_schema.ipynb #176dcd59
 def is_positive(df,               # a Spark DataFrame
                 target: str,      # its label column
                 positive_label,   # the positive class (a label key, or a value with that key)
@@ -99,8 +101,9 @@ def is_positive(df,               # a Spark DataFrame
     return (label_text(target, df.schema[target].dataType) == F.lit(label_key(positive_label))).cast("int")
 
 # %% ../../nbs/platform/07_schema.ipynb #9b1994cf
-BOOL_ALIASES = {"1": "true", "0": "false"}
+BOOL_ALIASES = {"1": "true", "0": "false"}  # a number that also names a boolean label
 
+# %% ../../nbs/platform/07_schema.ipynb #dc5ef33e
 def _is_number(s) -> bool:
     try: return s is not None and math.isfinite(float(s))
     except ValueError: return False
@@ -140,11 +143,14 @@ def is_flag(values # a column's values (array-like; missing ones are ignored)
 
 # %% ../../nbs/platform/07_schema.ipynb #d5915173
 LABEL = "label"              # the 0/1 label column of every feature file
+
+# %% ../../nbs/platform/07_schema.ipynb #74ba535a
 MISSING = "__missing__"      # the level that stands for a missing categorical value
 
 # %% ../../nbs/platform/07_schema.ipynb #85587ef5
 MIN_ROWS_PER_CLASS = 10  # fewest rows of each class: every split (70/15/15) then holds at least one of both
 
+# %% ../../nbs/platform/07_schema.ipynb #d74cbbf5
 def check_target(df: pd.DataFrame,     # the source data (its own column names)
                  target: str,          # the label column, in the source's or the clean spelling
                  positive_label,       # the positive class

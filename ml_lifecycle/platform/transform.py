@@ -20,8 +20,8 @@ from .storage import Lake
 
 # %% auto #0
 __all__ = ['TransformError', 'TransformJobFailed', 'byte_ranges', 'read_lines', 'csv_options', 'score_block', 'list_inputs',
-           'publish_outputs', 'model_bytes', 'score_ranges', 'failure_reason', 'transform_job', 'batch_transform',
-           'transform_job_request', 'transform_job_aws']
+           'publish_outputs', 'model_bytes', 'score_ranges', 'failure_reason', 'transform_job', 'output_folder',
+           'batch_transform', 'transform_job_request', 'transform_job_aws']
 
 # %% ../../nbs/platform/04e_transform.ipynb #4fc6236b
 class TransformError(DeployError):
@@ -236,6 +236,16 @@ def transform_job(job_name: str | None, model,        # TransformJobName (None: 
             "files": n_files, "rows": rows, "seconds": round(seconds, 2), "output_uri": output_uri,
             "outputs": outputs, "failed": failed}
 
+# %% ../../nbs/platform/04e_transform.ipynb #6e70c292
+def output_folder(output_uri: str # the job's output folder (a local path, s3:// or s3a://)
+                 ) -> tuple:
+    "The output's filesystem, its folder, and a new `_temporary/<id>` folder there for the tasks' part files."
+    out_fs, out_root = fsspec.core.url_to_fs(output_uri.replace("s3a://", "s3://", 1))
+    out_root = out_root.rstrip("/")
+    parts = f"{out_root}/_temporary/{uuid.uuid4().hex}"
+    out_fs.makedirs(parts, exist_ok=True)
+    return out_fs, out_root, parts
+
 # %% ../../nbs/platform/04e_transform.ipynb #30e3e9c6
 def batch_transform(model: str | Path,         # a model directory or a local model.tar.gz
                     input_uri: str,             # a file, or a folder of files, of headerless CSV lines (features in the model's order)
@@ -262,10 +272,7 @@ def batch_transform(model: str | Path,         # a model directory or a local mo
     ranges = byte_ranges(sizes, max(1, split))  # memory stays bounded either way: a task reads in 8 MB blocks
     if nthread is None:  # local mode: the driver's cores shared by the tasks that run at once
         nthread = max(1, (os.cpu_count() or 1) // min(len(ranges), sc.defaultParallelism)) if sc.master.startswith("local") else 1
-    out_fs, out_root = fsspec.core.url_to_fs(output_uri.replace("s3a://", "s3://", 1))
-    out_root = out_root.rstrip("/")
-    parts = f"{out_root}/_temporary/{uuid.uuid4().hex}"
-    out_fs.makedirs(parts, exist_ok=True)
+    out_fs, out_root, parts = output_folder(output_uri)
     local = all(isinstance(fs, LocalFileSystem) for fs in (in_fs, out_fs))
     env = {} if local else {k: os.environ[k] for k in _AWS_ENV if k in os.environ}
     try:
