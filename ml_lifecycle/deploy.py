@@ -14,41 +14,12 @@ from botocore.exceptions import ClientError
 from sklearn.metrics import roc_auc_score
 
 from .platform.capture import read_capture
-from .platform.deployment import DeployError
 from .platform.endpoint import to_csv_payload
 from .platform.storage import Lake, LakeError
 
 # %% auto #0
-__all__ = ['approved_model', 'split_rows', 'endpoint_name_for', 'invoke_csv', 'latency_profile', 'bad_request_table',
-           'previous_model', 'send_traffic', 'variant_auc', 'check_step', 'canary_rollout', 'compare_shadow']
-
-# %% ../nbs/07_deploy.ipynb #9440a3eb
-def approved_model(lake: Lake,    # the data lake
-                   table: str  # table name
-                  ) -> dict:
-    "The `approved` pointer of `table`; `DeployError` when no model has been approved."
-    try: ptr = lake.pointer(table, "approved")
-    except LakeError:
-        others = [n for n in ("tuned", "trained") if lake.exists("_pointers", table, f"{n}.json")]
-        hint = f" (a {' and a '.join(others)} model exist{'s' if len(others) == 1 else ''}, but neither is approved)" if others else ""
-        raise DeployError(f"Refusing to deploy: table '{table}' has no approved model{hint}. Run 06_evaluate: "
-                          "its gate writes the 'approved' pointer only for a model that passes.") from None
-    missing = [k for k in ("job_name", "model_data") if not ptr.get(k)]
-    if missing: raise DeployError(f"The 'approved' pointer of '{table}' lacks {missing}; re-run 06_evaluate.")
-    return ptr
-
-# %% ../nbs/07_deploy.ipynb #1255de94
-def split_rows(lake: Lake, table: str,       # the lake and table
-              features: list[str],        # the model's feature order
-              split: str = "test"         # which split of `features` to read
-             ) -> pd.DataFrame:
-    "The encoded rows of `split` (no label) in the model's feature order."
-    ptr = lake.pointer(table, "features")
-    df = pd.read_parquet(ptr[split].rstrip("/") + "/data.parquet")
-    if missing := [f for f in features if f not in df.columns]:
-        raise DeployError(f"the {split} split (features version {ptr['version']}) lacks the model's feature(s) "
-                          f"{missing[:5]}: the model was trained on another feature version; retrain it.")
-    return df[features]
+__all__ = ['endpoint_name_for', 'invoke_csv', 'latency_profile', 'bad_request_table', 'previous_model', 'send_traffic',
+           'variant_auc', 'check_step', 'canary_rollout', 'compare_shadow']
 
 # %% ../nbs/07_deploy.ipynb #852ad518
 def endpoint_name_for(table: str # table name, e.g. 'mlc_churn'

@@ -4,8 +4,7 @@
 
 # %% ../nbs/07b_serverless.ipynb #c817d768
 from __future__ import annotations
-import base64, hashlib, json, os, subprocess, sys, tempfile, time, zipfile
-from datetime import datetime, timezone
+import json, os, subprocess, sys, tempfile, zipfile
 from pathlib import Path
 
 from .platform.config import project_root
@@ -19,13 +18,22 @@ __all__ = ['LAMBDA_RUNTIME', 'HANDLER', 'UNZIPPED_LIMIT', 'DIRECT_UPLOAD_LIMIT',
 
 # %% ../nbs/07b_serverless.ipynb #938fd49a
 LAMBDA_RUNTIME = "python3.11"        # the runtime the package is built for (envs/lambda-<runtime>.txt)
+
+# %% ../nbs/07b_serverless.ipynb #37703561
 HANDLER = "ml_lifecycle.scripts.lambda_handler.lambda_handler"
+
+# %% ../nbs/07b_serverless.ipynb #c48fda7b
 UNZIPPED_LIMIT = 262_144_000         # Lambda: function and all its layers, unzipped (250 MB)
+
+# %% ../nbs/07b_serverless.ipynb #bf2ba0c6
 DIRECT_UPLOAD_LIMIT = 50 * 1024 * 1024 # Lambda: a zip sent in the request itself (larger ones go through S3)
+
+# %% ../nbs/07b_serverless.ipynb #5816224a
 SHIPPED_MODULES = ("ml_lifecycle/__init__.py", "ml_lifecycle/platform/__init__.py", "ml_lifecycle/platform/payload.py",
                    "ml_lifecycle/scripts/__init__.py", "ml_lifecycle/scripts/xgb_train.py",
                    "ml_lifecycle/scripts/lambda_handler.py")  # the handler and what it imports of this project
 
+# %% ../nbs/07b_serverless.ipynb #8acea60c
 def layer_libraries(runtime: str = LAMBDA_RUNTIME # a Lambda runtime with pins in envs/lambda-<runtime>.txt
                    ) -> Path:
     "The folder of the layer's libraries (what Lambda unpacks as /opt/python), built by `make setup` from the pins."
@@ -43,6 +51,7 @@ def build_function(model_dir: str | Path, # the extracted model package (xgboost
     root = project_root()
     return write_zip([(m, root/m) for m in SHIPPED_MODULES] + package_files(model_dir, "model"), dest)
 
+# %% ../nbs/07b_serverless.ipynb #c45df12c
 def build_layer(dest: str | Path,             # the layer zip to write (reused when its pins have not changed)
                 runtime: str = LAMBDA_RUNTIME # the Lambda runtime
                ) -> dict:
@@ -57,7 +66,10 @@ def build_layer(dest: str | Path,             # the layer zip to write (reused w
     part.write_text(json.dumps({**info, "zip": str(dest), "pins": key})); part.replace(stamp)
     return info
 
-def check_size(function: dict, layer: dict) -> dict:
+# %% ../nbs/07b_serverless.ipynb #29ddeec6
+def check_size(function: dict, # `build_function`'s result
+               layer: dict     # `build_layer`'s result
+              ) -> dict:
     "The sizes Lambda checks, in MB; `ValueError` when function and layer together exceed the unzipped limit."
     total = function["unzipped_bytes"] + layer["unzipped_bytes"]
     if total > UNZIPPED_LIMIT:
@@ -81,6 +93,7 @@ def unpack_zip(src: str | Path, # a zip
             out.parent.mkdir(parents=True, exist_ok=True); out.write_bytes(z.read(info))
     return dest
 
+# %% ../nbs/07b_serverless.ipynb #c26aff18
 _RUNNER = """
 import json, sys, time
 t0 = time.perf_counter()

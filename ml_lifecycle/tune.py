@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_tune.ipynb #c37995e7
 from __future__ import annotations
-import io, json, os, time
+import json, os, time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,10 +21,10 @@ from .platform.xgb_job import (DEFAULT_HYPERPARAMETERS, ENTRY_POINT, FINAL_METRI
 
 # %% auto #0
 __all__ = ['SEARCH_SPACE', 'KINDS', 'OBJECTIVE', 'CODE_CHANNEL', 'ISOLATED_SUBMIT_DIR', 'check_search_space',
-           'optuna_distributions', 'sagemaker_ranges', 'tuning_job_name', 'trial_job_name', 'parent_trials',
-           'make_objective', 'trial_records', 'best_own_trial', 'run_batches', 'tune_model', 'tuner_spec',
-           'stage_source', 'with_code_channel', 'run_tuning_job_aws', 'aws_trials', 'plot_trials', 'param_importances',
-           'plot_importances']
+           'optuna_distributions', 'sagemaker_ranges', 'tuning_job_name', 'trial_job_name', 'fixed_hyperparameters',
+           'parent_tuning_job', 'parent_trials', 'make_objective', 'trial_records', 'best_own_trial', 'run_batches',
+           'new_study', 'write_tuning_results', 'tune_model', 'tuner_spec', 'stage_source', 'with_code_channel',
+           'run_tuning_job_aws', 'aws_trials', 'plot_trials', 'param_importances', 'plot_importances']
 
 # %% ../nbs/05_tune.ipynb #8df6ac45
 SEARCH_SPACE = {  # name: (kind, low, high); kind is 'int', 'float' (uniform) or 'log' (log-uniform)
@@ -36,9 +36,14 @@ SEARCH_SPACE = {  # name: (kind, low, high); kind is 'int', 'float' (uniform) or
     "lambda": ("log", 0.1, 20.0),
     "alpha": ("log", 0.001, 10.0),
 }
-KINDS = ("int", "float", "log")
+
+# %% ../nbs/05_tune.ipynb #f2b2a7db
+KINDS = ("int", "float", "log")  # how a range is searched: uniform whole numbers, uniform, log-uniform
+
+# %% ../nbs/05_tune.ipynb #5a90f628
 OBJECTIVE = "objective:auc"  # the metric the search maximises (printed by the entry script, found by METRIC_DEFINITIONS)
 
+# %% ../nbs/05_tune.ipynb #079d13d3
 def check_search_space(space: dict # name -> (kind, low, high)
                       ) -> dict:
     "Return `space` if every range is valid and names a hyperparameter of the entry script; else raise `ValueError`."
@@ -53,14 +58,17 @@ def check_search_space(space: dict # name -> (kind, low, high)
     return space
 
 # %% ../nbs/05_tune.ipynb #ecac8bab
-def optuna_distributions(space: dict) -> dict:
+def optuna_distributions(space: dict # name -> (kind, low, high)
+                        ) -> dict:
     "The search space as Optuna distributions."
     check_search_space(space)
     return {n: optuna.distributions.IntDistribution(int(lo), int(hi)) if k == "int"
             else optuna.distributions.FloatDistribution(float(lo), float(hi), log=(k == "log"))
             for n, (k, lo, hi) in space.items()}
 
-def sagemaker_ranges(space: dict) -> dict:
+# %% ../nbs/05_tune.ipynb #adfce52b
+def sagemaker_ranges(space: dict # name -> (kind, low, high)
+                    ) -> dict:
     "The search space as SageMaker `HyperparameterTuner` ranges (SDK objects; no AWS call)."
     from sagemaker.core.parameter import IntegerParameter, ContinuousParameter
     check_search_space(space)
@@ -69,21 +77,45 @@ def sagemaker_ranges(space: dict) -> dict:
             for n, (k, lo, hi) in space.items()}
 
 # %% ../nbs/05_tune.ipynb #8853416f
-def tuning_job_name(features_version: str) -> str:
+def tuning_job_name(features_version: str # the `features` version the search runs on
+                   ) -> str:
     "A new tuning job name: `tune-<features[:6]>-<yymmdd-hhmmss>` (≤ 32 characters, as SageMaker requires)."
     return check_job_name(f"tune-{str(features_version)[:6]}-{datetime.now(timezone.utc):%y%m%d-%H%M%S}")
 
-def trial_job_name(tuning_job: str, number: int) -> str:
+# %% ../nbs/05_tune.ipynb #20e7b41e
+def trial_job_name(tuning_job: str, # the tuning job
+                   number: int      # the trial's number in it
+                  ) -> str:
     "The training job name of trial `number`."
     return check_job_name(f"{tuning_job}-{number:03d}")
 
-# %% ../nbs/05_tune.ipynb #8126c86a
-def parent_trials(lake: Lake, table: str, features_version: str, static: dict, space: dict) -> tuple[str | None, list]:
-    "The tuning job to warm-start from and its finished trials (that fit `space`) as Optuna trials."
-    if not lake.exists("_pointers", table, "tuned.json"): return None, []
+# %% ../nbs/05_tune.ipynb #45b453d6
+def fixed_hyperparameters(space: dict,             # the search space: its names are tuned, not fixed
+                          seed: int = 42,          # XGBoost's seed
+                          static: dict | None = None # fixed by the caller, over the defaults
+                         ) -> dict:
+    "The hyperparameters every trial shares: the job's defaults, `seed` and `static`, less the tuned names."
+    return {k: v for k, v in {**DEFAULT_HYPERPARAMETERS, "seed": int(seed), **(static or {})}.items() if k not in space}
+
+# %% ../nbs/05_tune.ipynb #3663a9cc
+def parent_tuning_job(lake: Lake, table: str, # the lake and table
+                      features_version: str   # the `features` version the new search runs on
+                     ) -> str | None:
+    "The tuning job behind pointer `tuned` if it searched `features_version` (the parent to warm-start from), else None."
+    if not lake.exists("_pointers", table, "tuned.json"): return None
     tuned = lake.pointer(table, "tuned")
-    if tuned.get("features_version") != features_version or not tuned.get("tuning_job"): return None, []
-    try: doc = lake.read_json("tuning", table, tuned["tuning_job"], "trials.json")
+    return (tuned.get("tuning_job") or None) if tuned.get("features_version") == features_version else None
+
+# %% ../nbs/05_tune.ipynb #8126c86a
+def parent_trials(lake: Lake, table: str,   # the lake and table
+                  features_version: str,    # the `features` version this search runs on
+                  static: dict,             # its fixed hyperparameters (the parent's must be the same)
+                  space: dict               # its search space (parent trials outside it are left out)
+                 ) -> tuple[str | None, list]:
+    "The tuning job to warm-start from and its finished trials (that fit `space`) as Optuna trials."
+    parent = parent_tuning_job(lake, table, features_version)
+    if not parent: return None, []
+    try: doc = lake.read_json("tuning", table, parent, "trials.json")
     except LakeError: return None, []
     if doc.get("static") != static: return None, []
     dists = optuna_distributions(space)
@@ -93,7 +125,7 @@ def parent_trials(lake: Lake, table: str, features_version: str, static: dict, s
         if not all(dists[n].low <= v <= dists[n].high for n, v in t["params"].items()): continue
         trials.append(optuna.trial.create_trial(params=t["params"], distributions=dists, value=t["value"],
                                                 user_attrs={"parent_job_name": t["job_name"]}))
-    return tuned["tuning_job"], trials
+    return parent, trials
 
 # %% ../nbs/05_tune.ipynb #bec86b41
 def make_objective(features: dict,       # the `features` pointer
@@ -123,7 +155,9 @@ def make_objective(features: dict,       # the `features` pointer
     return objective
 
 # %% ../nbs/05_tune.ipynb #9d7007f2
-def trial_records(study: optuna.Study, tuning_job: str) -> list[dict]:
+def trial_records(study: optuna.Study, # the study, its warm-start trials included
+                  tuning_job: str      # this tuning job: its trials' job names start with it
+                 ) -> list[dict]:
     "The study's trials as plain records (own trials and warm-start ones)."
     out = []
     for t in study.trials:
@@ -134,7 +168,9 @@ def trial_records(study: optuna.Study, tuning_job: str) -> list[dict]:
                     "model_data": t.user_attrs.get("model_data"), "seconds": t.user_attrs.get("seconds")})
     return out
 
-def best_own_trial(records: list[dict]) -> dict:
+# %% ../nbs/05_tune.ipynb #4bcfb66e
+def best_own_trial(records: list[dict] # `trial_records`
+                  ) -> dict:
     "The best finished trial of this tuning job (warm-start trials have no model here)."
     own = [r for r in records if r["source"] == "this job" and r["state"] == "COMPLETE" and r["value"] is not None]
     if not own: raise RuntimeError("no trial of this tuning job finished: see the failed jobs' logs in the work folder")
@@ -160,6 +196,35 @@ def run_batches(study: optuna.Study, # the study (its sampler seeded)
                 except JobError: study.tell(t, state=optuna.trial.TrialState.FAIL)
     return study
 
+# %% ../nbs/05_tune.ipynb #f8f93003
+def new_study(name: str,          # the tuning job name
+              seed: int,          # seeds the sampler
+              n_trials: int,      # trials this job will run (half of them random, at least 2)
+              earlier: list = ()  # warm-start trials (`parent_trials`)
+             ) -> optuna.Study:
+    "A maximising TPE study; `earlier` trials added and the best of them queued to run again first."
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, int(n_trials) // 2), constant_liar=True)
+    study = optuna.create_study(study_name=name, direction="maximize", sampler=sampler)
+    if earlier:
+        study.add_trials(earlier)
+        study.enqueue_trial(max(earlier, key=lambda t: t.value).params)
+    return study
+
+# %% ../nbs/05_tune.ipynb #bae812ac
+def write_tuning_results(lake: Lake, table: str,  # the lake and table
+                         doc: dict,               # the tuning job: `tuning_job`, `trials` (`trial_records`) and settings
+                         best: dict,              # `best_own_trial`
+                         hyperparameters: dict    # the best trial's full hyperparameters
+                        ) -> str:
+    "Write trials.json, trials.csv and best.json of a tuning job; returns its folder's URI."
+    job = doc["tuning_job"]
+    lake.write_json(doc, "tuning", table, job, "trials.json")
+    flat = pd.json_normalize(doc["trials"], sep=".").drop(columns=["model_data"], errors="ignore")
+    lake.write_bytes(flat.to_csv(index=False).encode(), "tuning", table, job, "trials.csv")
+    lake.write_json({**best, "hyperparameters": hyperparameters}, "tuning", table, job, "best.json")
+    return lake.uri("tuning", table, job)
+
+# %% ../nbs/05_tune.ipynb #1e2db1d3
 def tune_model(lake: Lake,                # the data lake
                table: str,                # the table
                n_trials: int = 8,         # training jobs to run (SageMaker: max_jobs)
@@ -174,19 +239,13 @@ def tune_model(lake: Lake,                # the data lake
     "Run a local Bayesian tuning job on the `features` pointer, publish its results and set pointer `tuned`."
     if int(n_trials) < 1: raise ValueError(f"n_trials={n_trials}: run at least one trial")
     space = check_search_space(space or SEARCH_SPACE)
-    static = {**DEFAULT_HYPERPARAMETERS, "seed": int(seed), **(static or {})}
-    static = {k: v for k, v in static.items() if k not in space}
+    static = fixed_hyperparameters(space, seed, static)
     features = lake.pointer(table, "features")
     n_jobs = max(1, min(int(n_jobs or min(2, os.cpu_count() or 1)), int(n_trials)))
     cpus = max(1, (os.cpu_count() or 1) // n_jobs)
     job = tuning_job_name(features["version"])
     parent, earlier = parent_trials(lake, table, features["version"], static, space) if warm_start else (None, [])
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, int(n_trials) // 2), constant_liar=True)
-    study = optuna.create_study(study_name=job, direction="maximize", sampler=sampler)
-    if earlier:
-        study.add_trials(earlier)
-        study.enqueue_trial(max(earlier, key=lambda t: t.value).params)
-    t0 = time.time()
+    study, t0 = new_study(job, seed, n_trials, earlier), time.time()
     run_batches(study, make_objective(features, space, static, lake.uri("tuning", table, job), job, work_dir, cpus, timeout),
                 int(n_trials), n_jobs, optuna_distributions(space))
     records = trial_records(study, job)
@@ -196,10 +255,7 @@ def tune_model(lake: Lake,                # the data lake
            "direction": "Maximize", "strategy": "Bayesian (optuna TPE)", "seed": seed, "n_trials": int(n_trials),
            "n_jobs": n_jobs, "space": {n: list(r) for n, r in space.items()}, "static": static, "parent": parent,
            "seconds": round(time.time() - t0, 1), "trials": records}
-    lake.write_json(doc, "tuning", table, job, "trials.json")
-    flat = pd.json_normalize(records, sep=".").drop(columns=["model_data"], errors="ignore")
-    lake.write_bytes(flat.to_csv(index=False).encode(), "tuning", table, job, "trials.csv")
-    lake.write_json({**best, "hyperparameters": hps}, "tuning", table, job, "best.json")
+    write_tuning_results(lake, table, doc, best, hps)
     pointer = lake.set_pointer(table, "tuned", job_name=best["job_name"], model_data=best["model_data"], hyperparameters=hps,
                                metrics=best["metrics"], features_version=features["version"], tuning_job=job,
                                n_trials=int(n_trials), parent_tuning_job=parent)
@@ -239,10 +295,13 @@ def stage_source(sagemaker_session,       # the SDK session (its boto session up
     return SourceCode(source_dir=f"s3://{bucket}/{key}", entry_script=ENTRY_POINT)
 
 
-# %% ../nbs/05_tune.ipynb #9b8bc258
+# %% ../nbs/05_tune.ipynb #ba867db0
 CODE_CHANNEL = "code"  # the input channel that carries the code of an isolated job
+
+# %% ../nbs/05_tune.ipynb #3b282b8b
 ISOLATED_SUBMIT_DIR = f"/opt/ml/input/data/{CODE_CHANNEL}/sourcedir.tar.gz"  # where the container finds it then
 
+# %% ../nbs/05_tune.ipynb #9b8bc258
 def with_code_channel(d):  # a sagemaker-core HyperParameterTrainingJobDefinition
     "The definition with its code archive delivered as the `code` input channel (what an isolated container can read)."
     from sagemaker.core.shapes import Channel, DataSource, S3DataSource
@@ -255,7 +314,6 @@ def with_code_channel(d):  # a sagemaker-core HyperParameterTrainingJobDefinitio
                                                                    s3_data_distribution_type="FullyReplicated")))]
     d.static_hyper_parameters = {**hps, "sagemaker_submit_directory": json.dumps(ISOLATED_SUBMIT_DIR) if raw.startswith('"') else ISOLATED_SUBMIT_DIR}
     return d
-
 
 # %% ../nbs/05_tune.ipynb #b3f75894
 def _account_tuner():
@@ -274,6 +332,7 @@ def _account_tuner():
             return d
     return AccountTuner
 
+# %% ../nbs/05_tune.ipynb #f8e7a167
 def run_tuning_job_aws(lake: Lake, table: str, n_trials: int = 8, n_jobs: int = 2, seed: int = 42,
                        space: dict | None = None, static: dict | None = None, aws: dict | None = None,
                        sagemaker_session=None,
@@ -284,7 +343,7 @@ def run_tuning_job_aws(lake: Lake, table: str, n_trials: int = 8, n_jobs: int = 
     from sagemaker.core.resources import TrainingJob
     _AccountTuner = _account_tuner()
     space = check_search_space(space or SEARCH_SPACE)
-    static = {k: v for k, v in {**DEFAULT_HYPERPARAMETERS, "seed": int(seed), **(static or {})}.items() if k not in space}
+    static = fixed_hyperparameters(space, seed, static)
     features = lake.pointer(table, "features")
     job = tuning_job_name(features["version"])
     aws = {k: v for k, v in (aws or {}).items() if v is not None}
@@ -295,10 +354,7 @@ def run_tuning_job_aws(lake: Lake, table: str, n_trials: int = 8, n_jobs: int = 
     tspec["trainer"]["source_code"] = stage_source(sagemaker_session, lake.uri("tuning", table, job, "_code", "sourcedir.tar.gz"),
                                                    aws.get("kms_key_id"))
     trainer = ModelTrainer(sagemaker_session=sagemaker_session, **tspec["trainer"])
-    parent = None
-    if warm_start and lake.exists("_pointers", table, "tuned.json"):
-        prev = lake.pointer(table, "tuned")
-        if prev.get("features_version") == features["version"]: parent = prev.get("tuning_job")
+    parent = parent_tuning_job(lake, table, features["version"]) if warm_start else None
     tuner = _AccountTuner(model_trainer=trainer, **tuner_spec(space, n_trials, n_jobs, seed, parent_tuning_job=parent,
                                                                      base_name=f"tune-{str(features['version'])[:6]}"))  # the SDK adds the time
     tuner.tune(inputs=tspec["input_data_config"], wait=True)
@@ -310,6 +366,7 @@ def run_tuning_job_aws(lake: Lake, table: str, n_trials: int = 8, n_jobs: int = 
                             tuning_job=tuner.latest_tuning_job.hyper_parameter_tuning_job_name, n_trials=int(n_trials),
                             parent_tuning_job=parent)
 
+# %% ../nbs/05_tune.ipynb #df7cb0db
 def aws_trials(tuning_job: str,           # the SageMaker tuning job
                space: dict | None = None, # its search space (default SEARCH_SPACE)
                sm=None,                   # a boto3 SageMaker client (default: boto3's default session)
@@ -336,7 +393,6 @@ def aws_trials(tuning_job: str,           # the SageMaker tuning job
                         "seconds": (end - start).total_seconds() if end and start else None})
     return {"records": records, "study": study}
 
-
 # %% ../nbs/05_tune.ipynb #5bcd3daa
 def plot_trials(records: list[dict], title: str = "") -> plt.Figure:
     "The objective of each trial, with the best-so-far line; returns the figure."
@@ -357,6 +413,7 @@ def param_importances(study: optuna.Study, seed: int = 42) -> dict:
     if len(done) < 3: return {}
     return optuna.importance.get_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed))
 
+# %% ../nbs/05_tune.ipynb #7660b281
 def plot_importances(importances: dict, title: str = "") -> plt.Figure:
     "Horizontal bars of hyperparameter importances; returns the figure."
     fig, ax = plt.subplots(figsize=(6.5, 0.35 * len(importances) + 1.2))

@@ -283,7 +283,7 @@ def test_signatures_on_api_and_stage_pages(browsed):
     import importlib
     api = browsed[("api", WIDTHS[0])]
     assert api.get("status") == 200
-    from ml_lifecycle.deploy import approved_model
+    from ml_lifecycle.platform.deployment import approved_model
     params = ", ".join(inspect.signature(approved_model).parameters)
     assert f"approved_model({params})" in api["text"], "approved_model's signature is not on the API page"
     missing = []

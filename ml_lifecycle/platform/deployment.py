@@ -7,12 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import fsspec
+import pandas as pd
 
 from .aws import validate_request
+from .storage import Lake, LakeError
+
 
 # %% auto #0
-__all__ = ['DeployError', 'fetch_model', 'model_request', 'endpoint_config_request', 'weights_request', 'validate_requests',
-           'deploy_sagemaker', 'sagemaker_weights', 'delete_sagemaker']
+__all__ = ['DeployError', 'fetch_model', 'approved_model', 'split_rows', 'model_request', 'endpoint_config_request',
+           'weights_request', 'validate_requests', 'deploy_sagemaker', 'sagemaker_weights', 'delete_sagemaker']
 
 # %% ../../nbs/platform/04d_deployment.ipynb #bb6ce0ed
 class DeployError(RuntimeError):
@@ -30,6 +33,34 @@ def fetch_model(model_data: str,        # URI of model.tar.gz (local path or s3:
     local = dest/"model.tar.gz"
     fs.get(path, str(local))
     return local
+
+# %% ../../nbs/platform/04d_deployment.ipynb #9440a3eb
+def approved_model(lake: Lake,    # the data lake
+                   table: str  # table name
+                  ) -> dict:
+    "The `approved` pointer of `table`; `DeployError` when no model has been approved."
+    try: ptr = lake.pointer(table, "approved")
+    except LakeError:
+        others = [n for n in ("tuned", "trained") if lake.exists("_pointers", table, f"{n}.json")]
+        hint = f" (a {' and a '.join(others)} model exist{'s' if len(others) == 1 else ''}, but neither is approved)" if others else ""
+        raise DeployError(f"Refusing to deploy: table '{table}' has no approved model{hint}. Run 06_evaluate: "
+                          "its gate writes the 'approved' pointer only for a model that passes.") from None
+    missing = [k for k in ("job_name", "model_data") if not ptr.get(k)]
+    if missing: raise DeployError(f"The 'approved' pointer of '{table}' lacks {missing}; re-run 06_evaluate.")
+    return ptr
+
+# %% ../../nbs/platform/04d_deployment.ipynb #1255de94
+def split_rows(lake: Lake, table: str,       # the lake and table
+              features: list[str],        # the model's feature order
+              split: str = "test"         # which split of `features` to read
+             ) -> pd.DataFrame:
+    "The encoded rows of `split` (no label) in the model's feature order."
+    ptr = lake.pointer(table, "features")
+    df = pd.read_parquet(ptr[split].rstrip("/") + "/data.parquet")
+    if missing := [f for f in features if f not in df.columns]:
+        raise DeployError(f"the {split} split (features version {ptr['version']}) lacks the model's feature(s) "
+                          f"{missing[:5]}: the model was trained on another feature version; retrain it.")
+    return df[features]
 
 # %% ../../nbs/platform/04d_deployment.ipynb #de5f842b
 def model_request(model_name: str, model_data: str, image_uri: str, role_arn: str, # SageMaker Model name, artefact, image, role

@@ -25,12 +25,18 @@ def load_model(model_dir: str | Path | None = None # None: $MODEL_DIR, else <the
     return _MODELS[d]
 
 # %% ../../nbs/07a_lambda_handler.ipynb #8204691f
-def http_response(status: int, body: bytes | str, content_type: str) -> dict:
+def http_response(status: int,          # the HTTP status
+                  body: bytes | str,    # the answer
+                  content_type: str     # its Content-Type
+                 ) -> dict:
     "A Lambda proxy answer (Function URL / API Gateway): status, one Content-Type header, a text body."
     return {"statusCode": status, "headers": {"Content-Type": content_type},
             "body": body.decode() if isinstance(body, bytes) else body, "isBase64Encoded": False}
 
-def error_response(status: int, message: str) -> dict:
+# %% ../../nbs/07a_lambda_handler.ipynb #1aff9d3f
+def error_response(status: int, # a 4xx (the client's mistake) or 500
+                   message: str # what went wrong and what to do
+                  ) -> dict:
     "A JSON error answer: `{'error': <kind>, 'message': ...}`."
     kind = {400: "BadRequest", 405: "MethodNotAllowed", 406: "NotAcceptable", 413: "PayloadTooLarge",
             415: "UnsupportedMediaType"}.get(status, "InternalError")
