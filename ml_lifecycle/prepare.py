@@ -15,20 +15,18 @@ from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.feature import Imputer, OneHotEncoder, SQLTransformer, StringIndexer, VectorAssembler
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, Window
-try: from sklearn.metrics import roc_auc_score
-except ImportError: roc_auc_score = None  # SageMaker's Spark processing image has no scikit-learn: see `_auc`
 
 try:  # written absolute (nbdev keeps a nested import as it is): this file also runs as a processing job's script
-    from ml_lifecycle.platform.job_code import job_spark, ship_package
+    from ml_lifecycle.platform.job_code import job_spark
     from ml_lifecycle.platform.schema import LABEL, MISSING, column_kinds, is_positive, label_text
 except ModuleNotFoundError as e:
     raise ModuleNotFoundError("prepare.py needs the ml_lifecycle package beside it: ship it with the job") from e
 
 # %% auto #0
-__all__ = ['SPLITS', 'PIPELINE_VERSION', 'SHIPPED_MODULES', 'add_label', 'check_fractions', 'row_key', 'assign_splits',
+__all__ = ['SPLITS', 'PIPELINE_VERSION', 'JOB_MODULES', 'add_label', 'check_fractions', 'row_key', 'assign_splits',
            'split_counts', 'screen_columns', 'fit_encoder', 'encoder_metadata', 'encode', 'transform_rows',
-           'write_splits', 'prepare_features', 'features_version', 'prepare_arguments', 'script_path',
-           'shipped_package', 'pyspark_job_spec', 'run_pyspark_job_aws', 'run_prepare', 'processing_args', 'main']
+           'write_splits', 'prepare_features', 'features_version', 'prepare_arguments', 'run_prepare',
+           'processing_args', 'main']
 
 # %% ../nbs/03_prepare.ipynb #6bf40e58
 SPLITS = ("train", "validation", "test")
@@ -97,8 +95,7 @@ def _spark_text(s: pd.Series) -> pd.Series:
 def _integral(t) -> bool: return isinstance(t, T.IntegralType) or (isinstance(t, T.DecimalType) and t.scale == 0)
 
 def _auc(y: np.ndarray, x: np.ndarray) -> float:
-    "ROC AUC of score `x` for 0/1 `y`: scikit-learn's, else the Mann-Whitney rank formula it equals (ties count half)."
-    if roc_auc_score is not None: return float(roc_auc_score(y, x))
+    "ROC AUC of score `x` for 0/1 `y`: the Mann-Whitney rank formula scikit-learn's equals (ties count half)."
     ranks, pos = pd.Series(x).rank(method="average").to_numpy(), y == 1
     n1, n0 = int(pos.sum()), int((~pos).sum())
     return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
@@ -357,38 +354,8 @@ def prepare_arguments(target: str, positive_label: str, seed: int, fractions, so
 
 
 # %% ../nbs/03_prepare.ipynb #8ab487ba
-def script_path() -> Path:
-    "This module's file: the processing script (SageMaker copies it to /opt/ml/processing/input/code/)."
-    import importlib.util
-    return Path(importlib.util.find_spec("ml_lifecycle.prepare").origin)
-
-SHIPPED_MODULES = ("ml_lifecycle/__init__.py", "ml_lifecycle/platform/__init__.py", "ml_lifecycle/platform/job_code.py",
-                   "ml_lifecycle/platform/schema.py")  # what the script imports of this project
-
-def shipped_package(dest: str | Path # folder for the archive
-                   ) -> Path:
-    "`ml_lifecycle.zip` with the modules the script imports (`SHIPPED_MODULES`), shipped with the job (`--py-files`)."
-    return ship_package(Path(dest)/"ml_lifecycle.zip", SHIPPED_MODULES)
-
-
-# %% ../nbs/03_prepare.ipynb #78573abe
-def pyspark_job_spec(input_uri: str,     # S3 URI of the validated version
-                     output_uri: str,    # S3 URI the features version is uploaded to
-                     arguments: list,    # `prepare_arguments(...)` (with {input:..}/{output:..} placeholders)
-                     job_name: str = "prepare",
-                     **aws               # `config.job_settings(P)`: role, region, instance type, KMS key, VPC
-                    ) -> dict:
-    "The SageMaker SDK 3 `PySparkProcessor` kwargs and `run` kwargs for this stage (built here, run only in aws mode)."
-    from ml_lifecycle.platform.sagemaker_jobs import spark_processing_spec
-    code = shipped_package(Path(tempfile.gettempdir())/"ml-lifecycle-job-code")  # one folder, reused
-    return spark_processing_spec(script_path(), {"data": input_uri}, {"features": output_uri}, arguments, job_name,
-                                 py_files=[code], **{k: v for k, v in aws.items() if k != "image_uri" and v is not None})
-
-def run_pyspark_job_aws(spec: dict, wait: bool = True, sagemaker_session=None):
-    "Start the `pyspark_job_spec` job on SageMaker (aws mode only: needs AWS credentials)."
-    from ml_lifecycle.platform.sagemaker_jobs import run_spark_processing_aws
-    return run_spark_processing_aws(spec, sagemaker_session, wait)
-
+JOB_MODULES = ("ml_lifecycle/__init__.py", "ml_lifecycle/platform/__init__.py", "ml_lifecycle/platform/job_code.py",
+               "ml_lifecycle/platform/schema.py")  # what the script imports of this project (`module_spark_job` ships them)
 
 # %% ../nbs/03_prepare.ipynb #d8780e24
 def run_prepare(lake,                        # the Lake
@@ -416,17 +383,7 @@ def run_prepare(lake,                        # the Lake
                           fractions=list(fractions), **opts)
     parts = ("features", table, f"version={fv}")
     if via not in ("spark", "processing", "aws"): raise ValueError(f"via={via!r}: pass 'spark', 'processing' or 'aws'.")
-    args = prepare_arguments(target, positive_label, seed, fractions, v["version"], **opts)
-    if not lake.exists(*parts, "_SUCCESS") and via == "processing":
-        from ml_lifecycle.platform.sagemaker_local import run_processing_job, spark_image_python
-        with tempfile.TemporaryDirectory(prefix="prepare-py-") as ship:  # what the Spark image has, plus what the job ships
-            run_processing_job(script_path(), inputs={"data": v["uri"]}, outputs={"features": lake.uri(*parts)},
-                               arguments=args, job_name=f"prepare-{fv}", overwrite_outputs=lake.exists(*parts),
-                               python=spark_image_python(), py_files=[shipped_package(ship)])
-    elif not lake.exists(*parts, "_SUCCESS") and via == "aws":
-        run_pyspark_job_aws(pyspark_job_spec(v["uri"], lake.uri(*parts), args, job_name=f"prepare-{fv}", **(aws or {})))
-        if not lake.exists(*parts, "_SUCCESS"): lake.write_bytes(b"", *parts, "_SUCCESS")  # SageMaker uploads no marker
-    elif not lake.exists(*parts, "_SUCCESS"):
+    if not lake.exists(*parts, "_SUCCESS") and via == "spark":
         if spark is None:
             from ml_lifecycle.platform.spark import get_spark
             spark = get_spark()
@@ -434,6 +391,13 @@ def run_prepare(lake,                        # the Lake
             prepare_features(spark, v["uri"], Path(tmp)/"out", target, positive_label, seed, fractions,
                              source_version=v["version"], **opts)
             lake.publish_dir(Path(tmp)/"out", *parts, overwrite=lake.exists(*parts))  # overwrite only a broken upload
+    elif not lake.exists(*parts, "_SUCCESS"):  # this module as a PySpark job: in the Spark image's environment, or on AWS
+        from ml_lifecycle.platform.sagemaker_jobs import module_spark_job
+        module_spark_job("ml_lifecycle.prepare", JOB_MODULES, mode="local" if via == "processing" else "aws", aws=aws,
+                         inputs={"data": v["uri"]}, outputs={"features": lake.uri(*parts)}, job_name=f"prepare-{fv}",
+                         arguments=prepare_arguments(target, positive_label, seed, fractions, v["version"], **opts),
+                         overwrite_outputs=lake.exists(*parts))
+        if not lake.exists(*parts, "_SUCCESS"): lake.write_bytes(b"", *parts, "_SUCCESS")  # SageMaker uploads no marker
     meta = lake.read_json(*parts, "feature_metadata.json")
     return lake.set_pointer(table, "features", version=fv, uri=lake.uri(*parts),
                          **{s: lake.uri(*parts, s) for s in SPLITS},
