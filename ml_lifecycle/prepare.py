@@ -17,7 +17,7 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, Window
 
 try:  # written absolute (nbdev keeps a nested import as it is): this file also runs as a processing job's script
-    from ml_lifecycle.platform.job_code import job_spark
+    from ml_lifecycle.platform.job_code import job_spark, spark_path, write_single_files
     from ml_lifecycle.platform.schema import LABEL, MISSING, column_kinds, is_positive, label_text
 except ModuleNotFoundError as e:
     raise ModuleNotFoundError("prepare.py needs the ml_lifecycle package beside it: ship it with the job") from e
@@ -250,41 +250,16 @@ def transform_rows(raw_pdf: pd.DataFrame, # raw rows with (at least) the metadat
     return out
 
 # %% ../nbs/03_prepare.ipynb #8c09aa6e
-def _rewrite_parquet(src: Path, dst: Path):
-    "Re-encode a Parquet file with pyarrow, streaming row groups: same data → same bytes, whatever wrote `src`."
-    try: import pyarrow.parquet as pq
-    except ImportError:  # SageMaker's Spark processing image has no pyarrow: Spark's file, same data, bytes may differ
-        shutil.move(src, dst); return
-    f = pq.ParquetFile(src)
-    with pq.ParquetWriter(dst, f.schema_arrow, compression="snappy") as w:
-        for i in range(f.num_row_groups): w.write_table(f.read_row_group(i))
-
 def write_splits(enc: DataFrame,       # encoded rows with `split`, `__u`, `__key`
                  features: list[str],  # feature columns, in order
                  out_dir: str | Path   # gets train/, validation/, test/ (created)
                 ) -> dict:
     "Write each split as `<split>/data.csv` (no header, label first) and `<split>/data.parquet`; rows in hash order."
-    out_dir = Path(out_dir)
     rows = (enc.repartition(1).sortWithinPartitions("split", "__u", "__key")
                .select("split", F.col(LABEL).cast("int").alias(LABEL), *[F.col(f) for f in features]))
-    for fmt in ("csv", "parquet"):
-        tmp = out_dir/f".{fmt}.tmp"
-        w = rows.write.mode("overwrite").partitionBy("split")
-        w.option("header", False).csv(_qualified(tmp)) if fmt == "csv" else w.parquet(_qualified(tmp))
-        for s in SPLITS:
-            (file,) = (tmp/f"split={s}").glob("part-*")
-            (out_dir/s).mkdir(parents=True, exist_ok=True)
-            if fmt == "csv": shutil.move(file, out_dir/s/"data.csv")
-            else: _rewrite_parquet(file, out_dir/s/"data.parquet")
-        shutil.rmtree(tmp)
-    return {s: out_dir/s for s in SPLITS}
+    return write_single_files(rows, "split", list(SPLITS), out_dir)
 
 # %% ../nbs/03_prepare.ipynb #ca0288c2
-def _qualified(uri) -> str:
-    "A URI Spark resolves the same everywhere: a bare local path becomes `file://` (the Spark image's default FS is HDFS)."
-    u = str(uri)
-    return u if re.match(r"^[a-z][a-z0-9+.-]*://", u) else "file://" + str(Path(u).resolve())  # as_uri() would escape '=' 
-
 def prepare_features(spark,                    # a SparkSession
                      input_uri: str,           # Parquet file or folder of the validated data
                      out_dir: str | Path,      # local folder to write train/, validation/, test/, feature_metadata.json
@@ -297,7 +272,7 @@ def prepare_features(spark,                    # a SparkSession
                     ) -> dict:
     "Run the feature pipeline on `input_uri` and write the three splits and `feature_metadata.json` to `out_dir`."
     fractions, out_dir = check_fractions(fractions), Path(out_dir)
-    raw = spark.read.parquet(_qualified(input_uri))
+    raw = spark.read.parquet(spark_path(input_uri))
     roles = column_kinds(raw.schema, exclude=(target, LABEL, *_INTERNAL))
     data = assign_splits(add_label(raw, target, positive_label), seed, fractions).persist()
     try:
