@@ -36,6 +36,8 @@ __all__ = ['EvaluationError', 'candidate_pointer', 'lake_relpath', 'load_model',
 class EvaluationError(ValueError):
     "The model or data cannot be evaluated, or the gate rejected with `fail_on_reject`; the message says why."
 
+
+# %% ../nbs/06_evaluate.ipynb #6f5a4957
 def candidate_pointer(lake: Lake, # the data lake
                       table: str, # table name, e.g. 'mlc_churn'
                       features_version: str | None = None, # the current `features` version, to prefer a model built on it
@@ -138,6 +140,8 @@ def expected_cost(y_true, # true 0/1 labels
     fn = ((~flagged) & (y[None, :] == 1)).sum(1)
     return (cost_fn * fn + cost_offer * flagged.sum(1)) / len(y)
 
+
+# %% ../nbs/06_evaluate.ipynb #bd0887c8
 def choose_threshold(y_true, scores, # validation labels and probabilities
                      cost_fn: float = 500.0, cost_offer: float = 100.0,
                      grid: int = 99, # thresholds 0.01, 0.02, ..., 0.99
@@ -207,6 +211,8 @@ def shap_values(booster: xgb.Booster, # the model
     contrib = booster.predict(xgb.DMatrix(X, feature_names=booster.feature_names), pred_contribs=True)
     return pd.DataFrame(contrib, columns=list(features) + ["bias"])
 
+
+# %% ../nbs/06_evaluate.ipynb #0c1e3b13
 def mean_abs_shap(shap: pd.DataFrame, top: int = 10) -> pd.Series:
     "The `top` features by mean |SHAP| (global importance), largest first."
     return shap.drop(columns="bias").abs().mean().sort_values(ascending=False).head(top)
@@ -228,6 +234,8 @@ def facet_column(X: np.ndarray, # encoded feature rows
     usable = [c for c in cat] + [c for c in num if is_flag(X[:, num.index(c)])]
     raise EvaluationError(f"facet {facet!r} is not a categorical or 0/1 feature of the model: pass one of {usable}.")
 
+
+# %% ../nbs/06_evaluate.ipynb #74e54b94
 def facet_mask(X: np.ndarray, # encoded feature rows
                meta: dict,    # feature_metadata.json
                facet: str,    # a categorical or 0/1 feature column

@@ -31,8 +31,12 @@ __all__ = ['CONSTRAINT_ORDER', 'DROPPED_RULES', 'JOB_MODULES', 'describe', 'chec
 CONSTRAINT_ORDER = ["hasSize", "isComplete", "hasCompleteness", "hasDataType", "isNonNegative",
                     "isInRange", "isContainedIn", "hasPositiveShare"]
 
+
+# %% ../nbs/01_validate.ipynb #273174e5
 def _fmt(x) -> str: return f"{x:g}" if isinstance(x, (int, float)) else str(x)
 
+
+# %% ../nbs/01_validate.ipynb #21e2b3a7
 def describe(constraint: str, column: str | None, params: dict) -> str:
     "A one-line, human description of a check."
     c = f"'{column}'"
@@ -49,6 +53,8 @@ def describe(constraint: str, column: str | None, params: dict) -> str:
         case "hasPositiveShare": return f"both classes of {c} are present"
     raise ValueError(f"unknown constraint {constraint!r}; known: {CONSTRAINT_ORDER}")
 
+
+# %% ../nbs/01_validate.ipynb #81a7a3ba
 def check_spec(constraint: str,           # a key of `CONSTRAINT_ORDER`, e.g. 'isComplete'
                column: str | None = None,  # the column checked (None for whole-table checks)
                source: str = "hand-written", # where the check came from (reviewers read this)
@@ -58,6 +64,7 @@ def check_spec(constraint: str,           # a key of `CONSTRAINT_ORDER`, e.g. 'i
     return {"id": f"{constraint}:{column or '*'}", "constraint": constraint, "column": column, "level": level,
             "params": params, "source": source, "description": describe(constraint, column, params)}
 
+
 # %% ../nbs/01_validate.ipynb #d5b2ec08
 DROPPED_RULES = {
     "FractionalCategoricalRangeRule": "holds only for a share of rows: a statistical expectation that drifts "
@@ -66,6 +73,8 @@ DROPPED_RULES = {
                                        "overfits the sample",
 }
 
+
+# %% ../nbs/01_validate.ipynb #cb816444
 def suggestion_to_check(s: dict,                # one record of `suggest_constraints`
                         kinds: dict,            # `column_kinds` of the data
                         profile: list[dict],    # `profile_columns` of the data
@@ -97,11 +106,14 @@ def suggestion_to_check(s: dict,                # one record of `suggest_constra
         return check_spec("isContainedIn", col, src, values=values, **extra), "an unseen category must be reviewed first"
     return None, DROPPED_RULES.get(rule, f"{rule} is not in the safe subset this gate uses")
 
+
 # %% ../nbs/01_validate.ipynb #86918110
 def _round_out(lo: float, hi: float, span: float) -> tuple[float, float]:
     step = 10 ** (math.floor(math.log10(span)) - 2) if span > 0 else 1.0
     return round(math.floor(lo / step) * step, 12), round(math.ceil(hi / step) * step, 12)
 
+
+# %% ../nbs/01_validate.ipynb #8eae86b6
 def range_checks(profile: list[dict],   # `profile_columns` of the data
                  numeric: list[str],     # the numeric columns to give a range
                  margin: float = 0.5,    # widen [min, max] by this × (max - min) on each side
@@ -119,6 +131,8 @@ def range_checks(profile: list[dict],   # `profile_columns` of the data
                               min=a, max=b))
     return out
 
+
+# %% ../nbs/01_validate.ipynb #ac91257e
 def hand_written_checks(target: str,          # the label column
                         labels: list[str],    # its two labels, in string form
                         positive_label: str,  # the positive label, in string form
@@ -131,6 +145,7 @@ def hand_written_checks(target: str,          # the label column
             check_spec("isComplete", target),
             check_spec("isContainedIn", target, values=sorted(labels), as_string=True, **key),
             check_spec("hasPositiveShare", target, label=positive_label, min=0.0, max=1.0, **key)]
+
 
 # %% ../nbs/01_validate.ipynb #104491d6
 def build_suite(suggestions: list[dict], # `suggest_constraints` of the data
@@ -169,6 +184,8 @@ def choose_suite(saved: dict | None,  # the saved suite (`checks.json`), if any
     if saved and saved.get("target") == target and not rebuild: return saved  # new labels are for the gate to catch
     return {"table": table, "target": target, "labels": sorted(labels), "built_from_version": version, "checks": fresh}
 
+
+# %% ../nbs/01_validate.ipynb #2d044def
 def load_or_build_suite(lake: Lake,           # the lake
                         table: str,           # lake table name
                         fresh: list[dict],    # the suite `build_suite` derived from this version
@@ -182,6 +199,7 @@ def load_or_build_suite(lake: Lake,           # the lake
     doc = choose_suite(saved, fresh, table, version, target, labels, rebuild)
     if doc is not saved: lake.write_json(doc, "quality", table, "checks.json")
     return doc
+
 
 # %% ../nbs/01_validate.ipynb #659fef39
 def anomaly_specs(columns: list[str],               # columns whose completeness is watched
@@ -199,11 +217,14 @@ def anomaly_specs(columns: list[str],               # columns whose completeness
             for c in columns]
     return out
 
+
+# %% ../nbs/01_validate.ipynb #cc930433
 def repository_history(lake: Lake, table: str) -> list[dict]:
     "The entries of `quality/<table>/metrics.json` (Deequ's FileSystemMetricsRepository) as {date, tags}."
     if not lake.exists("quality", table, "metrics.json"): return []
     return [{"date": e["resultKey"]["dataSetDate"], "tags": e["resultKey"].get("tags", {})}
             for e in lake.read_json("quality", table, "metrics.json")]
+
 
 # %% ../nbs/01_validate.ipynb #68469e8e
 class QualityGateError(RuntimeError):
@@ -213,6 +234,8 @@ class QualityGateError(RuntimeError):
         super().__init__(f"{len(failures)} error-level data-quality check(s) failed for version {version}; "
                          f"the 'validated' pointer was NOT moved.\n" + failures.to_string(index=False))
 
+
+# %% ../nbs/01_validate.ipynb #663420e6
 def failed_checks(result: dict, # `verify`'s result
                   level: str = "Error", # the check level that blocks
                  ) -> pd.DataFrame:
@@ -220,6 +243,8 @@ def failed_checks(result: dict, # `verify`'s result
     rows = [r for r in result["results"] if r["status"] != "Success" and r["level"] == level]
     return pd.DataFrame(rows, columns=["constraint", "column", "check", "message"])
 
+
+# %% ../nbs/01_validate.ipynb #550f4f53
 def quality_gate(lake: Lake,       # the lake
                  table: str,       # lake table name
                  result: dict,     # `verify`'s result on the version in `info`
@@ -232,6 +257,7 @@ def quality_gate(lake: Lake,       # the lake
     checks = {"constraints": result["constraints"], "passed": result["passed"], "failed": result["failed"],
               "report": report}
     return lake.set_pointer(table, "validated", **info, checks=checks)
+
 
 # %% ../nbs/01_validate.ipynb #6d104073
 def corrupt_copy(df: DataFrame,      # clean data
@@ -277,6 +303,8 @@ def read_suite(folder: str | Path | None) -> dict | None:
     f = Path(folder)/"checks.json" if folder else None
     return json.loads(f.read_text()) if f and f.exists() else None
 
+
+# %% ../nbs/01_validate.ipynb #c0a36407
 def validate_version(spark: SparkSession,   # the job's session
                      df: DataFrame,         # the raw version
                      target: str, positive_label: str, # the label column and its positive value
@@ -300,6 +328,7 @@ def validate_version(spark: SparkSession,   # the job's session
     return {"kinds": kinds, "labels": labels, "key_sql": key_sql, "profile": profile, "suggestions": suggestions, "reviewed": reviewed,
             "fresh_suite": fresh, "suite": suite, "new_suite": suite is not saved, "anomalies": anomalies, "result": result}
 
+
 # %% ../nbs/01_validate.ipynb #8338b423
 def validation_args(argv: list[str] | None = None # command-line arguments (None → sys.argv[1:])
                    ) -> argparse.Namespace:
@@ -318,6 +347,8 @@ def validation_args(argv: list[str] | None = None # command-line arguments (None
     p.add_argument("--rebuild-checks", action="store_true")
     return p.parse_args(argv)
 
+
+# %% ../nbs/01_validate.ipynb #73dea83f
 def main(argv: list[str] | None = None # command-line arguments (None → sys.argv[1:])
         ) -> int:
     "Processing-job entry point: validate `--input-dir`; write the repository with this version's entry, and `job.json`."
@@ -338,10 +369,13 @@ def main(argv: list[str] | None = None # command-line arguments (None → sys.ar
 
 if __name__ == "__main__" and not hasattr(builtins, "__IPYTHON__"): sys.exit(main())
 
+
 # %% ../nbs/01_validate.ipynb #3995a71b
 JOB_MODULES = ("ml_lifecycle/__init__.py", "ml_lifecycle/platform/__init__.py", "ml_lifecycle/platform/job_code.py",
                "ml_lifecycle/platform/schema.py", "ml_lifecycle/platform/deequ.py", "ml_lifecycle/validate.py")  # what the job imports of this project
 
+
+# %% ../nbs/01_validate.ipynb #bcd6ed40
 def run_validation_job(lake,                  # the lake (a `Lake`)
                        table: str,            # lake table name
                        raw: dict,             # the `raw` pointer
@@ -365,3 +399,4 @@ def run_validation_job(lake,                  # the lake (a `Lake`)
                      arguments=args, job_name=f"validate-{raw['version']}"[:63], env={"SPARK_VERSION": SPARK_LINE},
                      jars=[j for j in spark_jars() if "deequ" in Path(j).name])
     return lake.read_json(*job, "job.json")
+

@@ -65,11 +65,25 @@ def suggest_constraints(spark: SparkSession, # the shared session
 
 # %% ../../nbs/platform/02a_deequ.ipynb #986b25db
 def _at_least(m): return lambda x: x >= m
+
+
+# %% ../../nbs/platform/02a_deequ.ipynb #43790c3c
 def _at_most(m): return lambda x: x <= m
+
+
+# %% ../../nbs/platform/02a_deequ.ipynb #022d9be4
 def _strictly_between(a, b): return lambda x: a < x < b
+
+
+# %% ../../nbs/platform/02a_deequ.ipynb #bf519ea3
 def _key(c: str, p: dict) -> str: return p.get("key_sql") or f"CAST(`{c}` AS STRING)"  # the target's label key in SQL
+
+
+# %% ../../nbs/platform/02a_deequ.ipynb #e144d6ac
 def _sql_str(v) -> str: return "'" + str(v).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
+
+# %% ../../nbs/platform/02a_deequ.ipynb #7a0ab4b3
 BUILDERS = {
     "hasSize":          lambda ck, c, p: ck.hasSize(_at_least(p["min"])),
     "isComplete":       lambda ck, c, p: ck.isComplete(c),
@@ -99,6 +113,8 @@ def make_check(spark: SparkSession, # the shared session
 METRIC_NAMES = {"Completeness": "completeness", "Compliance": "share of rows complying", "Minimum": "minimum",
                 "Maximum": "maximum", "Size": "number of rows"}
 
+
+# %% ../../nbs/platform/02a_deequ.ipynb #88ec74a1
 def _readable(message: str, deequ_constraint: str) -> str:
     "Deequ's failure message with the metric named: 'completeness is 0.98' instead of 'Value: 0.98 ...'."
     m, kind = re.match(r"Value: (\S+) does not meet", message or ""), re.match(r"(\w+?)Constraint", deequ_constraint or "")
@@ -110,8 +126,13 @@ def _readable(message: str, deequ_constraint: str) -> str:
 
 # %% ../../nbs/platform/02a_deequ.ipynb #30002c71
 def anomaly_strategy(spec: dict): return RelativeRateOfChangeStrategy(spec["params"]["max_rate_decrease"], spec["params"]["max_rate_increase"])
+
+
+# %% ../../nbs/platform/02a_deequ.ipynb #ec8ada5a
 def anomaly_analyzer(spec: dict): return Size() if spec["metric"] == "Size" else Completeness(spec["column"])
 
+
+# %% ../../nbs/platform/02a_deequ.ipynb #1ca8650b
 def _anomaly_id(check: str) -> str:
     "Deequ's 'Anomaly check for Completeness(x,None,None)' → our id 'anomaly:Completeness:x' (other names unchanged)."
     m = re.match(r"Anomaly check for (\w+)\(([^,)]*)", check or "")
