@@ -54,11 +54,15 @@ def check_fractions(fractions) -> tuple:
                          "that sum to 1, e.g. (0.7, 0.15, 0.15).")
     return fr
 
+
+# %% ../nbs/03_prepare.ipynb #f2310d64
 def row_key(columns: list[str] # the columns that make up a row's identity
            ):
     "A Spark column with the whole row as text: null-aware, so (a, null) and (null, a) differ."
     return F.concat_ws("\u001f", *[F.coalesce(F.col(c).cast("string"), F.lit("\u2400")) for c in columns])
 
+
+# %% ../nbs/03_prepare.ipynb #3f61c6f0
 def assign_splits(sdf: DataFrame,                       # labelled data (has `label`)
                   seed: int,                            # the split seed
                   fractions=(0.7, 0.15, 0.15),          # train, validation, test shares (per class)
@@ -75,6 +79,8 @@ def assign_splits(sdf: DataFrame,                       # labelled data (has `la
     return (sdf.withColumn("__key", row_key(cols)).withColumn("__h", h).withColumn("__u", u).drop("__h")
                .withColumn("split", split))
 
+
+# %% ../nbs/03_prepare.ipynb #a82dd2ed
 def split_counts(sdf: DataFrame # data with `split` and `label`
                 ) -> pd.DataFrame:
     "Rows, positives and label rate per split (one small Spark aggregation)."
@@ -82,6 +88,7 @@ def split_counts(sdf: DataFrame # data with `split` and `label`
               .toPandas().set_index("split").reindex(list(SPLITS)).fillna(0).astype("int64"))
     pdf["label_rate"] = (pdf.positives / pdf.rows.where(pdf.rows > 0)).round(4)
     return pdf
+
 
 # %% ../nbs/03_prepare.ipynb #191c60d8
 def _spark_text(s: pd.Series) -> pd.Series:
@@ -92,14 +99,20 @@ def _spark_text(s: pd.Series) -> pd.Series:
         return str(v)
     return pd.Series([one(v) for v in s.tolist()], index=s.index, dtype=object)
 
+
+# %% ../nbs/03_prepare.ipynb #18740032
 def _integral(t) -> bool: return isinstance(t, T.IntegralType) or (isinstance(t, T.DecimalType) and t.scale == 0)
 
+
+# %% ../nbs/03_prepare.ipynb #383cb3fb
 def _auc(y: np.ndarray, x: np.ndarray) -> float:
     "ROC AUC of score `x` for 0/1 `y`: the Mann-Whitney rank formula scikit-learn's equals (ties count half)."
     ranks, pos = pd.Series(x).rank(method="average").to_numpy(), y == 1
     n1, n0 = int(pos.sum()), int((~pos).sum())
     return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
+
+# %% ../nbs/03_prepare.ipynb #7f67e388
 def _single_feature_auc(y: np.ndarray, x: pd.Series, categorical: bool) -> float:
     "max(AUC, 1-AUC) of one column as a score for `y` (categoricals scored by their level's positive rate)."
     if categorical:
@@ -111,6 +124,8 @@ def _single_feature_auc(y: np.ndarray, x: pd.Series, categorical: bool) -> float
     a = _auc(y[ok], x[ok])
     return round(float(max(a, 1 - a)), 6)
 
+
+# %% ../nbs/03_prepare.ipynb #3cbcf394
 def _level_f1(y: np.ndarray, x: pd.Series) -> tuple:
     "The best F1 with which one value of `x` alone finds the rare class of `y`, and that value."
     rare = int(y.mean() > 0.5) ^ 1  # the minority class: 1 unless positives are the majority
@@ -120,6 +135,8 @@ def _level_f1(y: np.ndarray, x: pd.Series) -> tuple:
     f1 = (2 * tp / (n.reindex(tp.index) + hit.sum())).fillna(0)  # 2·TP / (predicted + actual)
     return round(float(f1.max()), 6), f1.idxmax()
 
+
+# %% ../nbs/03_prepare.ipynb #a77ac2e9
 def screen_columns(train: DataFrame,      # the training split (raw columns + label)
                    roles: dict,           # from `column_kinds`
                    target: str,           # the target column
@@ -168,9 +185,12 @@ def screen_columns(train: DataFrame,      # the training split (raw columns + la
                          missing_rate=None, auc=float("nan"), action="drop", reason=f"unsupported type {types[c].simpleString()}"))
     return pd.DataFrame(rows, columns=["column", "kind", "type", "distinct", "missing_rate", "auc", "action", "reason"])
 
+
 # %% ../nbs/03_prepare.ipynb #0d51036a
 def _q(name: str) -> str: return "`" + name.replace("`", "``") + "`"
 
+
+# %% ../nbs/03_prepare.ipynb #56ffe98f
 def fit_encoder(train: DataFrame,       # the training split
                 numeric: list[str],     # numeric columns to impute (median)
                 categorical: list[str], # categorical columns to one-hot encode
@@ -194,9 +214,12 @@ def fit_encoder(train: DataFrame,       # the training split
     stages.append(VectorAssembler(inputCols=imp + ohe, outputCol="__features"))
     return Pipeline(stages=stages).fit(train)
 
+
 # %% ../nbs/03_prepare.ipynb #8a536391
 _UNSAFE = re.compile(r"[\[\]<>,;{}()\s=]+")  # characters that trouble XGBoost feature names or CSV headers
 
+
+# %% ../nbs/03_prepare.ipynb #fba66150
 def _feature_name(col: str, level: str, taken: set) -> str:
     name = f"{col}={_UNSAFE.sub('_', str(level))}"
     base, k = name, 2
@@ -204,6 +227,8 @@ def _feature_name(col: str, level: str, taken: set) -> str:
     taken.add(name)
     return name
 
+
+# %% ../nbs/03_prepare.ipynb #6f382fe8
 def encoder_metadata(model: PipelineModel, # from `fit_encoder`
                      numeric: list[str],   # the numeric columns it was fitted with
                      categorical: list[str] # the categorical columns it was fitted with
@@ -218,6 +243,8 @@ def encoder_metadata(model: PipelineModel, # from `fit_encoder`
     features = list(numeric) + [_feature_name(c, l, taken) for c in categorical for l in levels[c]]
     return {"features": features, "numeric": list(numeric), "categorical": levels, "impute": impute}
 
+
+# %% ../nbs/03_prepare.ipynb #f65f5461
 def encode(model: PipelineModel,       # from `fit_encoder`
            sdf: DataFrame,             # rows to encode (raw columns)
            features: list[str],        # the feature names, in vector order
@@ -228,6 +255,7 @@ def encode(model: PipelineModel,       # from `fit_encoder`
     cols = [F.col(LABEL)] if LABEL in sdf.columns else []
     cols += [F.col("__arr")[i].alias(f) for i, f in enumerate(features)]
     return out.select(*cols, *[c for c in keep if c in sdf.columns])
+
 
 # %% ../nbs/03_prepare.ipynb #a225549a
 def transform_rows(raw_pdf: pd.DataFrame, # raw rows with (at least) the metadata's input columns
@@ -401,6 +429,8 @@ def processing_args(argv: list[str] | None = None # command-line arguments (None
     p.add_argument("--keep-leaks", action="store_true", help="keep suspected leaks as features (still reported)")
     return p.parse_args(argv)
 
+
+# %% ../nbs/03_prepare.ipynb #a2c96abe
 def main(argv: list[str] | None = None # command-line arguments (None → sys.argv[1:])
         ) -> int:
     "Processing-job entry point: read `--input-dir`, write the splits and metadata to `--output-dir`."
@@ -421,3 +451,4 @@ def main(argv: list[str] | None = None # command-line arguments (None → sys.ar
     return 0
 
 if __name__ == "__main__" and not hasattr(builtins, "__IPYTHON__"): sys.exit(main())
+
