@@ -10,8 +10,8 @@ from common import CACHE, PeakRSS, loadavg, row
 
 HOW = ("mlc_churn amplified with 00_ingest's `amplify_rows` (resampled rows, 2 % jitter) in 1M-row chunks written "
        "as Parquet; read with Spark and cached (load + cache time reported apart); suite = 01_validate's checks "
-       "the notebook saved (`quality/<t>/checks.json` of the features fixture's lake: hand-written, translated Deequ suggestions, ranges); verify = `validate.verify` on all rows; "
-       "profile = `validate.profile_columns` (ColumnProfilerRunner, all rows, all columns) straight from the Parquet "
+       "the notebook saved (`quality/<t>/checks.json` of the features fixture's lake: hand-written, translated Deequ suggestions, ranges); verify = `platform.deequ.verify` on all rows; "
+       "profile = `platform.deequ.profile_columns` (ColumnProfilerRunner, all rows, all columns) straight from the Parquet "
        "files, the cache released first; peak RSS = psutil "
        "sampling (0.2 s) of this process and its children (the Spark JVM); one run each")
 
@@ -37,7 +37,8 @@ def suite_for(spark, src_df, quick: bool = False) -> list[dict]:
     """01_validate's check suite. Full: the suite the notebook saved in the features fixture's lake
     (`quality/mlc_churn/checks.json`). Quick: built from the source's profile without Deequ's suggestions."""
     from ml_lifecycle.platform.storage import Lake
-    from ml_lifecycle.validate import build_suite, profile_columns
+    from ml_lifecycle.platform.deequ import profile_columns
+    from ml_lifecycle.validate import build_suite
     from ml_lifecycle.platform.schema import column_kinds, target_labels
     if not quick:
         from common import features_fixture
@@ -67,7 +68,7 @@ def run(quick: bool = False, steps=("verify", "profile")) -> dict:
     JVM, e.g. with OutOfMemoryError, is reported as that step's error, the figures before it stay)."""
     from ml_lifecycle.platform.config import read_source
     from ml_lifecycle.platform.spark import get_spark, stop_spark
-    from ml_lifecycle.validate import profile_columns, verify
+    from ml_lifecycle.platform.deequ import profile_columns, verify
     sizes = SIZES[quick]
     spark = get_spark()
     rows, details, res, failed = [], {}, {}, None

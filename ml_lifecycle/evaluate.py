@@ -11,34 +11,33 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 import matplotlib.pyplot as plt
-from scipy.stats import rankdata
 from sklearn.calibration import CalibrationDisplay
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import (ConfusionMatrixDisplay, RocCurveDisplay, accuracy_score, average_precision_score,
-                             brier_score_loss, confusion_matrix, f1_score, fbeta_score, precision_recall_curve,
-                             precision_score, recall_score, roc_auc_score, roc_curve)
+from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 import mlflow, mlflow.xgboost
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
-from .platform.payload import ModelPackageError, model_files
+from .platform.model_metrics import auc_difference, binary_metrics, model_quality_report, posttraining_bias, pretraining_bias
+from .platform.payload import ModelPackageError, model_files, safe_extract
 from .platform.schema import MISSING, is_flag, label_key, resolve_column
 from .scripts.xgb_train import load_booster
 from .platform.storage import Lake, LakeError
 
 # %% auto #0
-__all__ = ['EvaluationError', 'candidate_pointer', 'lake_relpath', 'safe_extract', 'load_model', 'check_features', 'read_split',
-           'score', 'binary_metrics', 'expected_cost', 'choose_threshold', 'plot_costs', 'model_quality_report',
-           'baseline_scores', 'plot_evaluation', 'shap_values', 'mean_abs_shap', 'facet_column', 'facet_mask',
-           'choose_facet', 'pretraining_bias', 'posttraining_bias', 'auc_difference', 'champion_auc', 'gate',
-           'write_evaluation', 'register_model', 'publish_decision']
+__all__ = ['EvaluationError', 'candidate_pointer', 'lake_relpath', 'load_model', 'check_features', 'read_split', 'score',
+           'expected_cost', 'choose_threshold', 'plot_costs', 'baseline_scores', 'plot_evaluation', 'shap_values',
+           'mean_abs_shap', 'facet_column', 'facet_mask', 'choose_facet', 'champion_auc', 'gate', 'write_evaluation',
+           'register_model', 'publish_decision']
 
 # %% ../nbs/06_evaluate.ipynb #5b3426a2
 class EvaluationError(ValueError):
     "The model or data cannot be evaluated, or the gate rejected with `fail_on_reject`; the message says why."
 
+
+# %% ../nbs/06_evaluate.ipynb #6f5a4957
 def candidate_pointer(lake: Lake, # the data lake
                       table: str, # table name, e.g. 'mlc_churn'
                       features_version: str | None = None, # the current `features` version, to prefer a model built on it
@@ -76,24 +75,6 @@ def lake_relpath(lake: Lake, # the data lake
         raise EvaluationError(f"{uri!r} is not inside the lake {lake.root}: pointers must name URIs in this lake.")
     return rel
 
-# %% ../nbs/06_evaluate.ipynb #4c942fa2
-def safe_extract(tar_path: str | Path, # a .tar or .tar.gz archive
-                 dst: str | Path, # the folder to extract into
-                ) -> Path:
-    "Extract `tar_path` into `dst`, refusing absolute paths, `..`, links and devices; returns `dst`."
-    dst = Path(dst); dst.mkdir(parents=True, exist_ok=True)
-    try:
-        with tarfile.open(tar_path) as tf:
-            for m in tf.getmembers():
-                name = PurePosixPath(m.name)
-                if name.is_absolute() or ".." in name.parts or not (m.isfile() or m.isdir()):
-                    raise EvaluationError(f"{Path(tar_path).name}: refusing unsafe member {m.name!r} "
-                                          "(absolute path, '..', link or device); the archive is not a model artifact.")
-            tf.extractall(dst, filter="data")
-    except (tarfile.TarError, OSError) as e:
-        raise EvaluationError(f"{Path(tar_path).name}: cannot extract safely: {e}") from e
-    return dst
-
 # %% ../nbs/06_evaluate.ipynb #867aa56e
 def load_model(lake: Lake, # the data lake
                model_data: str, # URI of a model.tar.gz in the lake
@@ -102,9 +83,8 @@ def load_model(lake: Lake, # the data lake
     "Download `model_data`, extract it safely, and load its model and `feature_metadata.json` (if any)."
     workdir = Path(workdir)
     tar = lake.get(workdir/"model.tar.gz", lake_relpath(lake, model_data))
-    d = safe_extract(tar, workdir/"model")
-    try: model_file, meta_file = model_files(d)
-    except ModelPackageError as e: raise EvaluationError(f"{model_data}: {e}") from None
+    try: model_file, meta_file = model_files(safe_extract(tar, workdir/"model"))
+    except (ModelPackageError, tarfile.TarError, OSError) as e: raise EvaluationError(f"{model_data}: {e}") from None
     booster = load_booster(model_file)
     return booster, (json.loads(meta_file.read_text()) if meta_file else None)
 
@@ -145,23 +125,6 @@ def score(booster: xgb.Booster, # a binary:logistic XGBoost model
     "The model's predicted probabilities of the positive class for the rows of `X`."
     return booster.predict(xgb.DMatrix(X, feature_names=booster.feature_names))
 
-def binary_metrics(y_true, # true 0/1 labels
-                   scores, # predicted probabilities of the positive class
-                   threshold: float = 0.5, # predict 1 when score >= threshold
-                  ) -> dict:
-    "Threshold-free (auc, pr_auc, brier) and threshold metrics (f1, precision, ...) and the confusion matrix."
-    y, s = np.asarray(y_true).astype(int), np.asarray(scores, dtype=float)
-    if len(np.unique(y)) != 2: raise EvaluationError("metrics need both classes in `y_true`.")
-    pred = (s >= threshold).astype(int)
-    (tn, fp), (fn, tp) = confusion_matrix(y, pred, labels=[0, 1])
-    out = {"auc": roc_auc_score(y, s), "pr_auc": average_precision_score(y, s), "brier": brier_score_loss(y, s),
-           "f1": f1_score(y, pred, zero_division=0.0), "f0_5": fbeta_score(y, pred, beta=0.5, zero_division=0.0),
-           "f2": fbeta_score(y, pred, beta=2, zero_division=0.0),
-           "precision": precision_score(y, pred, zero_division=0.0), "recall": recall_score(y, pred),
-           "accuracy": accuracy_score(y, pred),
-           "true_positive_rate": tp/(tp+fn), "true_negative_rate": tn/(tn+fp),
-           "false_positive_rate": fp/(fp+tn), "false_negative_rate": fn/(fn+tp), "threshold": threshold}
-    return {k: float(v) for k, v in out.items()} | {"confusion_matrix": [[int(tn), int(fp)], [int(fn), int(tp)]], "n": len(y)}
 
 # %% ../nbs/06_evaluate.ipynb #388d525b
 def expected_cost(y_true, # true 0/1 labels
@@ -177,6 +140,8 @@ def expected_cost(y_true, # true 0/1 labels
     fn = ((~flagged) & (y[None, :] == 1)).sum(1)
     return (cost_fn * fn + cost_offer * flagged.sum(1)) / len(y)
 
+
+# %% ../nbs/06_evaluate.ipynb #bd0887c8
 def choose_threshold(y_true, scores, # validation labels and probabilities
                      cost_fn: float = 500.0, cost_offer: float = 100.0,
                      grid: int = 99, # thresholds 0.01, 0.02, ..., 0.99
@@ -204,28 +169,6 @@ def plot_costs(chosen: dict, # `choose_threshold` on validation
            title=f"Expected cost: ${cost_fn:g} per missed churner, ${cost_offer:g} per offer")
     ax.legend(); ax.grid(alpha=0.3); fig.tight_layout()
     return fig
-
-# %% ../nbs/06_evaluate.ipynb #eb04af03
-def model_quality_report(y_true, # true 0/1 labels
-                         scores, # predicted probabilities of the positive class
-                         threshold: float = 0.5, # decision threshold
-                        ) -> dict:
-    "`evaluation.json` in SageMaker's model-quality format: {'binary_classification_metrics': {...}}."
-    y, s = np.asarray(y_true).astype(int), np.asarray(scores, dtype=float)
-    m, const = binary_metrics(y, s, threshold), binary_metrics(y, np.ones_like(s), threshold)
-    v = lambda x: {"value": float(x), "standard_deviation": "NaN"}
-    (tn, fp), (fn, tp) = m["confusion_matrix"]
-    fpr, tpr, _ = roc_curve(y, s)
-    prec, rec, _ = precision_recall_curve(y, s)
-    out = {"confusion_matrix": {"0": {"0": tn, "1": fp}, "1": {"0": fn, "1": tp}}}
-    out |= {k: v(m[k]) for k in ("recall", "precision", "accuracy")}
-    out |= {f"{k}_best_constant_classifier": v(const[k]) for k in ("recall", "precision", "accuracy")}
-    out |= {k: v(m[k]) for k in ("true_positive_rate", "true_negative_rate", "false_positive_rate", "false_negative_rate")}
-    out["receiver_operating_characteristic_curve"] = {"false_positive_rates": fpr.tolist(), "true_positive_rates": tpr.tolist()}
-    out["precision_recall_curve"] = {"precisions": prec[::-1].tolist(), "recalls": rec[::-1].tolist()}
-    out |= {k: v(m[k]) for k in ("auc", "pr_auc", "f0_5", "f1", "f2")}
-    out |= {f"{k}_best_constant_classifier": v(const[k]) for k in ("f0_5", "f1", "f2")}
-    return {"binary_classification_metrics": out}
 
 # %% ../nbs/06_evaluate.ipynb #daf6b85c
 def baseline_scores(X_train: np.ndarray, # encoded training features
@@ -268,6 +211,8 @@ def shap_values(booster: xgb.Booster, # the model
     contrib = booster.predict(xgb.DMatrix(X, feature_names=booster.feature_names), pred_contribs=True)
     return pd.DataFrame(contrib, columns=list(features) + ["bias"])
 
+
+# %% ../nbs/06_evaluate.ipynb #0c1e3b13
 def mean_abs_shap(shap: pd.DataFrame, top: int = 10) -> pd.Series:
     "The `top` features by mean |SHAP| (global importance), largest first."
     return shap.drop(columns="bias").abs().mean().sort_values(ascending=False).head(top)
@@ -289,6 +234,8 @@ def facet_column(X: np.ndarray, # encoded feature rows
     usable = [c for c in cat] + [c for c in num if is_flag(X[:, num.index(c)])]
     raise EvaluationError(f"facet {facet!r} is not a categorical or 0/1 feature of the model: pass one of {usable}.")
 
+
+# %% ../nbs/06_evaluate.ipynb #74e54b94
 def facet_mask(X: np.ndarray, # encoded feature rows
                meta: dict,    # feature_metadata.json
                facet: str,    # a categorical or 0/1 feature column
@@ -322,44 +269,6 @@ def choose_facet(X: np.ndarray,         # encoded training rows
         if best is None or weight > best["importance"]:
             best = {"facet": c, "value": str(groups.index[0]), "share": float(groups.iloc[0]), "importance": weight}
     return best
-
-# %% ../nbs/06_evaluate.ipynb #6fcda6bc
-def pretraining_bias(y, # 0/1 labels
-                     d, # boolean mask of facet d
-                    ) -> dict:
-    "Clarify's pre-training metrics: class imbalance CI and difference in proportions of labels DPL (facet a minus d)."
-    y, d = np.asarray(y).astype(int), np.asarray(d, dtype=bool)
-    n_a, n_d = int((~d).sum()), int(d.sum())
-    if not n_a or not n_d: raise EvaluationError(f"both facets need rows (a: {n_a}, d: {n_d})")
-    return {"CI": (n_a - n_d) / (n_a + n_d), "DPL": float(y[~d].mean() - y[d].mean()), "n_a": n_a, "n_d": n_d}
-
-def posttraining_bias(pred, # 0/1 predicted labels (decisions)
-                      d, # boolean mask of facet d
-                     ) -> dict:
-    "Clarify's post-training metrics on predicted labels: DPPL (q̂_a − q̂_d) and disparate impact DI (q̂_d / q̂_a)."
-    p, d = np.asarray(pred).astype(int), np.asarray(d, dtype=bool)
-    qa, qd = float(p[~d].mean()), float(p[d].mean())
-    return {"DPPL": qa - qd, "DI": qd / qa if qa else float("nan"), "q_a": qa, "q_d": qd}
-
-# %% ../nbs/06_evaluate.ipynb #f341b1fb
-def auc_difference(y,                 # 0/1 labels
-                   a,                 # scores of model a
-                   b,                 # scores of model b, same rows
-                   n_boot: int = 500, # bootstrap resamples
-                   seed: int = 0,     # seed of the resampling
-                  ) -> dict:
-    "AUC(a) − AUC(b) with its paired, stratified bootstrap standard error and 95 % interval."
-    y, a, b = np.asarray(y).astype(int), np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    pos, neg, rng = np.flatnonzero(y == 1), np.flatnonzero(y == 0), np.random.default_rng(seed)
-    # resample each class on its own (every resample keeps both classes); one row of indices per resample, positives first
-    idx = np.stack([np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))]) for _ in range(n_boot)])
-    def auc(s):  # AUC of every resample at once: the Mann-Whitney U of the positives' ranks (ties count half)
-        r = rankdata(s, axis=1)
-        return (r[:, :len(pos)].sum(axis=1) - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
-    diffs = auc(a[idx]) - auc(b[idx])
-    low, high = np.percentile(diffs, [2.5, 97.5])
-    return {"diff": float(roc_auc_score(y, a) - roc_auc_score(y, b)), "se": float(np.std(diffs, ddof=1)),
-            "low": float(low), "high": float(high)}
 
 # %% ../nbs/06_evaluate.ipynb #e144ef6d
 def champion_auc(lake: Lake, # the data lake

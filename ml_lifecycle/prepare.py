@@ -15,20 +15,18 @@ from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.feature import Imputer, OneHotEncoder, SQLTransformer, StringIndexer, VectorAssembler
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, Window
-try: from sklearn.metrics import roc_auc_score
-except ImportError: roc_auc_score = None  # SageMaker's Spark processing image has no scikit-learn: see `_auc`
 
 try:  # written absolute (nbdev keeps a nested import as it is): this file also runs as a processing job's script
-    from ml_lifecycle.platform.job_code import job_spark, ship_package
+    from ml_lifecycle.platform.job_code import job_spark, spark_path, write_single_files
     from ml_lifecycle.platform.schema import LABEL, MISSING, column_kinds, is_positive, label_text
 except ModuleNotFoundError as e:
     raise ModuleNotFoundError("prepare.py needs the ml_lifecycle package beside it: ship it with the job") from e
 
 # %% auto #0
-__all__ = ['SPLITS', 'PIPELINE_VERSION', 'SHIPPED_MODULES', 'add_label', 'check_fractions', 'row_key', 'assign_splits',
+__all__ = ['SPLITS', 'PIPELINE_VERSION', 'JOB_MODULES', 'add_label', 'check_fractions', 'row_key', 'assign_splits',
            'split_counts', 'screen_columns', 'fit_encoder', 'encoder_metadata', 'encode', 'transform_rows',
-           'write_splits', 'prepare_features', 'features_version', 'prepare_arguments', 'script_path',
-           'shipped_package', 'pyspark_job_spec', 'run_pyspark_job_aws', 'run_prepare', 'processing_args', 'main']
+           'write_splits', 'prepare_features', 'features_version', 'prepare_arguments', 'run_prepare',
+           'processing_args', 'main']
 
 # %% ../nbs/03_prepare.ipynb #6bf40e58
 SPLITS = ("train", "validation", "test")
@@ -56,11 +54,15 @@ def check_fractions(fractions) -> tuple:
                          "that sum to 1, e.g. (0.7, 0.15, 0.15).")
     return fr
 
+
+# %% ../nbs/03_prepare.ipynb #f2310d64
 def row_key(columns: list[str] # the columns that make up a row's identity
            ):
     "A Spark column with the whole row as text: null-aware, so (a, null) and (null, a) differ."
     return F.concat_ws("\u001f", *[F.coalesce(F.col(c).cast("string"), F.lit("\u2400")) for c in columns])
 
+
+# %% ../nbs/03_prepare.ipynb #3f61c6f0
 def assign_splits(sdf: DataFrame,                       # labelled data (has `label`)
                   seed: int,                            # the split seed
                   fractions=(0.7, 0.15, 0.15),          # train, validation, test shares (per class)
@@ -77,6 +79,8 @@ def assign_splits(sdf: DataFrame,                       # labelled data (has `la
     return (sdf.withColumn("__key", row_key(cols)).withColumn("__h", h).withColumn("__u", u).drop("__h")
                .withColumn("split", split))
 
+
+# %% ../nbs/03_prepare.ipynb #a82dd2ed
 def split_counts(sdf: DataFrame # data with `split` and `label`
                 ) -> pd.DataFrame:
     "Rows, positives and label rate per split (one small Spark aggregation)."
@@ -84,6 +88,7 @@ def split_counts(sdf: DataFrame # data with `split` and `label`
               .toPandas().set_index("split").reindex(list(SPLITS)).fillna(0).astype("int64"))
     pdf["label_rate"] = (pdf.positives / pdf.rows.where(pdf.rows > 0)).round(4)
     return pdf
+
 
 # %% ../nbs/03_prepare.ipynb #191c60d8
 def _spark_text(s: pd.Series) -> pd.Series:
@@ -94,15 +99,20 @@ def _spark_text(s: pd.Series) -> pd.Series:
         return str(v)
     return pd.Series([one(v) for v in s.tolist()], index=s.index, dtype=object)
 
+
+# %% ../nbs/03_prepare.ipynb #18740032
 def _integral(t) -> bool: return isinstance(t, T.IntegralType) or (isinstance(t, T.DecimalType) and t.scale == 0)
 
+
+# %% ../nbs/03_prepare.ipynb #383cb3fb
 def _auc(y: np.ndarray, x: np.ndarray) -> float:
-    "ROC AUC of score `x` for 0/1 `y`: scikit-learn's, else the Mann-Whitney rank formula it equals (ties count half)."
-    if roc_auc_score is not None: return float(roc_auc_score(y, x))
+    "ROC AUC of score `x` for 0/1 `y`: the Mann-Whitney rank formula scikit-learn's equals (ties count half)."
     ranks, pos = pd.Series(x).rank(method="average").to_numpy(), y == 1
     n1, n0 = int(pos.sum()), int((~pos).sum())
     return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
+
+# %% ../nbs/03_prepare.ipynb #7f67e388
 def _single_feature_auc(y: np.ndarray, x: pd.Series, categorical: bool) -> float:
     "max(AUC, 1-AUC) of one column as a score for `y` (categoricals scored by their level's positive rate)."
     if categorical:
@@ -114,6 +124,8 @@ def _single_feature_auc(y: np.ndarray, x: pd.Series, categorical: bool) -> float
     a = _auc(y[ok], x[ok])
     return round(float(max(a, 1 - a)), 6)
 
+
+# %% ../nbs/03_prepare.ipynb #3cbcf394
 def _level_f1(y: np.ndarray, x: pd.Series) -> tuple:
     "The best F1 with which one value of `x` alone finds the rare class of `y`, and that value."
     rare = int(y.mean() > 0.5) ^ 1  # the minority class: 1 unless positives are the majority
@@ -123,6 +135,8 @@ def _level_f1(y: np.ndarray, x: pd.Series) -> tuple:
     f1 = (2 * tp / (n.reindex(tp.index) + hit.sum())).fillna(0)  # 2·TP / (predicted + actual)
     return round(float(f1.max()), 6), f1.idxmax()
 
+
+# %% ../nbs/03_prepare.ipynb #a77ac2e9
 def screen_columns(train: DataFrame,      # the training split (raw columns + label)
                    roles: dict,           # from `column_kinds`
                    target: str,           # the target column
@@ -171,9 +185,12 @@ def screen_columns(train: DataFrame,      # the training split (raw columns + la
                          missing_rate=None, auc=float("nan"), action="drop", reason=f"unsupported type {types[c].simpleString()}"))
     return pd.DataFrame(rows, columns=["column", "kind", "type", "distinct", "missing_rate", "auc", "action", "reason"])
 
+
 # %% ../nbs/03_prepare.ipynb #0d51036a
 def _q(name: str) -> str: return "`" + name.replace("`", "``") + "`"
 
+
+# %% ../nbs/03_prepare.ipynb #56ffe98f
 def fit_encoder(train: DataFrame,       # the training split
                 numeric: list[str],     # numeric columns to impute (median)
                 categorical: list[str], # categorical columns to one-hot encode
@@ -197,9 +214,12 @@ def fit_encoder(train: DataFrame,       # the training split
     stages.append(VectorAssembler(inputCols=imp + ohe, outputCol="__features"))
     return Pipeline(stages=stages).fit(train)
 
+
 # %% ../nbs/03_prepare.ipynb #8a536391
 _UNSAFE = re.compile(r"[\[\]<>,;{}()\s=]+")  # characters that trouble XGBoost feature names or CSV headers
 
+
+# %% ../nbs/03_prepare.ipynb #fba66150
 def _feature_name(col: str, level: str, taken: set) -> str:
     name = f"{col}={_UNSAFE.sub('_', str(level))}"
     base, k = name, 2
@@ -207,6 +227,8 @@ def _feature_name(col: str, level: str, taken: set) -> str:
     taken.add(name)
     return name
 
+
+# %% ../nbs/03_prepare.ipynb #6f382fe8
 def encoder_metadata(model: PipelineModel, # from `fit_encoder`
                      numeric: list[str],   # the numeric columns it was fitted with
                      categorical: list[str] # the categorical columns it was fitted with
@@ -221,6 +243,8 @@ def encoder_metadata(model: PipelineModel, # from `fit_encoder`
     features = list(numeric) + [_feature_name(c, l, taken) for c in categorical for l in levels[c]]
     return {"features": features, "numeric": list(numeric), "categorical": levels, "impute": impute}
 
+
+# %% ../nbs/03_prepare.ipynb #f65f5461
 def encode(model: PipelineModel,       # from `fit_encoder`
            sdf: DataFrame,             # rows to encode (raw columns)
            features: list[str],        # the feature names, in vector order
@@ -231,6 +255,7 @@ def encode(model: PipelineModel,       # from `fit_encoder`
     cols = [F.col(LABEL)] if LABEL in sdf.columns else []
     cols += [F.col("__arr")[i].alias(f) for i, f in enumerate(features)]
     return out.select(*cols, *[c for c in keep if c in sdf.columns])
+
 
 # %% ../nbs/03_prepare.ipynb #a225549a
 def transform_rows(raw_pdf: pd.DataFrame, # raw rows with (at least) the metadata's input columns
@@ -253,41 +278,16 @@ def transform_rows(raw_pdf: pd.DataFrame, # raw rows with (at least) the metadat
     return out
 
 # %% ../nbs/03_prepare.ipynb #8c09aa6e
-def _rewrite_parquet(src: Path, dst: Path):
-    "Re-encode a Parquet file with pyarrow, streaming row groups: same data → same bytes, whatever wrote `src`."
-    try: import pyarrow.parquet as pq
-    except ImportError:  # SageMaker's Spark processing image has no pyarrow: Spark's file, same data, bytes may differ
-        shutil.move(src, dst); return
-    f = pq.ParquetFile(src)
-    with pq.ParquetWriter(dst, f.schema_arrow, compression="snappy") as w:
-        for i in range(f.num_row_groups): w.write_table(f.read_row_group(i))
-
 def write_splits(enc: DataFrame,       # encoded rows with `split`, `__u`, `__key`
                  features: list[str],  # feature columns, in order
                  out_dir: str | Path   # gets train/, validation/, test/ (created)
                 ) -> dict:
     "Write each split as `<split>/data.csv` (no header, label first) and `<split>/data.parquet`; rows in hash order."
-    out_dir = Path(out_dir)
     rows = (enc.repartition(1).sortWithinPartitions("split", "__u", "__key")
                .select("split", F.col(LABEL).cast("int").alias(LABEL), *[F.col(f) for f in features]))
-    for fmt in ("csv", "parquet"):
-        tmp = out_dir/f".{fmt}.tmp"
-        w = rows.write.mode("overwrite").partitionBy("split")
-        w.option("header", False).csv(_qualified(tmp)) if fmt == "csv" else w.parquet(_qualified(tmp))
-        for s in SPLITS:
-            (file,) = (tmp/f"split={s}").glob("part-*")
-            (out_dir/s).mkdir(parents=True, exist_ok=True)
-            if fmt == "csv": shutil.move(file, out_dir/s/"data.csv")
-            else: _rewrite_parquet(file, out_dir/s/"data.parquet")
-        shutil.rmtree(tmp)
-    return {s: out_dir/s for s in SPLITS}
+    return write_single_files(rows, "split", list(SPLITS), out_dir)
 
 # %% ../nbs/03_prepare.ipynb #ca0288c2
-def _qualified(uri) -> str:
-    "A URI Spark resolves the same everywhere: a bare local path becomes `file://` (the Spark image's default FS is HDFS)."
-    u = str(uri)
-    return u if re.match(r"^[a-z][a-z0-9+.-]*://", u) else "file://" + str(Path(u).resolve())  # as_uri() would escape '=' 
-
 def prepare_features(spark,                    # a SparkSession
                      input_uri: str,           # Parquet file or folder of the validated data
                      out_dir: str | Path,      # local folder to write train/, validation/, test/, feature_metadata.json
@@ -300,7 +300,7 @@ def prepare_features(spark,                    # a SparkSession
                     ) -> dict:
     "Run the feature pipeline on `input_uri` and write the three splits and `feature_metadata.json` to `out_dir`."
     fractions, out_dir = check_fractions(fractions), Path(out_dir)
-    raw = spark.read.parquet(_qualified(input_uri))
+    raw = spark.read.parquet(spark_path(input_uri))
     roles = column_kinds(raw.schema, exclude=(target, LABEL, *_INTERNAL))
     data = assign_splits(add_label(raw, target, positive_label), seed, fractions).persist()
     try:
@@ -357,38 +357,8 @@ def prepare_arguments(target: str, positive_label: str, seed: int, fractions, so
 
 
 # %% ../nbs/03_prepare.ipynb #8ab487ba
-def script_path() -> Path:
-    "This module's file: the processing script (SageMaker copies it to /opt/ml/processing/input/code/)."
-    import importlib.util
-    return Path(importlib.util.find_spec("ml_lifecycle.prepare").origin)
-
-SHIPPED_MODULES = ("ml_lifecycle/__init__.py", "ml_lifecycle/platform/__init__.py", "ml_lifecycle/platform/job_code.py",
-                   "ml_lifecycle/platform/schema.py")  # what the script imports of this project
-
-def shipped_package(dest: str | Path # folder for the archive
-                   ) -> Path:
-    "`ml_lifecycle.zip` with the modules the script imports (`SHIPPED_MODULES`), shipped with the job (`--py-files`)."
-    return ship_package(Path(dest)/"ml_lifecycle.zip", SHIPPED_MODULES)
-
-
-# %% ../nbs/03_prepare.ipynb #78573abe
-def pyspark_job_spec(input_uri: str,     # S3 URI of the validated version
-                     output_uri: str,    # S3 URI the features version is uploaded to
-                     arguments: list,    # `prepare_arguments(...)` (with {input:..}/{output:..} placeholders)
-                     job_name: str = "prepare",
-                     **aws               # `config.job_settings(P)`: role, region, instance type, KMS key, VPC
-                    ) -> dict:
-    "The SageMaker SDK 3 `PySparkProcessor` kwargs and `run` kwargs for this stage (built here, run only in aws mode)."
-    from ml_lifecycle.platform.sagemaker_jobs import spark_processing_spec
-    code = shipped_package(Path(tempfile.gettempdir())/"ml-lifecycle-job-code")  # one folder, reused
-    return spark_processing_spec(script_path(), {"data": input_uri}, {"features": output_uri}, arguments, job_name,
-                                 py_files=[code], **{k: v for k, v in aws.items() if k != "image_uri" and v is not None})
-
-def run_pyspark_job_aws(spec: dict, wait: bool = True, sagemaker_session=None):
-    "Start the `pyspark_job_spec` job on SageMaker (aws mode only: needs AWS credentials)."
-    from ml_lifecycle.platform.sagemaker_jobs import run_spark_processing_aws
-    return run_spark_processing_aws(spec, sagemaker_session, wait)
-
+JOB_MODULES = ("ml_lifecycle/__init__.py", "ml_lifecycle/platform/__init__.py", "ml_lifecycle/platform/job_code.py",
+               "ml_lifecycle/platform/schema.py")  # what the script imports of this project (`module_spark_job` ships them)
 
 # %% ../nbs/03_prepare.ipynb #d8780e24
 def run_prepare(lake,                        # the Lake
@@ -416,18 +386,7 @@ def run_prepare(lake,                        # the Lake
                           fractions=list(fractions), **opts)
     parts = ("features", table, f"version={fv}")
     if via not in ("spark", "processing", "aws"): raise ValueError(f"via={via!r}: pass 'spark', 'processing' or 'aws'.")
-    args = prepare_arguments(target, positive_label, seed, fractions, v["version"], **opts)
-    if not lake.exists(*parts, "_SUCCESS") and via == "processing":
-        from ml_lifecycle.platform.images import spark_image_python
-        from ml_lifecycle.platform.processing_jobs import run_processing_job
-        with tempfile.TemporaryDirectory(prefix="prepare-py-") as ship:  # what the Spark image has, plus what the job ships
-            run_processing_job(script_path(), inputs={"data": v["uri"]}, outputs={"features": lake.uri(*parts)},
-                               arguments=args, job_name=f"prepare-{fv}", overwrite_outputs=lake.exists(*parts),
-                               python=spark_image_python(), py_files=[shipped_package(ship)])
-    elif not lake.exists(*parts, "_SUCCESS") and via == "aws":
-        run_pyspark_job_aws(pyspark_job_spec(v["uri"], lake.uri(*parts), args, job_name=f"prepare-{fv}", **(aws or {})))
-        if not lake.exists(*parts, "_SUCCESS"): lake.write_bytes(b"", *parts, "_SUCCESS")  # SageMaker uploads no marker
-    elif not lake.exists(*parts, "_SUCCESS"):
+    if not lake.exists(*parts, "_SUCCESS") and via == "spark":
         if spark is None:
             from ml_lifecycle.platform.spark import get_spark
             spark = get_spark()
@@ -435,6 +394,13 @@ def run_prepare(lake,                        # the Lake
             prepare_features(spark, v["uri"], Path(tmp)/"out", target, positive_label, seed, fractions,
                              source_version=v["version"], **opts)
             lake.publish_dir(Path(tmp)/"out", *parts, overwrite=lake.exists(*parts))  # overwrite only a broken upload
+    elif not lake.exists(*parts, "_SUCCESS"):  # this module as a PySpark job: in the Spark image's environment, or on AWS
+        from ml_lifecycle.platform.sagemaker_jobs import module_spark_job
+        module_spark_job("ml_lifecycle.prepare", JOB_MODULES, mode="local" if via == "processing" else "aws", aws=aws,
+                         inputs={"data": v["uri"]}, outputs={"features": lake.uri(*parts)}, job_name=f"prepare-{fv}",
+                         arguments=prepare_arguments(target, positive_label, seed, fractions, v["version"], **opts),
+                         overwrite_outputs=lake.exists(*parts))
+        if not lake.exists(*parts, "_SUCCESS"): lake.write_bytes(b"", *parts, "_SUCCESS")  # SageMaker uploads no marker
     meta = lake.read_json(*parts, "feature_metadata.json")
     return lake.set_pointer(table, "features", version=fv, uri=lake.uri(*parts),
                          **{s: lake.uri(*parts, s) for s in SPLITS},
@@ -463,6 +429,8 @@ def processing_args(argv: list[str] | None = None # command-line arguments (None
     p.add_argument("--keep-leaks", action="store_true", help="keep suspected leaks as features (still reported)")
     return p.parse_args(argv)
 
+
+# %% ../nbs/03_prepare.ipynb #a2c96abe
 def main(argv: list[str] | None = None # command-line arguments (None → sys.argv[1:])
         ) -> int:
     "Processing-job entry point: read `--input-dir`, write the splits and metadata to `--output-dir`."
@@ -483,3 +451,4 @@ def main(argv: list[str] | None = None # command-line arguments (None → sys.ar
     return 0
 
 if __name__ == "__main__" and not hasattr(builtins, "__IPYTHON__"): sys.exit(main())
+

@@ -16,70 +16,27 @@ from pyspark.sql.types import StringType
 try:  # written absolute (nbdev keeps a nested import as it is): this file also runs as a processing job's script
     from ml_lifecycle.platform.job_code import end_spark, job_spark, read_version
     from ml_lifecycle.platform.schema import column_kinds, is_positive, label_sql, target_labels
+    from ml_lifecycle.platform.deequ import SPARK_LINE, profile_columns, suggest_constraints, verify
 except ModuleNotFoundError as e:
     raise ModuleNotFoundError("validate.py needs the ml_lifecycle package beside it: ship it with the job") from e
-try: from ml_lifecycle.platform.spark import SPARK_LINE  # in a kernel: sets SPARK_VERSION, which PyDeequ reads at import
-except ModuleNotFoundError: SPARK_LINE = os.environ.get("SPARK_VERSION", "3.5")  # in the job: its environment sets it
-from pydeequ.checks import Check, CheckLevel, ConstrainableDataTypes
-from pydeequ.analyzers import Completeness, Size
-from pydeequ.anomaly_detection import RelativeRateOfChangeStrategy
-from pydeequ.profiles import ColumnProfilerRunner, NumericColumnProfile
-from pydeequ.repository import FileSystemMetricsRepository, ResultKey
-from pydeequ.suggestions import ConstraintSuggestionRunner, DEFAULT
-from pydeequ.verification import VerificationResult, VerificationSuite
+from pydeequ.checks import ConstrainableDataTypes  # after platform.deequ: PyDeequ's SPARK_VERSION is set
 
 # %% auto #0
-__all__ = ['CONSTRAINT_ORDER', 'DROPPED_RULES', 'METRIC_NAMES', 'BUILDERS', 'JOB_MODULES', 'profile_columns', 'profile_frame',
-           'suggest_constraints', 'describe', 'check_spec', 'suggestion_to_check', 'range_checks',
-           'hand_written_checks', 'build_suite', 'choose_suite', 'load_or_build_suite', 'make_check', 'anomaly_specs',
-           'anomaly_strategy', 'anomaly_analyzer', 'repository_history', 'verify', 'QualityGateError', 'failed_checks',
-           'quality_gate', 'corrupt_copy', 'read_suite', 'validate_version', 'validation_args', 'main',
-           'run_validation_job']
-
-# %% ../nbs/01_validate.ipynb #2629120c
-def profile_columns(spark: SparkSession, # the shared session
-                    df: DataFrame,        # the data to profile
-                   ) -> list[dict]:
-    "Deequ's column profiles of `df`, one dict per column in column order."
-    res = ColumnProfilerRunner(spark).onData(df).run()
-    out = []
-    for c in df.columns:
-        p = res.profiles[c]
-        d = {"column": c, "data_type": p.dataType, "completeness": float(p.completeness),
-             "approx_distinct": int(p.approximateNumDistinctValues)}
-        if isinstance(p, NumericColumnProfile):
-            d |= {"minimum": p.minimum, "maximum": p.maximum, "mean": p.mean, "std_dev": p.stdDev, "sum": p.sum}
-        if p.histogram:
-            d["histogram"] = {str(h.value): int(h.count)
-                              for h in sorted(p.histogram, key=lambda h: (-h.count, str(h.value)))}
-        out.append(d)
-    return out
-
-def profile_frame(profile: list[dict]) -> pd.DataFrame:
-    "The profile as a tidy table: one row per column, the most frequent values of categoricals last."
-    rows = [{k: v for k, v in p.items() if k != "histogram"} |
-            {"top_values": ", ".join(list(p.get("histogram") or {})[:3])} for p in profile]
-    return pd.DataFrame(rows).set_index("column")
-
-# %% ../nbs/01_validate.ipynb #7f516e6c
-def suggest_constraints(spark: SparkSession, # the shared session
-                        df: DataFrame,        # the data to learn constraints from
-                       ) -> list[dict]:
-    "Deequ's constraint suggestions (DEFAULT rules) for `df`, as records sorted by column and rule."
-    res = ConstraintSuggestionRunner(spark).onData(df).addConstraintRule(DEFAULT()).run()
-    order = {c: i for i, c in enumerate(df.columns)}
-    recs = [{"column": s["column_name"], "description": s["description"],
-             "code_for_constraint": s["code_for_constraint"], "suggesting_rule": s["suggesting_rule"].split("(")[0],
-             "rule_description": s["rule_description"], "current_value": s["current_value"]}
-            for s in res["constraint_suggestions"]]
-    return sorted(recs, key=lambda r: (order.get(r["column"], len(order)), r["suggesting_rule"], r["description"]))
+__all__ = ['CONSTRAINT_ORDER', 'DROPPED_RULES', 'JOB_MODULES', 'describe', 'check_spec', 'suggestion_to_check', 'range_checks',
+           'hand_written_checks', 'build_suite', 'choose_suite', 'load_or_build_suite', 'anomaly_specs',
+           'repository_history', 'QualityGateError', 'failed_checks', 'quality_gate', 'corrupt_copy', 'read_suite',
+           'validate_version', 'validation_args', 'main', 'run_validation_job']
 
 # %% ../nbs/01_validate.ipynb #d4a85ab6
 CONSTRAINT_ORDER = ["hasSize", "isComplete", "hasCompleteness", "hasDataType", "isNonNegative",
                     "isInRange", "isContainedIn", "hasPositiveShare"]
 
+
+# %% ../nbs/01_validate.ipynb #273174e5
 def _fmt(x) -> str: return f"{x:g}" if isinstance(x, (int, float)) else str(x)
 
+
+# %% ../nbs/01_validate.ipynb #21e2b3a7
 def describe(constraint: str, column: str | None, params: dict) -> str:
     "A one-line, human description of a check."
     c = f"'{column}'"
@@ -96,6 +53,8 @@ def describe(constraint: str, column: str | None, params: dict) -> str:
         case "hasPositiveShare": return f"both classes of {c} are present"
     raise ValueError(f"unknown constraint {constraint!r}; known: {CONSTRAINT_ORDER}")
 
+
+# %% ../nbs/01_validate.ipynb #81a7a3ba
 def check_spec(constraint: str,           # a key of `CONSTRAINT_ORDER`, e.g. 'isComplete'
                column: str | None = None,  # the column checked (None for whole-table checks)
                source: str = "hand-written", # where the check came from (reviewers read this)
@@ -105,6 +64,7 @@ def check_spec(constraint: str,           # a key of `CONSTRAINT_ORDER`, e.g. 'i
     return {"id": f"{constraint}:{column or '*'}", "constraint": constraint, "column": column, "level": level,
             "params": params, "source": source, "description": describe(constraint, column, params)}
 
+
 # %% ../nbs/01_validate.ipynb #d5b2ec08
 DROPPED_RULES = {
     "FractionalCategoricalRangeRule": "holds only for a share of rows: a statistical expectation that drifts "
@@ -113,6 +73,8 @@ DROPPED_RULES = {
                                        "overfits the sample",
 }
 
+
+# %% ../nbs/01_validate.ipynb #cb816444
 def suggestion_to_check(s: dict,                # one record of `suggest_constraints`
                         kinds: dict,            # `column_kinds` of the data
                         profile: list[dict],    # `profile_columns` of the data
@@ -144,11 +106,14 @@ def suggestion_to_check(s: dict,                # one record of `suggest_constra
         return check_spec("isContainedIn", col, src, values=values, **extra), "an unseen category must be reviewed first"
     return None, DROPPED_RULES.get(rule, f"{rule} is not in the safe subset this gate uses")
 
+
 # %% ../nbs/01_validate.ipynb #86918110
 def _round_out(lo: float, hi: float, span: float) -> tuple[float, float]:
     step = 10 ** (math.floor(math.log10(span)) - 2) if span > 0 else 1.0
     return round(math.floor(lo / step) * step, 12), round(math.ceil(hi / step) * step, 12)
 
+
+# %% ../nbs/01_validate.ipynb #8eae86b6
 def range_checks(profile: list[dict],   # `profile_columns` of the data
                  numeric: list[str],     # the numeric columns to give a range
                  margin: float = 0.5,    # widen [min, max] by this × (max - min) on each side
@@ -166,6 +131,8 @@ def range_checks(profile: list[dict],   # `profile_columns` of the data
                               min=a, max=b))
     return out
 
+
+# %% ../nbs/01_validate.ipynb #ac91257e
 def hand_written_checks(target: str,          # the label column
                         labels: list[str],    # its two labels, in string form
                         positive_label: str,  # the positive label, in string form
@@ -178,6 +145,7 @@ def hand_written_checks(target: str,          # the label column
             check_spec("isComplete", target),
             check_spec("isContainedIn", target, values=sorted(labels), as_string=True, **key),
             check_spec("hasPositiveShare", target, label=positive_label, min=0.0, max=1.0, **key)]
+
 
 # %% ../nbs/01_validate.ipynb #104491d6
 def build_suite(suggestions: list[dict], # `suggest_constraints` of the data
@@ -216,6 +184,8 @@ def choose_suite(saved: dict | None,  # the saved suite (`checks.json`), if any
     if saved and saved.get("target") == target and not rebuild: return saved  # new labels are for the gate to catch
     return {"table": table, "target": target, "labels": sorted(labels), "built_from_version": version, "checks": fresh}
 
+
+# %% ../nbs/01_validate.ipynb #2d044def
 def load_or_build_suite(lake: Lake,           # the lake
                         table: str,           # lake table name
                         fresh: list[dict],    # the suite `build_suite` derived from this version
@@ -230,46 +200,6 @@ def load_or_build_suite(lake: Lake,           # the lake
     if doc is not saved: lake.write_json(doc, "quality", table, "checks.json")
     return doc
 
-# %% ../nbs/01_validate.ipynb #986b25db
-METRIC_NAMES = {"Completeness": "completeness", "Compliance": "share of rows complying", "Minimum": "minimum",
-                "Maximum": "maximum", "Size": "number of rows"}
-
-def _readable(message: str, deequ_constraint: str) -> str:
-    "Deequ's failure message with the metric named: 'completeness is 0.98' instead of 'Value: 0.98 ...'."
-    m, kind = re.match(r"Value: (\S+) does not meet", message or ""), re.match(r"(\w+?)Constraint", deequ_constraint or "")
-    if not (m and kind): return message or ""
-    if kind.group(1) == "Anomaly" and (inner := re.search(r"AnomalyConstraint\((\w+)", deequ_constraint)):
-        return f"{METRIC_NAMES.get(inner.group(1), inner.group(1).lower())} is {m.group(1)}, an anomaly against the previous version"
-    return f"{METRIC_NAMES.get(kind.group(1), kind.group(1).lower())} is {m.group(1)}"
-
-def _at_least(m): return lambda x: x >= m
-def _at_most(m): return lambda x: x <= m
-def _strictly_between(a, b): return lambda x: a < x < b
-def _key(c: str, p: dict) -> str: return p.get("key_sql") or f"CAST(`{c}` AS STRING)"  # the target's label key in SQL
-def _sql_str(v) -> str: return "'" + str(v).replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-BUILDERS = {
-    "hasSize":          lambda ck, c, p: ck.hasSize(_at_least(p["min"])),
-    "isComplete":       lambda ck, c, p: ck.isComplete(c),
-    "hasCompleteness":  lambda ck, c, p: ck.hasCompleteness(c, _at_least(p["min"])),
-    "hasDataType":      lambda ck, c, p: ck.hasDataType(c, ConstrainableDataTypes[p["datatype"]]),
-    "isNonNegative":    lambda ck, c, p: ck.isNonNegative(c),
-    "isInRange":        lambda ck, c, p: ck.hasMin(c, _at_least(p["min"])).hasMax(c, _at_most(p["max"])),
-    "isContainedIn":    lambda ck, c, p: (ck.satisfies(f"`{c}` IS NULL OR {_key(c, p)} IN ({', '.join(map(_sql_str, p['values']))})",
-                                                       f"{c} is one of {len(p['values'])} values", _at_least(1.0))
-                                          if p.get("as_string") else ck.isContainedIn(c, [str(v) for v in p["values"]])),
-    "hasPositiveShare": lambda ck, c, p: ck.satisfies(f"{_key(c, p)} = {_sql_str(p['label'])}",
-                                                      f"share of {c} = {p['label']}", _strictly_between(p["min"], p["max"])),
-}
-
-def make_check(spark: SparkSession, # the shared session
-               spec: dict,          # one check spec (`check_spec`)
-              ) -> Check:
-    "The PyDeequ `Check` for one check spec."
-    if spec["constraint"] not in BUILDERS:
-        raise ValueError(f"unknown constraint {spec['constraint']!r} in check {spec['id']!r}; known: {sorted(BUILDERS)}")
-    ck = Check(spark, CheckLevel[spec.get("level", "Error")], spec["id"])
-    return BUILDERS[spec["constraint"]](ck, spec["column"], spec["params"])
 
 # %% ../nbs/01_validate.ipynb #659fef39
 def anomaly_specs(columns: list[str],               # columns whose completeness is watched
@@ -287,55 +217,14 @@ def anomaly_specs(columns: list[str],               # columns whose completeness
             for c in columns]
     return out
 
-def anomaly_strategy(spec: dict): return RelativeRateOfChangeStrategy(spec["params"]["max_rate_decrease"], spec["params"]["max_rate_increase"])
-def anomaly_analyzer(spec: dict): return Size() if spec["metric"] == "Size" else Completeness(spec["column"])
 
-def _anomaly_id(check: str) -> str:
-    "Deequ's 'Anomaly check for Completeness(x,None,None)' → our id 'anomaly:Completeness:x' (other names unchanged)."
-    m = re.match(r"Anomaly check for (\w+)\(([^,)]*)", check or "")
-    if not m: return check
-    return f"anomaly:{m[1]}:{'*' if m[1] == 'Size' else m[2]}"
-
+# %% ../nbs/01_validate.ipynb #cc930433
 def repository_history(lake: Lake, table: str) -> list[dict]:
     "The entries of `quality/<table>/metrics.json` (Deequ's FileSystemMetricsRepository) as {date, tags}."
     if not lake.exists("quality", table, "metrics.json"): return []
     return [{"date": e["resultKey"]["dataSetDate"], "tags": e["resultKey"].get("tags", {})}
             for e in lake.read_json("quality", table, "metrics.json")]
 
-# %% ../nbs/01_validate.ipynb #d27ecb5e
-def verify(spark: SparkSession,        # the shared session
-           df: DataFrame,              # the data to check
-           checks: list[dict],         # the suite (check specs)
-           repository: str | None = None, # a Deequ metrics-repository file to append the metrics to
-           tags: dict | None = None,   # tags of the repository entry (e.g. the version)
-           dataset_date: int = 1,      # the entry's date (ms since epoch); same date and tags replace an entry
-           anomalies: list[dict] | None = None, # `anomaly_specs(...)`: compared with the repository's history
-          ) -> dict:
-    "Run `checks` on `df` with Deequ's `VerificationSuite`: overall status, one result per constraint, the metrics."
-    run = VerificationSuite(spark).onData(df)
-    for spec in checks: run = run.addCheck(make_check(spark, spec))
-    if anomalies and not repository: raise ValueError("anomaly checks need a metrics `repository` with history.")
-    if repository:
-        run = (run.useRepository(FileSystemMetricsRepository(spark, repository))
-                  .saveOrAppendResult(ResultKey(spark, max(int(dataset_date), 1), tags or {})))
-        for a in anomalies or []: run = run.addAnomalyCheck(anomaly_strategy(a), anomaly_analyzer(a))
-    checks = [*checks, *(anomalies or [])]
-    res = run.run()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # PyDeequ builds DataFrames through an internal constructor
-        rows = VerificationResult.checkResultsAsDataFrame(spark, res, pandas=True)
-        metrics = VerificationResult.successMetricsAsDataFrame(spark, res, pandas=True)
-    by_id, order = {c["id"]: c for c in checks}, {c["id"]: i for i, c in enumerate(checks)}
-    rows["check"] = rows["check"].map(_anomaly_id)  # Deequ names an anomaly check after its analyzer
-    results = sorted(({"id": r["check"], "constraint": by_id[r["check"]]["constraint"], "column": by_id[r["check"]]["column"],
-                       "check": by_id[r["check"]]["description"], "level": r["check_level"], "status": r["constraint_status"],
-                       "message": _readable(r["constraint_message"], r["constraint"]),
-                       "deequ_constraint": r["constraint"], "deequ_message": r["constraint_message"] or ""}
-                      for r in rows.to_dict("records")), key=lambda r: (order[r["id"]], r["deequ_constraint"]))
-    failed = [r for r in results if r["status"] != "Success"]
-    return {"status": str(res.status), "constraints": len(results), "passed": len(results) - len(failed),
-            "failed": len(failed), "results": results,
-            "metrics": sorted(metrics.to_dict("records"), key=lambda m: (m["entity"], m["instance"], m["name"]))}
 
 # %% ../nbs/01_validate.ipynb #68469e8e
 class QualityGateError(RuntimeError):
@@ -345,6 +234,8 @@ class QualityGateError(RuntimeError):
         super().__init__(f"{len(failures)} error-level data-quality check(s) failed for version {version}; "
                          f"the 'validated' pointer was NOT moved.\n" + failures.to_string(index=False))
 
+
+# %% ../nbs/01_validate.ipynb #663420e6
 def failed_checks(result: dict, # `verify`'s result
                   level: str = "Error", # the check level that blocks
                  ) -> pd.DataFrame:
@@ -352,6 +243,8 @@ def failed_checks(result: dict, # `verify`'s result
     rows = [r for r in result["results"] if r["status"] != "Success" and r["level"] == level]
     return pd.DataFrame(rows, columns=["constraint", "column", "check", "message"])
 
+
+# %% ../nbs/01_validate.ipynb #550f4f53
 def quality_gate(lake: Lake,       # the lake
                  table: str,       # lake table name
                  result: dict,     # `verify`'s result on the version in `info`
@@ -364,6 +257,7 @@ def quality_gate(lake: Lake,       # the lake
     checks = {"constraints": result["constraints"], "passed": result["passed"], "failed": result["failed"],
               "report": report}
     return lake.set_pointer(table, "validated", **info, checks=checks)
+
 
 # %% ../nbs/01_validate.ipynb #6d104073
 def corrupt_copy(df: DataFrame,      # clean data
@@ -409,6 +303,8 @@ def read_suite(folder: str | Path | None) -> dict | None:
     f = Path(folder)/"checks.json" if folder else None
     return json.loads(f.read_text()) if f and f.exists() else None
 
+
+# %% ../nbs/01_validate.ipynb #c0a36407
 def validate_version(spark: SparkSession,   # the job's session
                      df: DataFrame,         # the raw version
                      target: str, positive_label: str, # the label column and its positive value
@@ -432,6 +328,7 @@ def validate_version(spark: SparkSession,   # the job's session
     return {"kinds": kinds, "labels": labels, "key_sql": key_sql, "profile": profile, "suggestions": suggestions, "reviewed": reviewed,
             "fresh_suite": fresh, "suite": suite, "new_suite": suite is not saved, "anomalies": anomalies, "result": result}
 
+
 # %% ../nbs/01_validate.ipynb #8338b423
 def validation_args(argv: list[str] | None = None # command-line arguments (None → sys.argv[1:])
                    ) -> argparse.Namespace:
@@ -450,6 +347,8 @@ def validation_args(argv: list[str] | None = None # command-line arguments (None
     p.add_argument("--rebuild-checks", action="store_true")
     return p.parse_args(argv)
 
+
+# %% ../nbs/01_validate.ipynb #73dea83f
 def main(argv: list[str] | None = None # command-line arguments (None → sys.argv[1:])
         ) -> int:
     "Processing-job entry point: validate `--input-dir`; write the repository with this version's entry, and `job.json`."
@@ -470,10 +369,13 @@ def main(argv: list[str] | None = None # command-line arguments (None → sys.ar
 
 if __name__ == "__main__" and not hasattr(builtins, "__IPYTHON__"): sys.exit(main())
 
+
 # %% ../nbs/01_validate.ipynb #3995a71b
 JOB_MODULES = ("ml_lifecycle/__init__.py", "ml_lifecycle/platform/__init__.py", "ml_lifecycle/platform/job_code.py",
-               "ml_lifecycle/platform/schema.py", "ml_lifecycle/validate.py")  # what the job imports of this project
+               "ml_lifecycle/platform/schema.py", "ml_lifecycle/platform/deequ.py", "ml_lifecycle/validate.py")  # what the job imports of this project
 
+
+# %% ../nbs/01_validate.ipynb #bcd6ed40
 def run_validation_job(lake,                  # the lake (a `Lake`)
                        table: str,            # lake table name
                        raw: dict,             # the `raw` pointer
@@ -483,9 +385,7 @@ def run_validation_job(lake,                  # the lake (a `Lake`)
                        aws: dict | None = None # aws mode: `config.job_settings(P)`
                       ) -> dict:
     "Run `validate_version` on the `raw` version as a PySpark processing job; what it found (its `job.json`)."
-    import importlib.util
-    from ml_lifecycle.platform.job_code import ship_package
-    from ml_lifecycle.platform.sagemaker_jobs import spark_processing_job
+    from ml_lifecycle.platform.sagemaker_jobs import module_spark_job
     from ml_lifecycle.platform.spark import spark_jars
     job = ("quality", table, f"version={raw['version']}", "_job")
     inputs, args = {"data": raw["uri"]}, ["--input-dir", "{input:data}", "--output-dir", "{output:report}"]
@@ -495,10 +395,8 @@ def run_validation_job(lake,                  # the lake (a `Lake`)
              "--table", table, "--created-ms", str(int(created_ms)),
              "--max-categories", str(int(max_categories)), "--range-margin", repr(float(range_margin))]
     if rebuild: args.append("--rebuild-checks")
-    with tempfile.TemporaryDirectory(prefix="validate-job-") as ship:
-        spark_processing_job(mode, aws, code=Path(importlib.util.find_spec("ml_lifecycle.validate").origin), inputs=inputs,
-                             outputs={"report": lake.uri(*job)}, arguments=args, job_name=f"validate-{raw['version']}"[:63],
-                             env={"SPARK_VERSION": SPARK_LINE},
-                             py_files=[ship_package(Path(ship)/"ml_lifecycle.zip", JOB_MODULES, ["pydeequ"])],
-                             jars=[j for j in spark_jars() if "deequ" in Path(j).name])
+    module_spark_job("ml_lifecycle.validate", JOB_MODULES, ["pydeequ"], mode, aws, inputs=inputs, outputs={"report": lake.uri(*job)},
+                     arguments=args, job_name=f"validate-{raw['version']}"[:63], env={"SPARK_VERSION": SPARK_LINE},
+                     jars=[j for j in spark_jars() if "deequ" in Path(j).name])
     return lake.read_json(*job, "job.json")
+

@@ -7,6 +7,7 @@ settings a real account needs: the role, instance type, output path in the lake,
 and output, VPC, network isolation and inter-container encryption. The execution role's policy is
 linted with parliament and checked to allow every call the notebooks make — and little else."""
 import json, warnings
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,8 @@ from ml_lifecycle.platform.aws import validate_request
 from ml_lifecycle.platform.iam import EXAMPLE_ACCOUNT, execution_role_policy, policy_allows
 from ml_lifecycle.platform.sagemaker_account import sagemaker_recorder
 from ml_lifecycle.platform.config import ParameterError, job_settings, make_params
+from ml_lifecycle.platform.sagemaker_jobs import run_spark_processing_aws, spark_processing_spec
+from ml_lifecycle.prepare import prepare_arguments
 
 ROLE = f"arn:aws:iam::{EXAMPLE_ACCOUNT}:role/MLLifecycleSageMakerRole"
 KEY = f"arn:aws:kms:us-east-1:{EXAMPLE_ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -132,14 +135,23 @@ def test_processing_job_request(P, tmp_path):
     assert req["AppSpecification"]["ContainerArguments"] == ["--in", "/opt/ml/processing/input/data"]
 
 
+def _prepare_spec(P, features_uri, args):
+    "03_prepare's PySpark job as `module_spark_job` builds it in aws mode (this module, JOB_MODULES zipped beside it)."
+    import importlib.util, tempfile
+    from ml_lifecycle.platform.job_code import ship_package
+    from ml_lifecycle.prepare import JOB_MODULES
+    code = ship_package(Path(tempfile.mkdtemp(prefix="job-code-"))/"ml_lifecycle.zip", JOB_MODULES)
+    aws = {k: v for k, v in job_settings(P).items() if k != "image_uri" and v is not None}
+    return spark_processing_spec(importlib.util.find_spec("ml_lifecycle.prepare").origin, {"data": P.lake + "/raw/mlc_churn/version=v1"},
+                                 {"features": features_uri}, args, "prepare-f1", py_files=[code], **aws)
+
+
 @pytest.mark.slow
 def test_prepare_pyspark_job_request(P):
     "03_prepare in aws mode: a PySparkProcessor job with the account's settings."
-    from ml_lifecycle.prepare import prepare_arguments, pyspark_job_spec, run_pyspark_job_aws
     args = prepare_arguments("churn", "yes", 42, (0.7, 0.15, 0.15), "v1")
-    spec = pyspark_job_spec(P.lake + "/raw/mlc_churn/version=v1", P.lake + "/features/mlc_churn/version=f1", args,
-                            job_name="prepare-f1", **job_settings(P))
-    req, _, _ = _recorded_job(P, lambda: run_pyspark_job_aws(spec, wait=False), "CreateProcessingJob", "processing")
+    spec = _prepare_spec(P, P.lake + "/features/mlc_churn/version=f1", args)
+    req, _, _ = _recorded_job(P, lambda: run_spark_processing_aws(spec, wait=False), "CreateProcessingJob", "processing")
     assert req["ProcessingJobName"].startswith("prepare-f1")
     assert "spark" in req["AppSpecification"]["ImageUri"]
 
@@ -302,7 +314,6 @@ def _resource(op: str, params: dict, region="us-east-1", account=EXAMPLE_ACCOUNT
 def test_policy_allows_every_recorded_call(P):
     "Each job request the SDK sends (and the code it uploads) is allowed by the generated policy; PassRole too."
     from ml_lifecycle.platform.sagemaker_jobs import run_training_job_aws, training_job_spec
-    from ml_lifecycle.prepare import prepare_arguments, pyspark_job_spec, run_pyspark_job_aws
     from ml_lifecycle.platform.xgb_job import ENTRY_POINT, METRIC_DEFINITIONS, script_dir
     pol = execution_role_policy(P)
     rec = sagemaker_recorder(P.role_arn, pol)
@@ -311,9 +322,8 @@ def test_policy_allows_every_recorded_call(P):
         run_training_job_aws(training_job_spec(ENTRY_POINT, script_dir(), {"num_round": 10}, {"train": feats + "/train"},
                                                job_name="xgb-f1", output_path=P.lake + "/models/mlc_churn",
                                                **job_settings(P)), wait=False)
-        run_pyspark_job_aws(pyspark_job_spec(P.lake + "/raw/mlc_churn/version=v1", feats,
-                                             prepare_arguments("churn", "yes", 42, (0.7, 0.15, 0.15), "v1"),
-                                             job_name="prepare-f1", **job_settings(P)), wait=False)
+        run_spark_processing_aws(_prepare_spec(P, feats, prepare_arguments("churn", "yes", 42, (0.7, 0.15, 0.15), "v1")),
+                                 wait=False)
     checked = 0
     for c in rec.calls:
         if (res := _resource(c.operation, c.params)) is None: continue

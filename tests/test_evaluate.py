@@ -8,9 +8,10 @@ from sklearn import metrics as skm
 from sklearn.datasets import make_classification
 
 from ml_lifecycle.platform.storage import Lake, LakeError
-from ml_lifecycle.evaluate import (EvaluationError, binary_metrics, candidate_pointer, champion_auc, gate,
-                                   lake_relpath, load_model, model_quality_report, publish_decision, read_split,
-                                   register_model, safe_extract, score, write_evaluation, baseline_scores)
+from ml_lifecycle.platform.model_metrics import binary_metrics, model_quality_report
+from ml_lifecycle.evaluate import (EvaluationError, candidate_pointer, champion_auc, gate,
+                                   lake_relpath, load_model, publish_decision, read_split,
+                                   register_model, score, write_evaluation, baseline_scores)
 
 T = "toy"
 
@@ -70,7 +71,7 @@ def test_binary_metrics_known_values():
     m = binary_metrics([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8], 0.5)
     assert (m["auc"], m["precision"], m["recall"], m["accuracy"]) == (0.75, 1.0, 0.5, 0.75)
     assert m["confusion_matrix"] == [[2, 0], [1, 1]]
-    with pytest.raises(EvaluationError, match="both classes"): binary_metrics([1, 1], [0.2, 0.9])
+    with pytest.raises(ValueError, match="both classes"): binary_metrics([1, 1], [0.2, 0.9])
 
 SAGEMAKER_KEYS = {  # https://docs.aws.amazon.com/sagemaker/latest/dg/model-monitor-model-quality-metrics.html
     "confusion_matrix", "recall", "precision", "accuracy", "recall_best_constant_classifier",
@@ -164,20 +165,17 @@ def _file(name, data=b"x"):
     ti = tarfile.TarInfo(name); ti.size = len(data); return ti, data
 
 @pytest.mark.parametrize("name", ["../escape.txt", "model/../../escape.txt", "/tmp/abs-escape.txt"])
-def test_safe_extract_rejects_traversal(tmp_path, name):
-    tar = _tar(tmp_path/"evil.tar.gz", [_file("ok.txt"), _file(name)])
-    with pytest.raises(EvaluationError, match="refusing unsafe member"): safe_extract(tar, tmp_path/"dst")
-    assert not (tmp_path/"escape.txt").exists() and not (tmp_path/"dst"/"ok.txt").exists()  # nothing extracted
-
-def test_safe_extract_rejects_links(tmp_path):
+def test_load_model_refuses_unsafe_archives(tmp_path, name):
+    "An archive that would write outside its folder, holds a link, or is no tar at all: an EvaluationError, nothing extracted."
+    L = Lake(str(tmp_path/"lake"))
     link = tarfile.TarInfo("model/link"); link.type = tarfile.SYMTYPE; link.linkname = "/etc/passwd"
-    with pytest.raises(EvaluationError, match="link"): safe_extract(_tar(tmp_path/"l.tar.gz", [(link, None)]), tmp_path/"d")
-
-def test_safe_extract_ok_and_corrupt(tmp_path):
-    d = safe_extract(_tar(tmp_path/"good.tar.gz", [_file("a/b.txt", b"hi")]), tmp_path/"dst")
-    assert (d/"a"/"b.txt").read_bytes() == b"hi"
-    (tmp_path/"bad.tar.gz").write_bytes(b"not a tar")
-    with pytest.raises(EvaluationError, match="cannot extract"): safe_extract(tmp_path/"bad.tar.gz", tmp_path/"x")
+    for case, tar in (("outside", _tar(tmp_path/"evil.tar.gz", [_file("ok.txt"), _file(name)])),
+                      ("link", _tar(tmp_path/"l.tar.gz", [(link, None)]))):
+        L.put_file(tar, "models", T, "j", "model.tar.gz")
+        with pytest.raises(EvaluationError, match=case): load_model(L, L.uri("models", T, "j", "model.tar.gz"), tmp_path/"w")
+        assert not (tmp_path/"escape.txt").exists() and not (tmp_path/"w"/"model"/"ok.txt").exists()  # nothing extracted
+    L.write_bytes(b"not a tar", "models", T, "j", "model.tar.gz")
+    with pytest.raises(EvaluationError, match="model.tar.gz"): load_model(L, L.uri("models", T, "j", "model.tar.gz"), tmp_path/"w")
 
 def test_load_model_roundtrip_and_errors(lake, tmp_path):
     L = lake["L"]
@@ -276,7 +274,8 @@ def test_shap_contributions_sum_to_margin():
     assert mean_abs_shap(sh, 2).index[0] == "a"  # the only informative feature leads
 
 def test_bias_metrics_clarify_definitions():
-    from ml_lifecycle.evaluate import facet_mask, pretraining_bias, posttraining_bias
+    from ml_lifecycle.evaluate import facet_mask
+    from ml_lifecycle.platform.model_metrics import pretraining_bias, posttraining_bias
     X = np.array([[1, 0], [1, 0], [1, 0], [1, 0], [0, 1], [0, 1]])
     meta = {"numeric": [], "categorical": {"plan": ["no", "yes"]}, "features": ["plan=no", "plan=yes"]}
     d = facet_mask(X, meta, "plan", "yes")
@@ -286,4 +285,4 @@ def test_bias_metrics_clarify_definitions():
     post = posttraining_bias([1, 0, 0, 0, 1, 0], d)
     assert abs(post["DPPL"] - (0.25 - 0.5)) < 1e-12 and abs(post["DI"] - 2.0) < 1e-12
     with pytest.raises(EvaluationError, match="is not a level of 'plan'"): facet_mask(X, meta, "plan", "maybe")
-    with pytest.raises(EvaluationError, match="both facets"): pretraining_bias([0, 1], np.array([True, True]))
+    with pytest.raises(ValueError, match="both facets"): pretraining_bias([0, 1], np.array([True, True]))

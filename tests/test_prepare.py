@@ -301,11 +301,16 @@ def test_run_prepare_via_processing_job_is_byte_identical(spark, lake, tmp_path)
         else: assert (pa_/f).read_bytes() == (pb/f).read_bytes(), f
 
 
-def test_pyspark_job_spec_shape():
-    "The aws-mode spec: PySparkProcessor kwargs (Spark 3.5 container) and run kwargs with SageMaker paths."
-    from ml_lifecycle.prepare import prepare_arguments, pyspark_job_spec
-    spec = pyspark_job_spec("s3a://b/raw/t/version=v1", "s3://b/features/t/version=f", prepare_arguments("y", "1", 1, (0.7, 0.15, 0.15)),
-                            role_arn="arn:aws:iam::111122223333:role/R", kms_key_id="k")
+def test_pyspark_job_spec_shape(tmp_path):
+    "The aws-mode spec of this module's job: PySparkProcessor kwargs (Spark 3.5 container) and run kwargs with SageMaker paths."
+    import importlib.util
+    from ml_lifecycle.platform.job_code import ship_package
+    from ml_lifecycle.platform.sagemaker_jobs import spark_processing_spec
+    from ml_lifecycle.prepare import JOB_MODULES, prepare_arguments
+    spec = spark_processing_spec(importlib.util.find_spec("ml_lifecycle.prepare").origin, {"data": "s3a://b/raw/t/version=v1"},
+                                 {"features": "s3://b/features/t/version=f"}, prepare_arguments("y", "1", 1, (0.7, 0.15, 0.15)),
+                                 py_files=[ship_package(tmp_path/"ml_lifecycle.zip", JOB_MODULES)],
+                                 role_arn="arn:aws:iam::111122223333:role/R", kms_key_id="k")
     assert spec["processor"]["framework_version"] == "3.5" and spec["processor"]["output_kms_key"] == "k"
     assert spec["run"]["inputs"][0].s3_input.s3_uri == "s3://b/raw/t/version=v1"
     assert "/opt/ml/processing/output/features" in spec["run"]["arguments"]
@@ -315,8 +320,8 @@ def test_pyspark_job_spec_shape():
     assert set(spec["run"]) <= set(inspect.signature(PySparkProcessor.run).parameters)
 
 
-def test_auc_without_scikit_learn_equals_scikit_learn(monkeypatch):
-    "The rank formula the Spark image's job falls back on gives scikit-learn's AUC, ties included."
+def test_auc_without_scikit_learn_equals_scikit_learn():
+    "The rank formula the screening uses (the Spark image has no scikit-learn) gives scikit-learn's AUC, ties included."
     import numpy as np
     import ml_lifecycle.prepare as prep
     from sklearn.metrics import roc_auc_score
@@ -324,18 +329,18 @@ def test_auc_without_scikit_learn_equals_scikit_learn(monkeypatch):
     for _ in range(20):
         y = rng.integers(0, 2, 300); y[:2] = [0, 1]
         x = np.round(rng.normal(size=300) + y * rng.uniform(0, 2), int(rng.integers(0, 3)))  # rounding makes ties
-        monkeypatch.setattr(prep, "roc_auc_score", None)
-        fallback = prep._auc(y, x)
-        monkeypatch.undo()
-        assert abs(fallback - roc_auc_score(y, x)) < 1e-12
+        assert abs(prep._auc(y, x) - roc_auc_score(y, x)) < 1e-12
 
 
 def test_script_needs_only_what_the_spark_image_has(tmp_path):
     "In the Spark image's environment (no scikit-learn, pyarrow, fastcore) the script imports with the shipped zip alone."
     import subprocess
     from ml_lifecycle.platform.images import spark_image_python
-    from ml_lifecycle.prepare import script_path, shipped_package
-    py, zp = spark_image_python(), shipped_package(tmp_path)
+    import importlib.util
+    from ml_lifecycle.platform.job_code import ship_package
+    from ml_lifecycle.prepare import JOB_MODULES
+    script_path = lambda: importlib.util.find_spec("ml_lifecycle.prepare").origin
+    py, zp = spark_image_python(), ship_package(tmp_path/"ml_lifecycle.zip", JOB_MODULES)
     code = "import importlib.util as u, sys; s = u.spec_from_file_location('prep', sys.argv[1]); m = u.module_from_spec(s); s.loader.exec_module(m); print(m.PIPELINE_VERSION)"
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(zp)}
     ok = subprocess.run([str(py), "-c", code, str(script_path())], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)

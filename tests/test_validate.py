@@ -6,10 +6,10 @@ import pyspark.sql.functions as F
 import pytest
 
 from ml_lifecycle.platform.storage import Lake
+from ml_lifecycle.platform.deequ import make_check, profile_columns, suggest_constraints, verify
 from ml_lifecycle.validate import (
     QualityGateError, build_suite, check_spec, corrupt_copy, failed_checks, hand_written_checks,
-    load_or_build_suite, make_check, profile_columns, quality_gate,
-    range_checks, suggest_constraints, suggestion_to_check, verify)
+    load_or_build_suite, quality_gate, range_checks, suggestion_to_check)
 from ml_lifecycle.platform.schema import column_kinds, is_positive, label_sql, label_key, target_labels
 from ml_lifecycle.platform.spark import load_version
 

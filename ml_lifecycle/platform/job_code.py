@@ -4,12 +4,12 @@
 
 # %% ../../nbs/platform/03a_job_code.ipynb #3044724b
 from __future__ import annotations
-import hashlib, importlib.util, os, zipfile
+import hashlib, importlib.util, os, re, shutil, zipfile
 from pathlib import Path
 
 # %% auto #0
 __all__ = ['LEFT_OUT', 'SUBMIT_OPTIONS', 'package_files', 'write_zip', 'ship_package', 'job_spark', 'read_version', 'end_spark',
-           'submit_files', 'spark_submit_command']
+           'spark_path', 'rewrite_parquet', 'write_single_files', 'submit_files', 'spark_submit_command']
 
 # %% ../../nbs/platform/03a_job_code.ipynb #76918bee
 LEFT_OUT = ("__pycache__", "tests")  # folders a job never reads: compiled caches and the libraries' own test suites
@@ -85,6 +85,46 @@ def end_spark(spark):
         if gw is not None: gw.shutdown_callback_server()
     except Exception: pass  # no callback server was started
     spark.stop()
+
+# %% ../../nbs/platform/03a_job_code.ipynb #8098292d
+def spark_path(uri: str | Path # a URI (kept) or a local path
+              ) -> str:
+    "A URI Spark resolves the same everywhere: a bare local path becomes `file://` (the Spark image's default FS is HDFS)."
+    u = str(uri)
+    return u if re.match(r"^[a-z][a-z0-9+.-]*://", u) else "file://" + str(Path(u).resolve())  # as_uri() would escape '=' 
+
+# %% ../../nbs/platform/03a_job_code.ipynb #4cbc521e
+def rewrite_parquet(src: Path, # a Parquet file written by Spark
+                    dst: Path  # where the re-encoded file goes (`src` is moved there without pyarrow)
+                   ):
+    "Re-encode a Parquet file with pyarrow, streaming row groups: same data → same bytes, whatever wrote `src`."
+    try: import pyarrow.parquet as pq
+    except ImportError:  # SageMaker's Spark processing image has no pyarrow: Spark's file, same data, bytes may differ
+        shutil.move(src, dst); return
+    f = pq.ParquetFile(src)
+    with pq.ParquetWriter(dst, f.schema_arrow, compression="snappy") as w:
+        for i in range(f.num_row_groups): w.write_table(f.read_row_group(i))
+
+# %% ../../nbs/platform/03a_job_code.ipynb #a3afb51d
+def write_single_files(rows,               # a Spark DataFrame in its final row order (one partition)
+                       by: str,            # the column whose values name the folders
+                       values: list[str],  # its values (each gets a folder, which must receive rows)
+                       out_dir: str | Path, # gets one folder per value (created)
+                       name: str = "data", # the files' name: `<value>/<name>.csv` and `<value>/<name>.parquet`
+                      ) -> dict:
+    "Write the rows of each value of `by` as one header-less CSV and one Parquet file (without `by`)."
+    out_dir = Path(out_dir)
+    for fmt in ("csv", "parquet"):
+        tmp = out_dir/f".{fmt}.tmp"
+        w = rows.write.mode("overwrite").partitionBy(by)
+        w.option("header", False).csv(spark_path(tmp)) if fmt == "csv" else w.parquet(spark_path(tmp))
+        for v in values:
+            (file,) = (tmp/f"{by}={v}").glob("part-*")
+            (out_dir/v).mkdir(parents=True, exist_ok=True)
+            if fmt == "csv": shutil.move(file, out_dir/v/f"{name}.csv")
+            else: rewrite_parquet(file, out_dir/v/f"{name}.parquet")
+        shutil.rmtree(tmp)
+    return {v: out_dir/v for v in values}
 
 # %% ../../nbs/platform/03a_job_code.ipynb #012eb33b
 def submit_files(value: str # an option's value: comma-separated paths or S3 URIs, a folder standing for its files

@@ -4,8 +4,10 @@
 
 # %% ../../nbs/platform/03c_sagemaker_jobs.ipynb #e2a6d4f8
 from __future__ import annotations
+import importlib.util, tempfile
 from pathlib import Path
 
+from .job_code import ship_package
 from .images import SPARK_IMAGE, XGBOOST_IMAGE, spark_image_python
 from .sagemaker_local import JobResult, check_job_name
 from .processing_jobs import expand_channels, processing_env
@@ -16,7 +18,7 @@ from .sagemaker_local import run_training_job, serialize_hyperparameters
 __all__ = ['SKLEARN_FRAMEWORK_VERSION', 'framework_image_uri', 'training_networking', 'training_channels', 'training_job_spec',
            'job_session', 'run_training_job_aws', 'network_config', 'processing_job_spec', 'run_processing_job_aws',
            'spark_processing_spec', 'run_spark_processing_aws', 'training_job', 'processing_job',
-           'spark_processing_job']
+           'spark_processing_job', 'module_spark_job']
 
 # %% ../../nbs/platform/03c_sagemaker_jobs.ipynb #b369fa7b
 SKLEARN_FRAMEWORK_VERSION = "1.9-0"  # SageMaker scikit-learn image tag (processing jobs)
@@ -256,3 +258,17 @@ def spark_processing_job(mode: str = "local", aws: dict | None = None, **kwargs)
     keep = {"code", "inputs", "outputs", "arguments", "job_name", "env", "timeout", "py_files", "jars"}
     aws = {k: v for k, v in (aws or {}).items() if k in _AWS_KEYS and k != "image_uri" and v is not None}
     return run_spark_processing_aws(spark_processing_spec(**{k: v for k, v in kwargs.items() if k in keep}, **aws))
+
+# %% ../../nbs/platform/03c_sagemaker_jobs.ipynb #d62eacfd
+def module_spark_job(module: str,             # the job's script: a module of this project, e.g. 'ml_lifecycle.validate'
+                     modules: list[str],      # the project files it imports (`job_code.ship_package`)
+                     libraries: list[str] = (), # pure-Python packages it imports, shipped whole (e.g. 'pydeequ')
+                     mode: str = "local",     # as in `spark_processing_job`
+                     aws: dict | None = None, # aws mode: `config.job_settings(P)`
+                     **kwargs                 # the rest of `spark_processing_job`: inputs, outputs, arguments, job_name, ...
+                    ):
+    "Run `module` as a PySpark processing job, with `modules` and `libraries` shipped beside it in one zip."
+    with tempfile.TemporaryDirectory(prefix="job-code-") as ship:
+        code = ship_package(Path(ship)/"ml_lifecycle.zip", modules, libraries)
+        return spark_processing_job(mode, aws, code=Path(importlib.util.find_spec(module).origin),
+                                    py_files=[code, *kwargs.pop("py_files", [])], **kwargs)
