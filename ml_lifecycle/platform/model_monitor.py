@@ -12,9 +12,10 @@ from pathlib import Path
 import fsspec
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
+from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
 from .capture import read_capture
+from .model_metrics import binary_metrics
 from .storage import Lake, LakeError
 
 # %% auto #0
@@ -297,9 +298,12 @@ def quality_figures(y: np.ndarray,      # labels (0/1)
                     threshold: float    # decision threshold
                    ) -> dict:
     "The `QUALITY_METRICS` of predictions `p` against labels `y` (scikit-learn; AUC is NaN with one class only)."
-    yhat = (p >= threshold).astype(int)
-    return {"auc": float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else np.nan,
-            "f1": float(f1_score(y, yhat, zero_division=0)), "precision": float(precision_score(y, yhat, zero_division=0)),
+    y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
+    if len(np.unique(y)) == 2:  # the usual case: 06_evaluate's own metrics (`platform.model_metrics.binary_metrics`)
+        m = binary_metrics(y, p, threshold)
+        return {k: m[k] for k in QUALITY_METRICS}
+    yhat = (p >= threshold).astype(int)  # one class only (a small hour, a bootstrap sample): no AUC, the rest as defined
+    return {"auc": np.nan, "f1": float(f1_score(y, yhat, zero_division=0)), "precision": float(precision_score(y, yhat, zero_division=0)),
             "recall": float(recall_score(y, yhat, zero_division=0)), "accuracy": float(accuracy_score(y, yhat))}
 
 # %% ../../nbs/platform/09_model_monitor.ipynb #366ed5df
