@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_prepare.ipynb #bc9cc476
 from __future__ import annotations
-import argparse, builtins, hashlib, json, math, os, re, shutil, sys, tempfile, threading, zipfile
+import argparse, builtins, hashlib, json, math, sys, tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,21 +18,24 @@ from pyspark.sql import DataFrame, Window
 
 try:  # written absolute (nbdev keeps a nested import as it is): this file also runs as a processing job's script
     from ml_lifecycle.platform.job_code import job_spark, spark_path, write_single_files
-    from ml_lifecycle.platform.schema import LABEL, MISSING, column_kinds, is_positive, label_text
+    from ml_lifecycle.platform.schema import LABEL, MISSING, column_kinds, is_positive, label_text, sql_name
+    from ml_lifecycle.platform.encoding import feature_name, spark_text
 except ModuleNotFoundError as e:
     raise ModuleNotFoundError("prepare.py needs the ml_lifecycle package beside it: ship it with the job") from e
 
 # %% auto #0
 __all__ = ['SPLITS', 'PIPELINE_VERSION', 'JOB_MODULES', 'add_label', 'check_fractions', 'row_key', 'assign_splits',
-           'split_counts', 'screen_columns', 'fit_encoder', 'encoder_metadata', 'encode', 'transform_rows',
-           'write_splits', 'prepare_features', 'features_version', 'prepare_arguments', 'run_prepare',
-           'processing_args', 'main']
+           'split_counts', 'screen_columns', 'fit_encoder', 'encoder_metadata', 'encode', 'write_splits',
+           'prepare_features', 'features_version', 'prepare_arguments', 'run_prepare', 'processing_args', 'main']
 
 # %% ../nbs/03_prepare.ipynb #6bf40e58
 SPLITS = ("train", "validation", "test")
-PIPELINE_VERSION = 3         # bump when the feature logic or its record changes: part of the content address (3: positives per split)
 _INTERNAL = ("split", "__u", "__key")  # helper columns the pipeline adds
 
+# %% ../nbs/03_prepare.ipynb #902708b7
+PIPELINE_VERSION = 3         # bump when the feature logic or its record changes: part of the content address (3: positives per split)
+
+# %% ../nbs/03_prepare.ipynb #c0a3d4b3
 def add_label(sdf: DataFrame,      # the validated data
               target: str,         # the target column
               positive_label: str  # the target value that counts as positive
@@ -90,16 +93,6 @@ def split_counts(sdf: DataFrame # data with `split` and `label`
     return pdf
 
 
-# %% ../nbs/03_prepare.ipynb #191c60d8
-def _spark_text(s: pd.Series) -> pd.Series:
-    "Values as Spark's CAST(x AS STRING) writes them (booleans lower-case), missing → `__missing__`."
-    def one(v):
-        if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)): return MISSING
-        if isinstance(v, (bool, np.bool_)): return "true" if v else "false"
-        return str(v)
-    return pd.Series([one(v) for v in s.tolist()], index=s.index, dtype=object)
-
-
 # %% ../nbs/03_prepare.ipynb #18740032
 def _integral(t) -> bool: return isinstance(t, T.IntegralType) or (isinstance(t, T.DecimalType) and t.scale == 0)
 
@@ -116,7 +109,7 @@ def _auc(y: np.ndarray, x: np.ndarray) -> float:
 def _single_feature_auc(y: np.ndarray, x: pd.Series, categorical: bool) -> float:
     "max(AUC, 1-AUC) of one column as a score for `y` (categoricals scored by their level's positive rate)."
     if categorical:
-        s = _spark_text(x)
+        s = spark_text(x)
         x = s.map(pd.Series(y, index=s.index).groupby(s).mean())
     x = pd.to_numeric(x, errors="coerce").to_numpy(dtype="float64")
     ok = ~np.isnan(x)
@@ -129,7 +122,7 @@ def _single_feature_auc(y: np.ndarray, x: pd.Series, categorical: bool) -> float
 def _level_f1(y: np.ndarray, x: pd.Series) -> tuple:
     "The best F1 with which one value of `x` alone finds the rare class of `y`, and that value."
     rare = int(y.mean() > 0.5) ^ 1  # the minority class: 1 unless positives are the majority
-    hit, s = (y == rare), _spark_text(x)
+    hit, s = (y == rare), spark_text(x)
     tp, n = pd.Series(hit, index=s.index).groupby(s).sum(), s.value_counts()
     if not hit.any() or tp.empty: return 0.0, None
     f1 = (2 * tp / (n.reindex(tp.index) + hit.sum())).fillna(0)  # 2·TP / (predicted + actual)
@@ -186,10 +179,6 @@ def screen_columns(train: DataFrame,      # the training split (raw columns + la
     return pd.DataFrame(rows, columns=["column", "kind", "type", "distinct", "missing_rate", "auc", "action", "reason"])
 
 
-# %% ../nbs/03_prepare.ipynb #0d51036a
-def _q(name: str) -> str: return "`" + name.replace("`", "``") + "`"
-
-
 # %% ../nbs/03_prepare.ipynb #56ffe98f
 def fit_encoder(train: DataFrame,       # the training split
                 numeric: list[str],     # numeric columns to impute (median)
@@ -198,8 +187,8 @@ def fit_encoder(train: DataFrame,       # the training split
                ) -> PipelineModel:
     "Fit the Spark ML pipeline: cast → median imputation → `__missing__` level → one-hot (levels from `train`)."
     if not numeric and not categorical: raise ValueError("no feature columns are left to encode.")
-    sel = ([f"CAST({_q(c)} AS DOUBLE) AS __num{i}" for i, c in enumerate(numeric)] +
-           [f"COALESCE(CAST({_q(c)} AS STRING), '{MISSING}') AS __cat{i}" for i, c in enumerate(categorical)])
+    sel = ([f"CAST({sql_name(c)} AS DOUBLE) AS __num{i}" for i, c in enumerate(numeric)] +
+           [f"COALESCE(CAST({sql_name(c)} AS STRING), '{MISSING}') AS __cat{i}" for i, c in enumerate(categorical)])
     stages = [SQLTransformer(statement=f"SELECT *, {', '.join(sel)} FROM __THIS__")]
     imp = [f"__imp{i}" for i in range(len(numeric))]
     ohe = [f"__ohe{i}" for i in range(len(categorical))]
@@ -215,19 +204,6 @@ def fit_encoder(train: DataFrame,       # the training split
     return Pipeline(stages=stages).fit(train)
 
 
-# %% ../nbs/03_prepare.ipynb #8a536391
-_UNSAFE = re.compile(r"[\[\]<>,;{}()\s=]+")  # characters that trouble XGBoost feature names or CSV headers
-
-
-# %% ../nbs/03_prepare.ipynb #fba66150
-def _feature_name(col: str, level: str, taken: set) -> str:
-    name = f"{col}={_UNSAFE.sub('_', str(level))}"
-    base, k = name, 2
-    while name in taken: name, k = f"{base}_{k}", k + 1
-    taken.add(name)
-    return name
-
-
 # %% ../nbs/03_prepare.ipynb #6f382fe8
 def encoder_metadata(model: PipelineModel, # from `fit_encoder`
                      numeric: list[str],   # the numeric columns it was fitted with
@@ -240,7 +216,7 @@ def encoder_metadata(model: PipelineModel, # from `fit_encoder`
     levels = dict(zip(categorical, [list(l) for l in st["StringIndexerModel"].labelsArray])) if categorical else {}
     impute |= {c: MISSING for c in categorical}
     taken = set(numeric)
-    features = list(numeric) + [_feature_name(c, l, taken) for c in categorical for l in levels[c]]
+    features = list(numeric) + [feature_name(c, l, taken) for c in categorical for l in levels[c]]
     return {"features": features, "numeric": list(numeric), "categorical": levels, "impute": impute}
 
 
@@ -256,26 +232,6 @@ def encode(model: PipelineModel,       # from `fit_encoder`
     cols += [F.col("__arr")[i].alias(f) for i, f in enumerate(features)]
     return out.select(*cols, *[c for c in keep if c in sdf.columns])
 
-
-# %% ../nbs/03_prepare.ipynb #a225549a
-def transform_rows(raw_pdf: pd.DataFrame, # raw rows with (at least) the metadata's input columns
-                   metadata: dict         # `feature_metadata.json` of a features version
-                  ) -> np.ndarray:
-    "Encode raw rows with the saved recipe (impute, one-hot): a float64 array in `metadata['features']` order."
-    need = [*metadata["numeric"], *metadata["categorical"]]
-    if missing := [c for c in need if c not in raw_pdf.columns]:
-        raise ValueError(f"raw rows lack column(s) {missing}; the features need {need}.")
-    blocks = []
-    for c in metadata["numeric"]:
-        x = pd.to_numeric(raw_pdf[c], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-        blocks.append(np.where(np.isnan(x), float(metadata["impute"][c]), x)[:, None])
-    for c, levels in metadata["categorical"].items():
-        s = _spark_text(raw_pdf[c]).to_numpy()
-        blocks.append((s[:, None] == np.array(levels, dtype=object)[None, :]).astype("float64"))
-    out = np.hstack(blocks) if blocks else np.empty((len(raw_pdf), 0))
-    if out.shape[1] != len(metadata["features"]):
-        raise ValueError(f"the recipe gives {out.shape[1]} columns but the metadata lists {len(metadata['features'])} features.")
-    return out
 
 # %% ../nbs/03_prepare.ipynb #8c09aa6e
 def write_splits(enc: DataFrame,       # encoded rows with `split`, `__u`, `__key`
@@ -358,7 +314,7 @@ def prepare_arguments(target: str, positive_label: str, seed: int, fractions, so
 
 # %% ../nbs/03_prepare.ipynb #8ab487ba
 JOB_MODULES = ("ml_lifecycle/__init__.py", "ml_lifecycle/platform/__init__.py", "ml_lifecycle/platform/job_code.py",
-               "ml_lifecycle/platform/schema.py")  # what the script imports of this project (`module_spark_job` ships them)
+               "ml_lifecycle/platform/schema.py", "ml_lifecycle/platform/encoding.py")  # what the script imports of this project (`module_spark_job` ships them)
 
 # %% ../nbs/03_prepare.ipynb #d8780e24
 def run_prepare(lake,                        # the Lake

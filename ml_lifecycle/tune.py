@@ -4,9 +4,8 @@
 
 # %% ../nbs/05_tune.ipynb #c37995e7
 from __future__ import annotations
-import json, os, time
+import os, time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import optuna
@@ -14,17 +13,17 @@ import pandas as pd
 
 from .platform.storage import Lake, LakeError
 from .platform.sagemaker_local import JobError, check_job_name
-from .platform.sagemaker_jobs import training_job_spec, job_session
+from .platform.sagemaker_jobs import job_session, training_job_spec, with_code_channel
 from .scripts.xgb_train import HYPERPARAMETERS
 from .platform.xgb_job import (DEFAULT_HYPERPARAMETERS, ENTRY_POINT, FINAL_METRICS, METRIC_DEFINITIONS,
-                                           job_metrics, run_xgb_job, script_dir, xgb_channels)
+                                           job_metrics, run_xgb_job, script_dir, stage_source, xgb_channels)
 
 # %% auto #0
-__all__ = ['SEARCH_SPACE', 'KINDS', 'OBJECTIVE', 'CODE_CHANNEL', 'ISOLATED_SUBMIT_DIR', 'check_search_space',
-           'optuna_distributions', 'sagemaker_ranges', 'tuning_job_name', 'trial_job_name', 'fixed_hyperparameters',
-           'parent_tuning_job', 'parent_trials', 'make_objective', 'trial_records', 'best_own_trial', 'run_batches',
-           'new_study', 'write_tuning_results', 'tune_model', 'tuner_spec', 'stage_source', 'with_code_channel',
-           'run_tuning_job_aws', 'aws_trials', 'plot_trials', 'param_importances', 'plot_importances']
+__all__ = ['SEARCH_SPACE', 'KINDS', 'OBJECTIVE', 'check_search_space', 'optuna_distributions', 'sagemaker_ranges',
+           'tuning_job_name', 'trial_job_name', 'fixed_hyperparameters', 'parent_tuning_job', 'parent_trials',
+           'make_objective', 'trial_records', 'best_own_trial', 'run_batches', 'new_study', 'write_tuning_results',
+           'tune_model', 'tuner_spec', 'run_tuning_job_aws', 'aws_trials', 'plot_trials', 'param_importances',
+           'plot_importances']
 
 # %% ../nbs/05_tune.ipynb #8df6ac45
 SEARCH_SPACE = {  # name: (kind, low, high); kind is 'int', 'float' (uniform) or 'log' (log-uniform)
@@ -277,43 +276,6 @@ def tuner_spec(space: dict, n_trials: int = 8, n_jobs: int = 2, seed: int = 42,
             warm_start_type="IdenticalDataAndAlgorithm")
     return spec
 
-
-# %% ../nbs/05_tune.ipynb #60829ad8
-def stage_source(sagemaker_session,       # the SDK session (its boto session uploads)
-                 uri: str,                # where the code archive goes, in the lake
-                 kms_key_id: str | None = None # SSE-KMS key of the upload
-                ):
-    "Upload the training script folder to `uri` and return the SDK `SourceCode` that points at it."
-    import tempfile
-    from sagemaker.core.training.configs import SourceCode
-    from ml_lifecycle.platform.sagemaker_local import pack_dir
-    bucket, key = uri.split("://", 1)[1].split("/", 1)
-    extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id} if kms_key_id else {}
-    with tempfile.TemporaryDirectory() as tmp:
-        tar = pack_dir(script_dir(), Path(tmp)/"sourcedir.tar.gz")
-        sagemaker_session.boto_session.client("s3").upload_file(str(tar), bucket, key, ExtraArgs=extra or None)
-    return SourceCode(source_dir=f"s3://{bucket}/{key}", entry_script=ENTRY_POINT)
-
-
-# %% ../nbs/05_tune.ipynb #ba867db0
-CODE_CHANNEL = "code"  # the input channel that carries the code of an isolated job
-
-# %% ../nbs/05_tune.ipynb #3b282b8b
-ISOLATED_SUBMIT_DIR = f"/opt/ml/input/data/{CODE_CHANNEL}/sourcedir.tar.gz"  # where the container finds it then
-
-# %% ../nbs/05_tune.ipynb #9b8bc258
-def with_code_channel(d):  # a sagemaker-core HyperParameterTrainingJobDefinition
-    "The definition with its code archive delivered as the `code` input channel (what an isolated container can read)."
-    from sagemaker.core.shapes import Channel, DataSource, S3DataSource
-    hps = dict(d.static_hyper_parameters or {})
-    raw = hps.get("sagemaker_submit_directory", ""); src = raw.strip('"')
-    if not src.startswith("s3://"): return d  # already local (or no script mode): nothing to move
-    d.input_data_config = [c for c in (d.input_data_config or []) if c.channel_name != CODE_CHANNEL] + [
-        Channel(channel_name=CODE_CHANNEL, input_mode="File",
-                data_source=DataSource(s3_data_source=S3DataSource(s3_data_type="S3Prefix", s3_uri=src,
-                                                                   s3_data_distribution_type="FullyReplicated")))]
-    d.static_hyper_parameters = {**hps, "sagemaker_submit_directory": json.dumps(ISOLATED_SUBMIT_DIR) if raw.startswith('"') else ISOLATED_SUBMIT_DIR}
-    return d
 
 # %% ../nbs/05_tune.ipynb #b3f75894
 def _account_tuner():

@@ -11,7 +11,8 @@ from ml_lifecycle.platform.schema import column_kinds
 from ml_lifecycle.platform.storage import Lake, LakeError
 from ml_lifecycle.prepare import (LABEL, MISSING, SPLITS, add_label, assign_splits, check_fractions,
                                   encode, encoder_metadata, features_version, fit_encoder, main, prepare_features,
-                                  run_prepare, screen_columns, split_counts, transform_rows)
+                                  run_prepare, screen_columns, split_counts)
+from ml_lifecycle.platform.encoding import transform_rows
 
 T, TARGET, POS = "toy", "y", "churned"
 KEYS = {"version", "uri", "train", "validation", "test", "metadata", "n_features"}

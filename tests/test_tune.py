@@ -100,7 +100,7 @@ def test_tune_model_runs_jobs_and_warm_starts(tmp_path):
 def test_with_code_channel_moves_the_code_into_a_channel():
     "An isolated trial reads its script from the `code` channel; a definition without an S3 submit directory is left alone."
     from sagemaker.core.shapes import HyperParameterTrainingJobDefinition
-    from ml_lifecycle.tune import ISOLATED_SUBMIT_DIR, with_code_channel
+    from ml_lifecycle.platform.sagemaker_jobs import ISOLATED_SUBMIT_DIR, with_code_channel
     d = HyperParameterTrainingJobDefinition.model_construct(static_hyper_parameters={
         "sagemaker_submit_directory": '"s3://b/lake/tuning/t/_code/sourcedir.tar.gz"', "num_round": "100"}, input_data_config=[])
     d = with_code_channel(d)

@@ -13,6 +13,7 @@ from pyspark.sql import functions as F, types as T
 
 try:  # written absolute (nbdev keeps a nested import as it is): this file also runs as a processing job's script
     from ml_lifecycle.platform.job_code import end_spark, job_spark, ship_package
+    from ml_lifecycle.platform.schema import sql_name
 except ModuleNotFoundError as e:
     raise ModuleNotFoundError("analyzer.py needs the ml_lifecycle package beside it: ship it with the job") from e
 try: from ml_lifecycle.platform.spark import SPARK_LINE  # in a kernel: sets SPARK_VERSION, which PyDeequ reads at import
@@ -96,9 +97,6 @@ def _majority_type(counts: dict) -> str:
     if kind == "Integral" and counts["Fractional"]: return "Fractional"  # 1 and 1.5 → Fractional
     return {"Boolean": "String"}.get(kind, kind)
 
-# %% ../../nbs/platform/09a_analyzer.ipynb #6a90eb46
-def _q(c: str) -> str: return "`" + c.replace("`", "``") + "`"  # a column name quoted for Spark SQL
-
 # %% ../../nbs/platform/09a_analyzer.ipynb #36f8c59a
 def infer_types(spark,                # the SparkSession
                 sdf                   # a Spark DataFrame (typed or all-string columns)
@@ -109,8 +107,8 @@ def infer_types(spark,                # the SparkSession
     floats = [f.name for f in sdf.schema.fields if isinstance(f.dataType, (T.FloatType, T.DoubleType, T.DecimalType))]
     if not (text or floats): return types, {}
     r = AnalysisRunner(spark).onData(sdf).addAnalyzer(Size())
-    for c in text: r = r.addAnalyzer(DataType(c)).addAnalyzer(Compliance(c, f"{_q(c)} rlike '^[+-]? ?[0-9]+[.]0+$'"))
-    for c in floats: r = r.addAnalyzer(Completeness(c)).addAnalyzer(Compliance(c, f"{_q(c)} IS NULL OR {_q(c)} % 1 = 0"))
+    for c in text: r = r.addAnalyzer(DataType(c)).addAnalyzer(Compliance(c, f"{sql_name(c)} rlike '^[+-]? ?[0-9]+[.]0+$'"))
+    for c in floats: r = r.addAnalyzer(Completeness(c)).addAnalyzer(Compliance(c, f"{sql_name(c)} IS NULL OR {sql_name(c)} % 1 = 0"))
     mets = _run(spark, r)
     rows = int(mets["*"]["Size"][0])
     for c in floats:
@@ -197,7 +195,7 @@ def analyse(spark, sdf,                 # the SparkSession and the data
 
 # %% ../../nbs/platform/09a_analyzer.ipynb #e5ad74b1
 JOB_MODULES = ("ml_lifecycle/__init__.py", "ml_lifecycle/platform/__init__.py", "ml_lifecycle/platform/job_code.py",
-               "ml_lifecycle/platform/analyzer.py")  # what the job imports of this project
+               "ml_lifecycle/platform/schema.py", "ml_lifecycle/platform/analyzer.py")  # what the job imports of this project
 
 # %% ../../nbs/platform/09a_analyzer.ipynb #3430ee61
 def analyse_folder(spark,                    # the job's session

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/platform/03c_sagemaker_jobs.ipynb #e2a6d4f8
 from __future__ import annotations
-import importlib.util, tempfile
+import importlib.util, json, tempfile
 from pathlib import Path
 
 from .job_code import ship_package
@@ -15,10 +15,10 @@ from .processing_jobs import run_processing_job
 from .sagemaker_local import run_training_job, serialize_hyperparameters
 
 # %% auto #0
-__all__ = ['SKLEARN_FRAMEWORK_VERSION', 'framework_image_uri', 'training_networking', 'training_channels', 'training_job_spec',
-           'job_session', 'run_training_job_aws', 'network_config', 'processing_job_spec', 'run_processing_job_aws',
-           'spark_processing_spec', 'run_spark_processing_aws', 'training_job', 'processing_job',
-           'spark_processing_job', 'module_spark_job']
+__all__ = ['SKLEARN_FRAMEWORK_VERSION', 'CODE_CHANNEL', 'ISOLATED_SUBMIT_DIR', 'framework_image_uri', 'training_networking',
+           'training_channels', 'training_job_spec', 'job_session', 'run_training_job_aws', 'network_config',
+           'processing_job_spec', 'run_processing_job_aws', 'spark_processing_spec', 'run_spark_processing_aws',
+           'training_job', 'processing_job', 'spark_processing_job', 'module_spark_job', 'with_code_channel']
 
 # %% ../../nbs/platform/03c_sagemaker_jobs.ipynb #b369fa7b
 SKLEARN_FRAMEWORK_VERSION = "1.9-0"  # SageMaker scikit-learn image tag (processing jobs)
@@ -272,3 +272,23 @@ def module_spark_job(module: str,             # the job's script: a module of th
         code = ship_package(Path(ship)/"ml_lifecycle.zip", modules, libraries)
         return spark_processing_job(mode, aws, code=Path(importlib.util.find_spec(module).origin),
                                     py_files=[code, *kwargs.pop("py_files", [])], **kwargs)
+
+# %% ../../nbs/platform/03c_sagemaker_jobs.ipynb #ba867db0
+CODE_CHANNEL = "code"  # the input channel that carries the code of an isolated job
+
+# %% ../../nbs/platform/03c_sagemaker_jobs.ipynb #3b282b8b
+ISOLATED_SUBMIT_DIR = f"/opt/ml/input/data/{CODE_CHANNEL}/sourcedir.tar.gz"  # where the container finds it then
+
+# %% ../../nbs/platform/03c_sagemaker_jobs.ipynb #9b8bc258
+def with_code_channel(d):  # a sagemaker-core HyperParameterTrainingJobDefinition
+    "The definition with its code archive delivered as the `code` input channel (what an isolated container can read)."
+    from sagemaker.core.shapes import Channel, DataSource, S3DataSource
+    hps = dict(d.static_hyper_parameters or {})
+    raw = hps.get("sagemaker_submit_directory", ""); src = raw.strip('"')
+    if not src.startswith("s3://"): return d  # already local (or no script mode): nothing to move
+    d.input_data_config = [c for c in (d.input_data_config or []) if c.channel_name != CODE_CHANNEL] + [
+        Channel(channel_name=CODE_CHANNEL, input_mode="File",
+                data_source=DataSource(s3_data_source=S3DataSource(s3_data_type="S3Prefix", s3_uri=src,
+                                                                   s3_data_distribution_type="FullyReplicated")))]
+    d.static_hyper_parameters = {**hps, "sagemaker_submit_directory": json.dumps(ISOLATED_SUBMIT_DIR) if raw.startswith('"') else ISOLATED_SUBMIT_DIR}
+    return d

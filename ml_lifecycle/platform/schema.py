@@ -12,8 +12,8 @@ from pyspark.sql import Column, functions as F, types as T
 
 # %% auto #0
 __all__ = ['BOOL_ALIASES', 'LABEL', 'MISSING', 'MIN_ROWS_PER_CLASS', 'DataError', 'clean_name', 'clean_columns', 'resolve_column',
-           'label_key', 'label_sql', 'label_text', 'target_labels', 'is_positive', 'resolve_label', 'column_kinds',
-           'is_flag', 'check_target']
+           'label_key', 'sql_name', 'label_sql', 'label_text', 'target_labels', 'is_positive', 'resolve_label',
+           'column_kinds', 'is_flag', 'check_target']
 
 # %% ../../nbs/platform/07_schema.ipynb #4c85f614
 class DataError(ValueError):
@@ -63,12 +63,18 @@ def label_key(value # one value of a target column
     s = str(value).strip()
     return s.lower() if s.lower() in ("true", "false") else s
 
+# %% ../../nbs/platform/07_schema.ipynb #299ca9e4
+def sql_name(name: str # a column name
+            ) -> str:
+    "`name` quoted for Spark SQL: in backticks, a backtick in it doubled."
+    return "`" + name.replace("`", "``") + "`"
+
 # %% ../../nbs/platform/07_schema.ipynb #dbe142bb
 def label_sql(col: str,             # the target column
               dtype: T.DataType,    # its Spark type (`df.schema[col].dataType`)
              ) -> str:
     "A Spark SQL expression with `label_key` of every value of `col` (NULL where missing)."
-    c = "`" + col.replace("`", "``") + "`"
+    c = sql_name(col)
     if isinstance(dtype, T.BooleanType): return f"CASE WHEN {c} THEN 'true' WHEN NOT {c} THEN 'false' END"
     if isinstance(dtype, (T.FloatType, T.DoubleType, T.DecimalType)):
         return (f"CASE WHEN isnan(CAST({c} AS DOUBLE)) THEN NULL WHEN {c} = floor({c}) AND abs({c}) < 1e15 "

@@ -14,7 +14,7 @@ from ..scripts.xgb_train import cast_hyperparameters
 
 # %% auto #0
 __all__ = ['ENTRY_POINT', 'DEFAULT_HYPERPARAMETERS', 'METRIC_DEFINITIONS', 'FINAL_METRICS', 'script_dir', 'xgb_channels',
-           'train_job_name', 'run_xgb_job', 'output_metrics', 'job_metrics']
+           'train_job_name', 'run_xgb_job', 'output_metrics', 'job_metrics', 'stage_source']
 
 # %% ../../nbs/platform/03b_xgb_job.ipynb #40cae43f
 ENTRY_POINT = "xgb_train.py"  # the entry script, in `ml_lifecycle/scripts/`
@@ -102,3 +102,20 @@ def job_metrics(res: JobResult) -> dict:
     if "validation:auc" not in doc:
         raise RuntimeError(f"job {res.job_name} reported no validation:auc; its log ends with:\n{res.log_tail()}")
     return doc
+
+# %% ../../nbs/platform/03b_xgb_job.ipynb #60829ad8
+def stage_source(sagemaker_session,       # the SDK session (its boto session uploads)
+                 uri: str,                # where the code archive goes, in the lake
+                 kms_key_id: str | None = None # SSE-KMS key of the upload
+                ):
+    "Upload the training script folder to `uri` and return the SDK `SourceCode` that points at it."
+    import tempfile
+    from sagemaker.core.training.configs import SourceCode
+    from ml_lifecycle.platform.sagemaker_local import pack_dir
+    bucket, key = uri.split("://", 1)[1].split("/", 1)
+    extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id} if kms_key_id else {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tar = pack_dir(script_dir(), Path(tmp)/"sourcedir.tar.gz")
+        sagemaker_session.boto_session.client("s3").upload_file(str(tar), bucket, key, ExtraArgs=extra or None)
+    return SourceCode(source_dir=f"s3://{bucket}/{key}", entry_script=ENTRY_POINT)
+
