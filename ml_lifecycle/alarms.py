@@ -22,9 +22,9 @@ from .platform.model_monitor import (COMPARISONS, QUALITY_METRICS, drift_violati
 __all__ = ['DATA_NAMESPACE', 'MODEL_NAMESPACE', 'METRIC_COLUMNS', 'METRIC_KEY', 'METRICS_FILE', 'MAX_ALARM_METRICS',
            'data_quality_metrics', 'model_quality_metrics', 'metric_datapoints', 'read_metrics', 'put_metrics',
            'metric_series', 'put_metric_data_requests', 'evaluate_alarm', 'alarm_requests', 'drift_alarm_requests',
-           'largest_drift', 'retrain_request', 'decode_rows', 'retrain_dataset', 'retrain_key', 'latest_model',
-           'evaluation_metrics', 'monitoring_schedule_requests', 'model_quality_schedule_requests', 'create_monitoring',
-           'delete_monitoring']
+           'largest_drift', 'retrain_request', 'decode_rows', 'retrain_dataset', 'retrain_key', 'alarm_event_pattern',
+           'retrain_trigger_requests', 'target_parameters', 'latest_model', 'evaluation_metrics',
+           'monitoring_schedule_requests', 'model_quality_schedule_requests', 'create_monitoring', 'delete_monitoring']
 
 # %% ../nbs/08b_alarms.ipynb #a3af22dd
 DATA_NAMESPACE = "aws/sagemaker/Endpoints/data-metrics"    # where Model Monitor's data-quality jobs emit (per feature)
@@ -241,6 +241,37 @@ def retrain_key(source: bytes,  # the retrain's dataset (the CSV written for it)
     for p in [*map(Path, notebooks), *sorted(Path(ml_lifecycle.__file__).parent.rglob("*.py"))]:
         h.update(p.name.encode() + b"\0" + p.read_bytes())
     return h.hexdigest()[:16]
+
+# %% ../nbs/08b_alarms.ipynb #a6216e8c
+def alarm_event_pattern(alarm_arns: list[str] # the CloudWatch alarms whose move to ALARM should match
+                       ) -> dict:
+    "The EventBridge event pattern of 'one of `alarm_arns` went into ALARM' (CloudWatch Alarm State Change events)."
+    if not alarm_arns: raise ValueError("no alarm ARNs: pass the alarms whose ALARM state should start a retrain")
+    return {"source": ["aws.cloudwatch"], "detail-type": ["CloudWatch Alarm State Change"],
+            "resources": list(alarm_arns), "detail": {"state": {"value": ["ALARM"]}}}
+
+# %% ../nbs/08b_alarms.ipynb #b78742e5
+def retrain_trigger_requests(rule_name: str,        # the EventBridge rule
+                             alarm_arns: list[str], # the alarms whose move to ALARM starts a retrain
+                             pipeline_arn: str,     # the SageMaker pipeline it starts
+                             role_arn: str,         # the role EventBridge assumes (sagemaker:StartPipelineExecution on it)
+                             parameters: dict       # the execution's pipeline parameters {name: value}
+                            ) -> dict:
+    "events.put_rule and events.put_targets requests: an alarm going into ALARM starts an execution of `pipeline_arn`."
+    return {"put_rule": {"Name": rule_name, "EventPattern": json.dumps(alarm_event_pattern(alarm_arns)), "State": "ENABLED",
+                         "Description": "start the retraining pipeline when a monitoring alarm goes into ALARM"},
+            "put_targets": {"Rule": rule_name, "Targets": [{
+                "Id": "retrain-pipeline", "Arn": pipeline_arn, "RoleArn": role_arn,
+                "SageMakerPipelineParameters": {"PipelineParameterList": [
+                    {"Name": str(k), "Value": str(v)} for k, v in parameters.items()]}}]}}
+
+# %% ../nbs/08b_alarms.ipynb #a8fc5156
+def target_parameters(put_targets: dict # a put_targets request with one SageMaker pipeline target
+                     ) -> dict:
+    "The pipeline parameters an EventBridge target starts its pipeline with, as {name: value}."
+    [target] = [t for t in put_targets["Targets"] if "SageMakerPipelineParameters" in t] or [None]
+    if target is None: raise ValueError("the request has no target with SageMakerPipelineParameters")
+    return {p["Name"]: p["Value"] for p in target["SageMakerPipelineParameters"]["PipelineParameterList"]}
 
 # %% ../nbs/08b_alarms.ipynb #3ec311fa
 def latest_model(lake: Lake, table: str # the lake and table

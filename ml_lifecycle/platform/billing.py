@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 
 # %% auto #0
-__all__ = ['RESOURCE_KINDS', 'LIST_PRICES_USD_PER_HOUR', 'SERIES_USAGE', 'stop_jobs', 'record_resources', 'delete_resources',
-           'series_cost']
+__all__ = ['RESOURCE_KINDS', 'LIST_PRICES_USD_PER_HOUR', 'SERIES_USAGE', 'stop_jobs', 'record_resources', 'remove_rule_targets',
+           'delete_resources', 'series_cost']
 
 # %% ../../nbs/platform/06c_billing.ipynb #0b6b8e5c
 _JOB_KINDS = {"training": ("list_training_jobs", "TrainingJobSummaries", "TrainingJobName", "stop_training_job"),
@@ -37,6 +37,8 @@ def stop_jobs(kind: str,              # 'training', 'processing' or 'tuning'
 
 # %% ../../nbs/platform/06c_billing.ipynb #5cb5af48
 RESOURCE_KINDS = {  # kind: (service, delete method, parameter), in the order they must be deleted
+    "event_rule": ("events", "delete_rule", "Name"),  # its targets are removed first (see `delete_resources`)
+    "pipeline": ("sagemaker", "delete_pipeline", "PipelineName"),
     "monitoring_schedule": ("sagemaker", "delete_monitoring_schedule", "MonitoringScheduleName"),
     "data_quality_job_definition": ("sagemaker", "delete_data_quality_job_definition", "JobDefinitionName"),
     "model_quality_job_definition": ("sagemaker", "delete_model_quality_job_definition", "JobDefinitionName"),
@@ -69,6 +71,15 @@ def _gone(e) -> bool:
     return err.get("Code") in ("ResourceNotFound", "ResourceNotFoundException", "NotFound", "NotFoundException") or (
         err.get("Code") == "ValidationException" and re.search(r"(?i)could not find|does not exist|not found", err.get("Message", "")) is not None)
 
+# %% ../../nbs/platform/06c_billing.ipynb #d95aec76
+def remove_rule_targets(events,   # a boto3 EventBridge client
+                        rule: str # the rule's name
+                       ) -> list[str]:
+    "Remove every target of EventBridge rule `rule` (a rule with targets cannot be deleted); the ids removed."
+    ids = [t["Id"] for page in events.get_paginator("list_targets_by_rule").paginate(Rule=rule) for t in page.get("Targets", [])]
+    if ids: events.remove_targets(Rule=rule, Ids=ids)
+    return ids
+
 # %% ../../nbs/platform/06c_billing.ipynb #ec4a5d55
 def delete_resources(session,          # a boto3 Session (an `AwsRecorder`'s session in a rehearsal)
                      resources: dict,  # `{kind: {name: stage}}` as `record_resources` keeps them
@@ -83,7 +94,9 @@ def delete_resources(session,          # a boto3 Session (an `AwsRecorder`'s ses
             row = {"kind": kind, "name": name, "stage": stage, "outcome": "would delete" if dry_run else "deleted"}
             if not dry_run:
                 client = clients.setdefault(service, session.client(service, region_name=region))
-                try: getattr(client, method)(**{param: [name] if param == "AlarmNames" else name})
+                try:
+                    if kind == "event_rule": remove_rule_targets(client, name)
+                    getattr(client, method)(**{param: [name] if param == "AlarmNames" else name})
                 except ClientError as e:
                     if not _gone(e): raise
                     row["outcome"] = "already gone"
