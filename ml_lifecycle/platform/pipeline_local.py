@@ -590,7 +590,8 @@ def plot_pipeline(definition: dict | str,     # `Pipeline.definition()`
         counts = pd.Series([status(n) for n in g.nodes]).value_counts()
         title = (f"Execution {execution['PipelineExecutionStatus'].lower()}: "
                  + ", ".join(f"{v} {k}" for k, v in counts.items()))
-        ax.legend(handles=[Patch(color=STATUS_COLOURS[k], label=k) for k in counts.index], loc="lower right", fontsize=10, frameon=False)
+        ax.legend(handles=[Patch(color=STATUS_COLOURS[k], label=k) for k in counts.index], loc="upper center",
+                  bbox_to_anchor=(0.5, -0.02), ncol=len(counts), fontsize=10, frameon=False)
     else:
         title = f"{g.number_of_nodes()} steps in {len(list(nx.topological_generations(g)))} waves, read from the definition"
     ax.set_title(title, fontsize=12); ax.axis("off"); ax.margins(0.15, 0.25)
