@@ -98,3 +98,17 @@ def test_cli_prints_and_writes_the_definition(built, capsys):
     assert main(["pipeline", "--lake", built["lake"].uri(), "--table", TABLE]) == 0
     out = capsys.readouterr().out
     assert "ModelRejected" in out and "10/10 steps valid" in out
+
+
+def test_aws_mode_uploads_code_to_the_s3_lake(s3_server):
+    "On an S3 lake the definition holds the lake's own URIs, and the SDK's uploads land in the lake (S3 on loopback here)."
+    from conftest import BUCKET
+    lake = Lake(f"s3://{BUCKET}/pdef"); _raw(lake)
+    P = make_params(mode="aws", lake=lake.uri(), aws_region="us-east-1", role_arn="arn:aws:iam::123456789012:role/sm",
+                    check_data=False)
+    definition = write_definition(lake, TABLE, build_pipeline(P, lake, TABLE))
+    text = json.dumps(definition)
+    assert LOCAL_BUCKET not in text and "arn:aws:iam::123456789012:role/sm" in text
+    code = set(re.findall(rf"s3://{BUCKET}/pdef/pipeline/{TABLE}/code/[^\"]+", text))
+    assert len(code) >= 8 and all(lake.exists(u[len(lake.uri()) + 1:]) for u in code)
+    assert validate_definition(definition).ok.all()
