@@ -20,7 +20,7 @@ from .storage import Lake
 # %% auto #0
 __all__ = ['stage_notebooks', 'lake_handoffs', 'lake_flow', 'NotebookFailed', 'run_notebook', 'process_output_to', 'StageSkipped',
            'StageResult', 'RunResult', 'new_run_id', 'stage_parameters', 'run_stage', 'run_series', 'write_summary',
-           'main']
+           'pipeline_command', 'main']
 
 # %% ../../nbs/platform/05_runner.ipynb #3f47793a
 def stage_notebooks(nbs_dir: str | Path | None = None # folder of the stage notebooks (default: <repo>/nbs)
@@ -256,6 +256,26 @@ def write_summary(res: RunResult, # the run to summarise
     res.summary.write_text("\n".join(lines) + "\n")
     return res.summary
 
+# %% ../../nbs/platform/05_runner.ipynb #1b705933
+def pipeline_command(a: argparse.Namespace # `ml-lifecycle pipeline`'s arguments
+                    ) -> int:
+    "`ml-lifecycle pipeline`: build and write the table's pipeline definition, print its steps; `--run` runs it here."
+    from ml_lifecycle.pipeline import build_pipeline, step_table, validate_definition, write_definition
+    given = {"mode": a.mode, "lake": a.lake, "dataset": a.dataset, "seed": a.seed}
+    try: P = make_params(check_data=False, **{k: v for k, v in given.items() if v is not None})
+    except ParameterError as e: print(f"ml-lifecycle: {e}", file=sys.stderr); return 2
+    L, table = Lake(P.lake), a.table or P.table
+    definition = write_definition(L, table, build_pipeline(P, L, table, min_auc=a.min_auc))
+    print(step_table(definition).to_string(index=False))
+    checks = validate_definition(definition)
+    for _, bad in checks[~checks.ok].iterrows(): print(f"ml-lifecycle: {bad.step}: {bad.error}", file=sys.stderr)
+    print(f"definition: {L.uri('pipeline', table, 'definition.json')} ({int(checks.ok.sum())}/{len(checks)} steps valid)")
+    if not checks.ok.all(): return 1
+    if a.run:
+        from ml_lifecycle.platform.pipeline_local import run_local_pipeline  # the local executor
+        print(run_local_pipeline(definition, L, {"MinAuc": a.min_auc}))
+    return 0
+
 # %% ../../nbs/platform/05_runner.ipynb #414896be
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `ml-lifecycle` command."
@@ -267,7 +287,16 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--lake", help="lake root (default: $ML_LIFECYCLE_LAKE or <repo>/lake)")
     r.add_argument("--only", nargs="*", help="run only these notebooks (names like 00_ingest)")
     r.add_argument("--runs-dir", help="where run folders go (default: <repo>/runs)")
+    pl = sub.add_parser("pipeline", help="build the lifecycle's SageMaker pipeline (07c_pipeline), print its steps, write it to the lake")
+    pl.add_argument("--lake", help="lake root (default: $ML_LIFECYCLE_LAKE or <repo>/lake)")
+    pl.add_argument("--dataset", help="the dataset 00_ingest read (names the table; default: the project's default)")
+    pl.add_argument("--table", help="the lake table (default: the dataset's table)")
+    pl.add_argument("--mode", choices=["local", "aws"], help="local (default) or aws (the lake on S3, the account's role)")
+    pl.add_argument("--seed", type=int, help="the split seed of the Prepare step (default: 42)")
+    pl.add_argument("--min-auc", type=float, default=0.7, help="the gate's default MinAuc (default: 0.7)")
+    pl.add_argument("--run", action="store_true", help="run the definition here with the local executor")
     a = ap.parse_args(argv)
+    if a.cmd == "pipeline": return pipeline_command(a)
     params = {k: (int(v) if v.lstrip("-").isdigit() else v) for k, v in a.parameter}
     if a.lake: params["lake"] = a.lake
     nbs = stage_notebooks()

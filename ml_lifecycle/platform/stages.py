@@ -13,7 +13,7 @@ from .storage import Lake, LakeError
 # %% auto #0
 __all__ = ['STAGE_RUNNERS', 'table_parameters', 'run_stage_notebook', 'run_ingest', 'run_validate', 'run_explore', 'run_prepare',
            'run_train', 'run_tune', 'run_evaluate', 'run_deploy', 'run_serverless', 'run_monitor', 'run_model_quality',
-           'run_alarms']
+           'run_alarms', 'run_pipeline']
 
 # %% ../../nbs/platform/05a_stages.ipynb #624d94b5
 def table_parameters(lake: Lake,  # the lake
@@ -142,5 +142,13 @@ def run_alarms(lake: Lake | str, table: str, # the lake and the table
     "08b_alarms: metrics, alarms, a retrain on an alarm, the monitoring schedules; returns its summary."
     return run_stage_notebook("08b_alarms", lake, table, runs_dir, **parameters)
 
+# %% ../../nbs/platform/05a_stages.ipynb #7100e837
+def run_pipeline(lake: Lake | str, table: str, # the lake and the table
+                 runs_dir: str | Path | None = None, # where the executed notebook goes
+                 **parameters              # 07c_pipeline's own parameters
+                 ) -> dict:
+    "07c_pipeline: the lifecycle as one SageMaker pipeline definition, written to the lake and validated; returns its summary."
+    return run_stage_notebook("07c_pipeline", lake, table, runs_dir, **parameters)
+
 # %% ../../nbs/platform/05a_stages.ipynb #25b7739b
-STAGE_RUNNERS = {"00_ingest": run_ingest, "01_validate": run_validate, "02_explore": run_explore, "03_prepare": run_prepare, "04_train": run_train, "05_tune": run_tune, "06_evaluate": run_evaluate, "07_deploy": run_deploy, "07b_serverless": run_serverless, "08_monitor": run_monitor, "08a_model_quality": run_model_quality, "08b_alarms": run_alarms}  # every stage with a summary
+STAGE_RUNNERS = {"00_ingest": run_ingest, "01_validate": run_validate, "02_explore": run_explore, "03_prepare": run_prepare, "04_train": run_train, "05_tune": run_tune, "06_evaluate": run_evaluate, "07_deploy": run_deploy, "07b_serverless": run_serverless, "08_monitor": run_monitor, "08a_model_quality": run_model_quality, "08b_alarms": run_alarms, "07c_pipeline": run_pipeline}  # every stage with a summary

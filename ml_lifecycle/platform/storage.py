@@ -12,7 +12,7 @@ import fsspec
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['WRITERS', 'LakeError', 'utcnow', 'Lake', 's3_options', 'sweep_stale']
+__all__ = ['LOCAL_BUCKET', 'WRITERS', 'LakeError', 'utcnow', 'Lake', 's3_options', 'sweep_stale', 'bucket_uri']
 
 # %% ../../nbs/platform/01_storage.ipynb #852e48cd
 class LakeError(RuntimeError):
@@ -173,6 +173,17 @@ def get(self: Lake, dst: str | Path, *parts) -> Path:
 def put_file(self: Lake, src: str | Path, *parts) -> str:
     "Upload the local file `src` to `parts` atomically; returns the URI."
     return self.write_bytes(Path(src).read_bytes(), *parts)
+
+# %% ../../nbs/platform/01_storage.ipynb #d233c8a2
+LOCAL_BUCKET = "ml-lifecycle-local-lake"  # the S3 bucket a local lake's root stands in for (pipeline definitions hold S3 URIs)
+
+# %% ../../nbs/platform/01_storage.ipynb #de168fdf
+def bucket_uri(lake: Lake, # the lake
+               *parts      # a key under the lake root
+              ) -> str:
+    "The S3 URI of `parts`: the lake's own on S3; `s3://ml-lifecycle-local-lake/<key>` for a local lake (its root stands in for the bucket)."
+    if lake.is_s3: return lake.uri(*parts)
+    return "/".join([f"s3://{LOCAL_BUCKET}", *[str(p).strip("/") for p in parts if str(p)]])
 
 # %% ../../nbs/platform/01_storage.ipynb #406825ea
 WRITERS = {"raw": "00_ingest", "validated": "01_validate", "features": "03_prepare",
