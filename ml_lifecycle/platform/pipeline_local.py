@@ -34,29 +34,21 @@ from .emulator_runs import upload_s3
 from .emulator_runs import upload_training_outputs
 from .processes import run_logged
 from .sagemaker_local import job_failure_reason
+from .storage import LOCAL_BUCKET
 from .storage import Lake
+from .storage import bucket_uri
 
 # %% auto #0
-__all__ = ['LOCAL_BUCKET', 'REGION', 'ACCOUNT', 'STEP_RUNNERS', 'CONTROL_STEPS', 'JOB_NAME_FIELDS', 'STATUS_COLOURS',
-           'PipelineError', 'bucket_uri', 'bucket_path', 'LakeS3', 'lake_s3', 'pipeline_steps', 'step_references',
-           'pipeline_graph', 'parameter_values', 'walk_path', 'ExpressionContext', 'resolve', 'evaluate_condition',
-           'StepFailed', 'PipelineRun', 'run_processing_step', 'run_training_step', 'run_model_step',
-           'run_register_step', 'run_transform_step', 'expire_after', 'input_uris', 'uri_digest', 'cache_key',
-           'run_local_pipeline', 'execution_table', 'plot_pipeline']
+__all__ = ['REGION', 'ACCOUNT', 'STEP_RUNNERS', 'CONTROL_STEPS', 'JOB_NAME_FIELDS', 'STATUS_COLOURS', 'PipelineError',
+           'bucket_path', 'LakeS3', 'lake_s3', 'pipeline_steps', 'step_references', 'pipeline_graph',
+           'parameter_values', 'walk_path', 'ExpressionContext', 'resolve', 'evaluate_condition', 'StepFailed',
+           'PipelineRun', 'run_processing_step', 'run_training_step', 'run_model_step', 'run_register_step',
+           'run_transform_step', 'expire_after', 'input_uris', 'uri_digest', 'cache_key', 'run_local_pipeline',
+           'execution_table', 'plot_pipeline']
 
 # %% ../../nbs/platform/10_pipeline_local.ipynb #02a75702
-LOCAL_BUCKET = "ml-lifecycle-local-lake"  # the bucket a definition names when its S3 is the local lake
-
 class PipelineError(ValueError):
     "A definition this executor cannot run: what is wrong, and what to pass."
-
-# %% ../../nbs/platform/10_pipeline_local.ipynb #a288df33
-def bucket_uri(lake: Lake, # the lake (local folder or s3://)
-               *parts      # path parts under the lake root
-              ) -> str:
-    "The S3 URI a definition uses for `parts` of `lake`: `s3://ml-lifecycle-local-lake/<parts>` for a local lake."
-    if lake.is_s3: return lake.uri(*parts)
-    return "/".join([f"s3://{LOCAL_BUCKET}", *[str(p).strip("/") for p in parts if str(p).strip("/")]])
 
 # %% ../../nbs/platform/10_pipeline_local.ipynb #cc827294
 def bucket_path(lake: Lake, # the lake
