@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-LIB_ZIP = "/opt/ml/processing/input/lib/ml_lifecycle.zip"  # the project's modules, shipped as an input of the job
+LIB_ZIP = os.path.join(os.environ.get("SM_PROCESSING_INPUT_LIB", "/opt/ml/processing/input/lib"), "ml_lifecycle.zip")  # the project's modules, shipped as the `lib` input
 if os.path.exists(LIB_ZIP) and LIB_ZIP not in sys.path: sys.path.insert(0, LIB_ZIP)
 try:  # written absolute (nbdev keeps a nested import as it is): this file also runs as a processing job's script
     from ml_lifecycle.platform.model_metrics import model_quality_report

@@ -43,8 +43,8 @@ __all__ = ['REGION', 'ACCOUNT', 'STEP_RUNNERS', 'CONTROL_STEPS', 'JOB_NAME_FIELD
            'bucket_path', 'LakeS3', 'lake_s3', 'pipeline_steps', 'step_references', 'pipeline_graph',
            'parameter_values', 'walk_path', 'ExpressionContext', 'resolve', 'evaluate_condition', 'StepFailed',
            'PipelineRun', 'run_processing_step', 'run_training_step', 'run_model_step', 'run_register_step',
-           'run_transform_step', 'expire_after', 'input_uris', 'uri_digest', 'cache_key', 'run_local_pipeline',
-           'execution_table', 'plot_pipeline']
+           'csv_select', 'filter_csv_files', 'join_outputs', 'run_transform_step', 'expire_after', 'input_uris',
+           'uri_digest', 'cache_key', 'run_local_pipeline', 'execution_table', 'plot_pipeline']
 
 # %% ../../nbs/platform/10_pipeline_local.ipynb #02a75702
 class PipelineError(ValueError):
@@ -373,6 +373,59 @@ def run_register_step(step: dict, req: dict, run: PipelineRun) -> dict:
     run.lake.write_json(desc, "pipeline", run.name, "model_packages", group, f"{version}.json")
     return desc
 
+# %% ../../nbs/platform/10_pipeline_local.ipynb #52dda47b
+def csv_select(fields: list[str], # a CSV record's fields
+               path: str          # a CSV filter: '$', '$[i]', '$[i:j]', '$[i,j:k,...]' (0-based, slices end-exclusive)
+              ) -> list[str]:
+    "The fields of a CSV record that the JSONPath filter `path` selects, as SageMaker's batch transform applies it."
+    m = re.fullmatch(r"\$(?:\[([-0-9:, ]+)\])?", path.strip())
+    if not m: raise PipelineError(f"filter {path!r}: a CSV filter here is '$' or '$[...]' of indexes and slices (e.g. '$[1:]')")
+    if m.group(1) is None: return list(fields)
+    out = []
+    for item in m.group(1).split(","):
+        a, colon, b = item.strip().partition(":")
+        if colon: out += fields[int(a) if a else None:int(b) if b else None]
+        else:
+            k = int(a)
+            if not -len(fields) <= k < len(fields): raise PipelineError(f"filter {path!r}: column {k} of a {len(fields)}-column record")
+            out.append(fields[k])
+    return out
+
+# %% ../../nbs/platform/10_pipeline_local.ipynb #c6e41785
+def filter_csv_files(src: Path,        # a CSV file, or a folder of them
+                     dst: Path,        # the folder of the filtered copies (same relative names)
+                     input_filter: str # the job's `InputFilter`
+                    ) -> Path:
+    "Copy the CSV files of `src` into `dst` with `input_filter` applied to every record; returns `dst`."
+    import csv
+    files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file() and not p.name.startswith((".", "_")))
+    for f in files:
+        out = dst/(f.name if src.is_file() else f.relative_to(src)); out.parent.mkdir(parents=True, exist_ok=True)
+        with open(f, newline="") as fi, open(out, "w", newline="") as fo:
+            w = csv.writer(fo, lineterminator="\n")
+            for row in csv.reader(fi):
+                if row: w.writerow(csv_select(row, input_filter))
+    return dst
+
+# %% ../../nbs/platform/10_pipeline_local.ipynb #a43dbe8d
+def join_outputs(src: Path,             # the job's input (file or folder), unfiltered
+                 out_dir: Path,         # the job's output folder: `<input name>.out` per input file
+                 output_filter: str = "$" # the job's `OutputFilter`, applied to each joined record
+                ) -> list[Path]:
+    "Rewrite each `.out` file as its input's records joined with their answers (`JoinSource: Input`); the files rewritten."
+    import csv
+    done = []
+    for f in [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file() and not p.name.startswith((".", "_"))):
+        o = out_dir/(f"{f.name}.out" if src.is_file() else f"{f.relative_to(src)}.out")
+        with open(f, newline="") as fi: rows = [r for r in csv.reader(fi) if r]
+        answers = o.read_text().splitlines()
+        if len(answers) != len(rows): raise StepFailed(f"{o.name}: {len(answers)} answers for {len(rows)} input records")
+        with open(o, "w", newline="") as fo:
+            w = csv.writer(fo, lineterminator="\n")
+            for r, a in zip(rows, answers): w.writerow(csv_select(r + a.split(","), output_filter))
+        done.append(o)
+    return done
+
 # %% ../../nbs/platform/10_pipeline_local.ipynb #35236969
 def run_transform_step(step: dict, req: dict, run: PipelineRun) -> dict:
     "Run batch transform locally on the model `ModelName` recorded by a Model step; DescribeTransformJob-shaped properties."
@@ -383,10 +436,17 @@ def run_transform_step(step: dict, req: dict, run: PipelineRun) -> dict:
     local = lambda u: str(bucket_path(run.lake, u)) if not run.lake.is_s3 else u
     tar = Path(model_uri) if not run.lake.is_s3 else run.lake.get(run.work_dir/name/"model.tar.gz", model_uri.split(run.lake.root + "/", 1)[1])
     src = req["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
-    try: job = batch_transform(local(model_uri) if not run.lake.is_s3 else tar, local(src), local(req["TransformOutput"]["S3OutputPath"]),
+    dp = req.get("DataProcessing") or {}
+    if dp and (run.lake.is_s3 or req["TransformInput"].get("ContentType", "text/csv") != "text/csv"):
+        raise StepFailed("ValidationException: DataProcessing filters run here on text/csv input in a local lake only")
+    data = local(src)
+    if dp.get("InputFilter", "$") != "$": data = str(filter_csv_files(Path(data), run.work_dir/name/"filtered", dp["InputFilter"]))
+    try: job = batch_transform(local(model_uri) if not run.lake.is_s3 else tar, data, local(req["TransformOutput"]["S3OutputPath"]),
                                content_type=req["TransformInput"].get("ContentType", "text/csv"),
                                accept=req["TransformOutput"].get("Accept", "text/csv"), job_name=name)
     except TransformJobFailed as e: raise StepFailed(e.job["FailureReason"]) from None
+    if dp.get("JoinSource") == "Input": join_outputs(Path(local(src)), Path(local(req["TransformOutput"]["S3OutputPath"])), dp.get("OutputFilter", "$"))
+    elif dp.get("OutputFilter", "$") != "$": raise StepFailed("ValidationException: an OutputFilter without JoinSource=Input is not run here")
     return {**req, **job, "TransformJobArn": run.arn("transform-job", name), "TransformJobStatus": "Completed"}
 
 # %% ../../nbs/platform/10_pipeline_local.ipynb #fd57e546
@@ -450,7 +510,9 @@ def _run_step(step: dict, run: PipelineRun, rec: dict, cache: bool) -> dict:
     if t in JOB_NAME_FIELDS:
         job = run.job_name(step["Name"])
         run.ctx.execution.update({"ProcessingJobName": job, "TrainingJobName": job})
-    try: args = resolve(step.get("Arguments") or {}, run.ctx)
+    raw = step.get("Arguments") or {}
+    if t == "Condition": raw = {"Conditions": raw.get("Conditions") or []}  # its branches' steps resolve when they run
+    try: args = resolve(raw, run.ctx)
     except PipelineError as e: raise StepFailed(f"ClientError: {e}") from None
     if t == "Condition":
         outcome = all(evaluate_condition(c, run.ctx) for c in args.get("Conditions") or [])

@@ -272,8 +272,14 @@ def pipeline_command(a: argparse.Namespace # `ml-lifecycle pipeline`'s arguments
     print(f"definition: {L.uri('pipeline', table, 'definition.json')} ({int(checks.ok.sum())}/{len(checks)} steps valid)")
     if not checks.ok.all(): return 1
     if a.run:
-        from ml_lifecycle.platform.pipeline_local import run_local_pipeline  # the local executor
-        print(run_local_pipeline(definition, L, {"MinAuc": a.min_auc}))
+        from ml_lifecycle.pipeline import pipeline_name
+        from ml_lifecycle.platform.pipeline_local import execution_table, run_local_pipeline  # the local executor
+        ex = run_local_pipeline(definition, L, {"MinAuc": a.min_auc}, name=pipeline_name(table))
+        print(execution_table(ex).to_string(index=False))
+        print(f"execution {ex['PipelineExecutionId']}: {ex['PipelineExecutionStatus']} in {ex['WallSeconds']:.1f} s"
+              + (f" ({ex['FailureReason']})" if ex.get("FailureReason") else "")
+              + f"; record: {L.uri('pipeline', pipeline_name(table), 'executions', ex['PipelineExecutionId'] + '.json')}")
+        return 0 if ex["PipelineExecutionStatus"] == "Succeeded" else 1
     return 0
 
 # %% ../../nbs/platform/05_runner.ipynb #414896be
