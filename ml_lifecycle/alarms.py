@@ -4,7 +4,7 @@
 
 # %% ../nbs/08b_alarms.ipynb #357fdd0b
 from __future__ import annotations
-import hashlib, io, json, re
+import io, json, re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -12,8 +12,8 @@ import fsspec
 import numpy as np
 import pandas as pd
 
-import ml_lifecycle
 from .platform.storage import Lake, LakeError, utcnow
+from .platform.pipeline_local import bucket_path
 from .platform.schema import MISSING, label_key
 from .platform.model_monitor import (COMPARISONS, QUALITY_METRICS, drift_violations, finite_metric, hour_of,
                                                  onehot_groups)
@@ -22,8 +22,8 @@ from .platform.model_monitor import (COMPARISONS, QUALITY_METRICS, drift_violati
 __all__ = ['DATA_NAMESPACE', 'MODEL_NAMESPACE', 'METRIC_COLUMNS', 'METRIC_KEY', 'METRICS_FILE', 'MAX_ALARM_METRICS',
            'data_quality_metrics', 'model_quality_metrics', 'metric_datapoints', 'read_metrics', 'put_metrics',
            'metric_series', 'put_metric_data_requests', 'evaluate_alarm', 'alarm_requests', 'drift_alarm_requests',
-           'largest_drift', 'retrain_request', 'decode_rows', 'retrain_dataset', 'retrain_key', 'alarm_event_pattern',
-           'retrain_trigger_requests', 'target_parameters', 'latest_model', 'evaluation_metrics',
+           'largest_drift', 'retrain_request', 'decode_rows', 'retrain_dataset', 'alarm_event_pattern',
+           'retrain_trigger_requests', 'target_parameters', 'execution_model', 'evaluation_metrics',
            'monitoring_schedule_requests', 'model_quality_schedule_requests', 'create_monitoring', 'delete_monitoring']
 
 # %% ../nbs/08b_alarms.ipynb #a3af22dd
@@ -230,18 +230,6 @@ def retrain_dataset(raw: pd.DataFrame,     # the raw data the current model was 
     out.attrs["excluded"] = int((~keep).sum())
     return out
 
-# %% ../nbs/08b_alarms.ipynb #a2e538fa
-def retrain_key(source: bytes,  # the retrain's dataset (the CSV written for it)
-                params: dict,   # the papermill parameters of the child run
-                notebooks: list # the stage notebooks it runs
-               ) -> str:
-    "A 16-hex-digit hash of what a retrain depends on: its data, its parameters and the code it runs."
-    h = hashlib.sha256(source)
-    h.update(json.dumps(params, sort_keys=True, default=str).encode())
-    for p in [*map(Path, notebooks), *sorted(Path(ml_lifecycle.__file__).parent.rglob("*.py"))]:
-        h.update(p.name.encode() + b"\0" + p.read_bytes())
-    return h.hexdigest()[:16]
-
 # %% ../nbs/08b_alarms.ipynb #a6216e8c
 def alarm_event_pattern(alarm_arns: list[str] # the CloudWatch alarms whose move to ALARM should match
                        ) -> dict:
@@ -273,13 +261,20 @@ def target_parameters(put_targets: dict # a put_targets request with one SageMak
     if target is None: raise ValueError("the request has no target with SageMakerPipelineParameters")
     return {p["Name"]: p["Value"] for p in target["SageMakerPipelineParameters"]["PipelineParameterList"]}
 
-# %% ../nbs/08b_alarms.ipynb #3ec311fa
-def latest_model(lake: Lake, table: str # the lake and table
-                ) -> dict:
-    "The newest evaluated model of `table`: the `approved` pointer, else `tuned`, else `trained` (with `source`)."
-    for name in ("approved", "tuned", "trained"):
-        if lake.exists("_pointers", table, f"{name}.json"): return lake.pointer(table, name) | {"source": name}
-    raise LakeError(f"table {table!r} has no trained model: run 04_train to 06_evaluate.")
+# %% ../nbs/08b_alarms.ipynb #db174341
+def execution_model(lake: Lake,      # the lake the execution ran on
+                    execution: dict  # a run of 07c's pipeline (`run_local_pipeline`)
+                   ) -> dict:
+    "The model an execution trained (`Train`'s model.tar.gz) and its test metrics (`Evaluate`'s evaluation.json)."
+    steps = {s["StepName"]: s for s in execution["Steps"]}
+    if steps.get("Train", {}).get("StepStatus") != "Succeeded":
+        raise LakeError(f"execution {execution['PipelineExecutionId']} trained no model: {execution.get('FailureReason')}")
+    out = {"model_data": steps["Train"]["Properties"]["ModelArtifacts"]["S3ModelArtifacts"], "metrics": {}}
+    if steps.get("Evaluate", {}).get("StepStatus") == "Succeeded":
+        uri = steps["Evaluate"]["Properties"]["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"] + "/evaluation.json"
+        with fsspec.open(str(bucket_path(lake, uri))) as f: m = json.load(f)["binary_classification_metrics"]
+        out["metrics"] = {k: m[k]["value"] for k in QUALITY_METRICS if k in m}
+    return out
 
 # %% ../nbs/08b_alarms.ipynb #2f33b632
 def evaluation_metrics(lake: Lake, table: str, # the lake and table

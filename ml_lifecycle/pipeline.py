@@ -4,7 +4,7 @@
 
 # %% ../nbs/07c_pipeline.ipynb #fa04c4cc
 from __future__ import annotations
-import hashlib, json, os, re, shutil, tempfile, uuid
+import hashlib, json, os, re, tempfile, uuid
 from contextlib import contextmanager
 from pathlib import Path
 
