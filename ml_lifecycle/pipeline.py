@@ -12,6 +12,7 @@ import pandas as pd
 
 from .platform.aws import validate_request
 from .platform.storage import LOCAL_BUCKET, Lake, bucket_uri
+from .platform.pipeline_local import step_references
 
 # %% auto #0
 __all__ = ['DUMMY_CREDENTIALS', 'SDK_CODE_KEY', 'CACHE', 'LOCAL_ROLE', 'AUC_PATH', 'OPERATIONS', 'PLACEHOLDERS', 'JOB_NAMES',
@@ -19,8 +20,8 @@ __all__ = ['DUMMY_CREDENTIALS', 'SDK_CODE_KEY', 'CACHE', 'LOCAL_ROLE', 'AUC_PATH
            'pipeline_session', 'pipeline_parameters', 'Placeholders', 'with_variables', 'join', 'processing_step',
            'job_aws', 'validate_step', 'prepare_step', 'features_uri', 'train_step', 'evaluate_step', 'model_container',
            'model_step', 'register_step', 'transform_steps', 'baseline_step', 'gate_step', 'build_pipeline',
-           'write_definition', 'flat_steps', 'step_references', 'step_image', 'step_table', 'placeholder',
-           'is_expression', 'resolve_expressions', 'step_request', 'validate_definition', 'pipeline_requests']
+           'write_definition', 'flat_steps', 'step_image', 'step_table', 'placeholder', 'is_expression',
+           'resolve_expressions', 'step_request', 'validate_definition', 'pipeline_requests']
 
 # %% ../nbs/07c_pipeline.ipynb #60045e99
 def pipeline_name(table: str # the lake table, e.g. 'mlc_churn'
@@ -422,20 +423,6 @@ def flat_steps(definition: dict) -> list[dict]:
     walk(definition["Steps"])
     return out
 
-# %% ../nbs/07c_pipeline.ipynb #28190070
-def step_references(obj) -> set[str]:
-    "The names of the steps whose properties `obj` (a step's arguments) reads: `{'Get': 'Steps.<name>....'}` and JsonGet."
-    found = set()
-    if isinstance(obj, dict):
-        g = obj.get("Get")
-        if isinstance(g, str) and g.startswith("Steps."): found.add(g.split(".")[1])
-        if "Std:JsonGet" in obj: found.add(obj["Std:JsonGet"]["PropertyFile"]["Get"].split(".")[1])
-        for k, v in obj.items():
-            if k not in ("IfSteps", "ElseSteps"): found |= step_references(v)
-    elif isinstance(obj, list):
-        for v in obj: found |= step_references(v)
-    return found
-
 # %% ../nbs/07c_pipeline.ipynb #73299035
 OPERATIONS = {"Processing": "CreateProcessingJob", "Training": "CreateTrainingJob", "Transform": "CreateTransformJob",
               "RegisterModel": "CreateModelPackage", "Model": "CreateModel", "Tuning": "CreateHyperParameterTuningJob",
@@ -455,7 +442,7 @@ def step_table(definition: dict) -> pd.DataFrame:
     "The definition as a table: step, type, branch, what it depends on, the SageMaker call and image."
     rows = []
     for s in flat_steps(definition):
-        deps = sorted(step_references({k: v for k, v in s.get("Arguments", {}).items()}) | set(s.get("DependsOn", [])))
+        deps = sorted(step_references({k: v for k, v in s.get("Arguments", {}).items() if k not in ("IfSteps", "ElseSteps")}) | set(s.get("DependsOn", [])))
         rows.append({"step": s["Name"], "type": s["Type"], "branch": f"{s['Parent']}:{s['Branch']}" if s["Parent"] else "",
                      "depends on": ", ".join(deps), "operation": OPERATIONS.get(s["Type"], ""), "image": step_image(s),
                      "cached": bool(s.get("CacheConfig", {}).get("Enabled"))})

@@ -22,7 +22,8 @@ approved model; 08's analyses (the baseline, the simulated hours) are PySparkPro
 (08a and 08b too) like a Studio space without Java: no `java` on its PATH, no JAVA_HOME, and `ML_LIFECYCLE_KERNEL_SPARK=off`, so any
 Spark start in the kernel fails.
 
-Not yet rehearsed (see the issue on pipelines): 08b's retrain, which becomes a pipeline execution there."""
+Not rehearsed: 08b's retrain (retrain=False here). On AWS it is an EventBridge rule that starts SageMaker Pipelines, and the emulator
+records pipeline executions without carrying them out; locally the retrain is an execution of 07c's pipeline (tested in the series)."""
 import dataclasses, json, os, socket, subprocess, sys, time, uuid
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def rehearsal(tmp_path_factory):
                               ML_LIFECYCLE_MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}",
                               JUPYTER_PATH=os.pathsep.join(filter(None, [str(tmp/"jupyter"), saved["JUPYTER_PATH"]])))
             lake = f"s3://{BUCKET}/lake"
-            # no retrain: in aws mode it re-runs the notebooks into a child lake (a pipeline execution is the aws way: issue 13)
+            # no retrain: in aws mode it is an EventBridge rule starting SageMaker Pipelines (07c is not in this rehearsal)
             res = run_series({"mode": "aws", "lake": lake, "register_glue": True, "retrain": False}, notebooks=[project_root()/"nbs"/f"{s}.ipynb" for s in STAGES],
                              runs_dir=tmp/"runs", progress=False, raise_on_error=False, kernels={s: kernel for s in NO_JVM})
             # every recorded call, for reading after a failure

@@ -60,6 +60,27 @@ def test_series_runs_every_stage(series):
     assert "| 00_ingest.ipynb | local | ok |" in summary
 
 
+def test_series_pipeline_runs_and_drift_retrains_through_it(series):
+    "07c ran its definition here (and its rejected branch); 08b's alarm retrained through an execution of that pipeline."
+    if not series.ok: pytest.skip("the series failed")
+    lake = Lake(series.lake)
+    pipe = lake.summaries("mlc_churn")["07c_pipeline"]["figures"]
+    assert (pipe["execution"], pipe["rejected_branch"]) == ("Succeeded", "Failed"), pipe
+    assert pipe["cached_rerun_s"] < pipe["execution_s"]
+    alarms = lake.summaries("mlc_churn")["08b_alarms"]["figures"]
+    assert alarms["retrain_request"], alarms  # the simulated drift fires an alarm on the default data
+    request = lake.read_json("monitoring", "mlc_churn", "retrain_requests", f"{alarms['retrain_request']}.json")
+    assert request["status"] == "completed", request
+    eid = request["result"]["pipeline_execution"].rsplit("/", 1)[1]
+    execution = lake.read_json("pipeline", pipe["pipeline"], "executions", f"{eid}.json")
+    assert execution["Parameters"]["DataVersion"] == f"retrain-{alarms['retrain_request']}"
+    assert {s["StepName"]: s["StepStatus"] for s in execution["Steps"]}["Train"] == "Succeeded"
+    target = request["result"]["trigger"]["put_targets"]["Targets"][0]
+    assert target["Arn"].endswith(f":pipeline/{pipe['pipeline']}")
+    assert {p["Name"]: p["Value"] for p in target["SageMakerPipelineParameters"]["PipelineParameterList"]} == {
+        k: execution["Parameters"][k] for k in ("InputData", "DataVersion")}
+
+
 def test_series_is_safe_to_rerun(series, tmp_path):
     "A second run on the same lake succeeds and creates no new raw or feature version."
     if not series.ok: pytest.skip("first run failed")

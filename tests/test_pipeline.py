@@ -112,3 +112,35 @@ def test_aws_mode_uploads_code_to_the_s3_lake(s3_server):
     code = set(re.findall(rf"s3://{BUCKET}/pdef/pipeline/{TABLE}/code/[^\"]+", text))
     assert len(code) >= 8 and all(lake.exists(u[len(lake.uri()) + 1:]) for u in code)
     assert validate_definition(definition).ok.all()
+
+
+def test_cli_runs_the_pipeline_end_to_end_and_then_from_the_cache(tmp_path):
+    "`ml-lifecycle pipeline --run` on the default data: every step of the gate's branch runs; a second run takes the job steps from the cache."
+    import subprocess, sys
+    from ml_lifecycle.platform.pipeline_local import run_local_pipeline
+    from ml_lifecycle.platform.stages import run_ingest
+    lake = Lake(str(tmp_path/"lake"))
+    run_ingest(lake, TABLE, dataset="modeldata/mlc_churn", runs_dir=tmp_path/"runs")
+    cli = [sys.executable, "-c", "import sys; from ml_lifecycle.platform.runner import main; sys.exit(main(sys.argv[1:]))",
+           "pipeline", "--lake", lake.uri(), "--run"]
+    first = subprocess.run(cli, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    rows = lambda out: {m[0]: m[1:] for m in re.findall(r"^\s*(\w+)\s+\w+\s+(Succeeded|Failed|NotExecuted)\s+(True|False)", out, re.M)}
+    ran = rows(first.stdout)
+    assert {s: ran[s][0] for s in ("Validate", "Prepare", "Train", "Evaluate", "CheckGate", "Register", "Baseline",
+                                   "CreateModel", "Transform")} == dict.fromkeys(
+        ("Validate", "Prepare", "Train", "Evaluate", "CheckGate", "Register", "Baseline", "CreateModel", "Transform"), "Succeeded")
+    assert ran["ModelRejected"][0] == "NotExecuted" and "execution" in first.stdout and ": Succeeded in" in first.stdout
+    second = subprocess.run(cli, capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    again = rows(second.stdout)
+    assert {s: again[s][1] for s in ("Validate", "Prepare", "Train", "Evaluate", "Baseline")} == dict.fromkeys(
+        ("Validate", "Prepare", "Train", "Evaluate", "Baseline"), "True")  # the job steps came from the cache
+    # the rejected branch on the same definition: the gate fails, nothing is registered or scored
+    group = ("pipeline", pipeline_name(TABLE), "model_packages", pipeline_name(TABLE))
+    before = lake.ls(*group)
+    rejected = run_local_pipeline(lake.read_json("pipeline", TABLE, "definition.json"), lake, {"MinAuc": 1.01}, name=pipeline_name(TABLE))
+    status = {s["StepName"]: s["StepStatus"] for s in rejected["Steps"]}
+    assert rejected["PipelineExecutionStatus"] == "Failed" and status["ModelRejected"] == "Failed"
+    assert {status[s] for s in ("Register", "Baseline", "CreateModel", "Transform")} == {"NotExecuted"}
+    assert lake.ls(*group) == before

@@ -260,6 +260,8 @@ def write_summary(res: RunResult, # the run to summarise
 def pipeline_command(a: argparse.Namespace # `ml-lifecycle pipeline`'s arguments
                     ) -> int:
     "`ml-lifecycle pipeline`: build and write the table's pipeline definition, print its steps; `--run` runs it here."
+    import logging
+    for name in ("sagemaker", "py4j"): logging.getLogger(name).setLevel(logging.WARNING)  # a quiet terminal: the table says it all
     from ml_lifecycle.pipeline import build_pipeline, step_table, validate_definition, write_definition
     given = {"mode": a.mode, "lake": a.lake, "dataset": a.dataset, "seed": a.seed}
     try: P = make_params(check_data=False, **{k: v for k, v in given.items() if v is not None})
