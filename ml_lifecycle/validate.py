@@ -345,6 +345,8 @@ def validation_args(argv: list[str] | None = None # command-line arguments (None
     p.add_argument("--max-categories", type=int, default=64)
     p.add_argument("--range-margin", type=float, default=0.5)
     p.add_argument("--rebuild-checks", action="store_true")
+    p.add_argument("--fail-on-error", action="store_true",
+                   help="exit 1 when an error-level check fails (a pipeline's validation step then stops the pipeline)")
     return p.parse_args(argv)
 
 
@@ -365,6 +367,10 @@ def main(argv: list[str] | None = None # command-line arguments (None → sys.ar
     for crc in out.glob(".*.crc"): crc.unlink()  # Hadoop's local checksums of the repository file
     (out/"job.json").write_text(json.dumps(doc, default=str))  # written last: its presence means the job finished
     r = doc["result"]; print(f"status {r['status']}: {r['passed']}/{r['constraints']} constraints passed")
+    if a.fail_on_error and len(failures := failed_checks(r)):  # the last line of the log: the job's FailureReason
+        print(f"QualityGateError: {len(failures)} error-level check(s) failed on version {a.version}: "
+              + "; ".join(failures.constraint.head(5)), file=sys.stderr, flush=True)
+        return 1
     return 0
 
 if __name__ == "__main__" and not hasattr(builtins, "__IPYTHON__"): sys.exit(main())
@@ -382,7 +388,8 @@ def run_validation_job(lake,                  # the lake (a `Lake`)
                        max_categories: int = 64, range_margin: float = 0.5, rebuild: bool = False,
                        created_ms: int = 1,   # the repository entry's date (ms)
                        mode: str = "local",   # 'local': in the Spark image's environment here; 'aws': PySparkProcessor
-                       aws: dict | None = None # aws mode: `config.job_settings(P)`
+                       aws: dict | None = None, # aws mode: `config.job_settings(P)`
+                       fail_on_error: bool = False # the job fails when an error-level check fails (else the gate is the caller's)
                       ) -> dict:
     "Run `validate_version` on the `raw` version as a PySpark processing job; what it found (its `job.json`)."
     from ml_lifecycle.platform.sagemaker_jobs import module_spark_job
@@ -395,6 +402,7 @@ def run_validation_job(lake,                  # the lake (a `Lake`)
              "--table", table, "--created-ms", str(int(created_ms)),
              "--max-categories", str(int(max_categories)), "--range-margin", repr(float(range_margin))]
     if rebuild: args.append("--rebuild-checks")
+    if fail_on_error: args.append("--fail-on-error")
     module_spark_job("ml_lifecycle.validate", JOB_MODULES, ["pydeequ"], mode, aws, inputs=inputs, outputs={"report": lake.uri(*job)},
                      arguments=args, job_name=f"validate-{raw['version']}"[:63], env={"SPARK_VERSION": SPARK_LINE},
                      jars=[j for j in spark_jars() if "deequ" in Path(j).name])

@@ -225,3 +225,18 @@ def test_validation_job_in_the_spark_image_finds_what_the_kernel_finds(spark, tm
     assert not job2["new_suite"] and job2["suite"] == choose_suite(job["suite"], [], "t", "v2", "y", ["no", "yes"])
     size = next(r for r in job2["result"]["results"] if r["id"] == "anomaly:Size:*")
     assert size["status"] == "Failure" and size["level"] == "Warning"   # 60 → 20 rows: below half the previous count
+
+
+def test_validation_job_can_fail_on_error_level_checks(spark, tmp_path):
+    "With fail_on_error (the pipeline's Validate step), a version that fails an error-level check fails the job itself, naming the checks."
+    from ml_lifecycle.platform.sagemaker_local import JobError
+    from ml_lifecycle.validate import run_validation_job
+    L = Lake(tmp_path/"lake")
+    job = run_validation_job(L, "t", _raw_version(spark, L, "t", "v1", ROWS, "2026-01-01T00:00:00Z"),
+                             created_ms=1_767_225_600_000, fail_on_error=True)  # clean data: the job succeeds
+    L.write_json(job["suite"], "quality", "t", "checks.json")
+    bad = [(x, n, c, "maybe" if i < 3 else y) for i, (x, n, c, y) in enumerate(ROWS)]  # a label the suite does not know
+    raw2 = _raw_version(spark, L, "t", "v2", bad, "2026-01-02T00:00:00Z")
+    with pytest.raises(JobError, match=r"QualityGateError: \d+ error-level check\(s\) failed on version v2"):
+        run_validation_job(L, "t", raw2, created_ms=1_767_312_000_000, fail_on_error=True)
+    assert run_validation_job(L, "t", raw2, created_ms=1_767_312_000_000)["result"]["passed"] >= 0  # without it: a report, no failure
