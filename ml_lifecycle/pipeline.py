@@ -4,24 +4,23 @@
 
 # %% ../nbs/07c_pipeline.ipynb #fa04c4cc
 from __future__ import annotations
-import hashlib, json, os, re, tempfile, uuid
-from contextlib import contextmanager
+import hashlib, json, re, tempfile, uuid
 from pathlib import Path
-
-import pandas as pd
 
 from .platform.aws import validate_request
 from .platform.storage import LOCAL_BUCKET, Lake, bucket_uri
-from .platform.pipeline_local import step_references
+from .platform.pipeline_session import offline_sdk
+from .platform.pipeline_session import pipeline_session
+from .platform.pipeline_session import upload_to_lake
+from .platform.pipeline_checks import flat_steps
+from .platform.pipeline_checks import step_table
+from .platform.pipeline_checks import validate_definition
 
 # %% auto #0
-__all__ = ['DUMMY_CREDENTIALS', 'SDK_CODE_KEY', 'CACHE', 'LOCAL_ROLE', 'AUC_PATH', 'OPERATIONS', 'PLACEHOLDERS', 'JOB_NAMES',
-           'pipeline_name', 'content_key', 'upload_to_lake', 'offline_sdk', 'NoAwsCall', 'refuse_aws_call',
-           'pipeline_session', 'pipeline_parameters', 'Placeholders', 'with_variables', 'join', 'processing_step',
-           'job_aws', 'validate_step', 'prepare_step', 'features_uri', 'train_step', 'evaluate_step', 'model_container',
-           'model_step', 'register_step', 'transform_steps', 'baseline_step', 'gate_step', 'build_pipeline',
-           'write_definition', 'flat_steps', 'step_image', 'step_table', 'placeholder', 'is_expression',
-           'resolve_expressions', 'step_request', 'validate_definition', 'pipeline_requests']
+__all__ = ['CACHE', 'LOCAL_ROLE', 'AUC_PATH', 'pipeline_name', 'pipeline_parameters', 'Placeholders', 'with_variables', 'join',
+           'processing_step', 'job_aws', 'validate_step', 'prepare_step', 'features_uri', 'train_step', 'evaluate_step',
+           'model_container', 'model_step', 'register_step', 'transform_steps', 'baseline_step', 'gate_step',
+           'build_pipeline', 'write_definition', 'pipeline_requests']
 
 # %% ../nbs/07c_pipeline.ipynb #60045e99
 def pipeline_name(table: str # the lake table, e.g. 'mlc_churn'
@@ -30,105 +29,6 @@ def pipeline_name(table: str # the lake table, e.g. 'mlc_churn'
     base = re.sub(r"-+", "-", re.sub(r"[^A-Za-z0-9-]", "-", str(table))).strip("-")
     if not base: raise ValueError(f"table={table!r} has no letter or digit to name a pipeline after")
     return f"{base[:240]}-lifecycle"
-
-# %% ../nbs/07c_pipeline.ipynb #1ed8e492
-def content_key(path: str | Path # a file or a folder (its `__pycache__` and `.pyc` files left out)
-               ) -> str:
-    "A 16-hex-digit hash of the file's bytes, or of a folder's relative paths and bytes."
-    p, h = Path(path), hashlib.sha256()
-    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file() and "__pycache__" not in f.parts
-                                            and f.suffix != ".pyc")
-    for f in files: h.update(str(f.relative_to(p) if f != p else f.name).encode()); h.update(f.read_bytes())
-    return h.hexdigest()[:16]
-
-# %% ../nbs/07c_pipeline.ipynb #eee8022b
-def upload_to_lake(lake: Lake, table: str, # where: `pipeline/<table>/code/<content_key>/<name>`
-                   path: str | Path,       # a local file or folder
-                   name: str | None = None # the folder's name in the lake (default: `path`'s own name)
-                  ) -> str:
-    "Copy `path` into the lake by content; its S3 URI (`bucket_uri`): a folder's, or the file's."
-    p = Path(path)
-    if p.is_file():
-        parts = ("pipeline", table, "code", content_key(p), name or p.name)
-        if not lake.exists(*parts): lake.put_file(p, *parts)
-        return bucket_uri(lake, *parts)
-    parts = ("pipeline", table, "code", content_key(p), name or p.name)
-    for f in sorted(p.rglob("*")):
-        if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc" and not lake.exists(*parts, f.relative_to(p)):
-            lake.put_file(f, *parts, f.relative_to(p))
-    return bucket_uri(lake, *parts)
-
-# %% ../nbs/07c_pipeline.ipynb #f6d7cd8b
-DUMMY_CREDENTIALS = {"aws_access_key_id": "AKIAMLLIFECYCLELOCAL", "aws_secret_access_key": "local-definition-only"}  # local mode's boto3 session
-
-# %% ../nbs/07c_pipeline.ipynb #d2c3b763
-@contextmanager
-def offline_sdk(region: str = "us-east-1", # the region the SDK's import-time clients get
-                offline: bool = True       # also keep boto3 from asking EC2's metadata server for credentials (local mode)
-               ):
-    "Use SageMaker SDK 3 without AWS: a default region, no IAM check of the role, (offline) no metadata lookups; its chatter quiet."
-    import logging, warnings
-    keys = ("AWS_DEFAULT_REGION", "SAGEMAKER_VALIDATE_ROLE", "AWS_EC2_METADATA_DISABLED")
-    saved, log = {k: os.environ.get(k) for k in keys}, logging.getLogger("sagemaker")
-    os.environ.setdefault("AWS_DEFAULT_REGION", region); os.environ["SAGEMAKER_VALIDATE_ROLE"] = "false"
-    if offline: os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
-    level = log.level; log.setLevel(logging.ERROR)  # its INFO/WARNING lines say what it does with each job (uploads, popped names)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Running within a PipelineSession")
-            yield
-    finally:
-        log.setLevel(level)
-        for k, v in saved.items():
-            if v is None: os.environ.pop(k, None)
-            else: os.environ[k] = v
-
-# %% ../nbs/07c_pipeline.ipynb #f7f83a77
-class NoAwsCall(RuntimeError):
-    "An AWS call from a local-mode session: local mode makes none."
-
-# %% ../nbs/07c_pipeline.ipynb #a646b13d
-def refuse_aws_call(request, **kwargs):
-    "A botocore `before-send` handler: refuse the call (the SDK's optional checks, e.g. the role's bucket access, give up)."
-    raise NoAwsCall(f"local mode makes no AWS call: {request.method} {request.url}")
-
-# %% ../nbs/07c_pipeline.ipynb #579283b1
-SDK_CODE_KEY = re.compile(r"(^|/)code/[0-9a-f]{32,}(/|$)")  # `<pipeline>/code/<hash of the code>/...`: keys the SDK already derives from the code
-
-# %% ../nbs/07c_pipeline.ipynb #163913ca
-def pipeline_session(lake: Lake, table: str, # uploads go to `pipeline/<table>/code/` in this lake
-                     region: str = "us-east-1", # the AWS region of the definition
-                     boto_session=None          # aws mode: default boto3's; local mode: dummy credentials, no network
-                    ):
-    "A SageMaker `PipelineSession` whose uploads (`upload_data`, `upload_string_as_file_body`) go into the lake."
-    import boto3
-    with offline_sdk(region, not lake.is_s3):
-        from sagemaker.core.workflow.pipeline_context import PipelineSession
-    root_key = bucket_uri(lake).split("://", 1)[1].partition("/")[2]  # the lake's prefix in its bucket ('' locally)
-    def put(path: Path, key: str) -> str:  # the SDK's own key, in the lake
-        rel = key[len(root_key):].strip("/") if root_key else key
-        files = [(path, rel)] if path.is_file() else [(f, f"{rel}/{f.relative_to(path)}") for f in sorted(path.rglob("*")) if f.is_file()]
-        for f, k in files: lake.put_file(f, k)
-        return bucket_uri(lake, rel)
-    class LakePipelineSession(PipelineSession):
-        def upload_data(self, path, bucket=None, key_prefix="data", callback=None, extra_args=None):
-            p = Path(path)
-            if SDK_CODE_KEY.search(str(key_prefix)):  # the SDK uses the key it asked for: keep it
-                return put(p, f"{key_prefix}/{p.name}" if p.is_file() else str(key_prefix))
-            return upload_to_lake(lake, table, p, None if p.is_file() else str(key_prefix).rstrip("/").split("/")[-1])
-        def upload_string_as_file_body(self, body, bucket, key, kms_key=None):
-            with tempfile.TemporaryDirectory() as tmp:
-                f = Path(tmp)/Path(key).name; f.write_text(body)
-                return upload_to_lake(lake, table, f)
-    if boto_session is None and lake.is_s3: boto_session = boto3.DEFAULT_SESSION or boto3.Session(region_name=region)
-    if boto_session is None:  # local mode: every call the SDK tries fails at once, before it leaves the machine
-        boto_session = boto3.Session(region_name=region, **DUMMY_CREDENTIALS)
-        boto_session.events.register("before-send", refuse_aws_call)
-    bucket = bucket_uri(lake).split("://", 1)[1].split("/")[0]
-    sess = LakePipelineSession(boto_session=boto_session, default_bucket=bucket,
-                               default_bucket_prefix="/".join(p for p in (root_key, "pipeline", table, "code") if p))
-    sess._default_bucket = bucket  # known to exist (it holds the lake): no bucket probe or creation
-    return sess
 
 # %% ../nbs/07c_pipeline.ipynb #2275cd61
 def pipeline_parameters(P,         # `config.make_params(...)`
@@ -410,115 +310,6 @@ def write_definition(lake: Lake, table: str, # written to `pipeline/<table>/defi
     with offline_sdk(offline=not lake.is_s3): doc = json.loads(pipeline.definition())
     lake.write_json(doc, "pipeline", table, "definition.json")
     return doc
-
-# %% ../nbs/07c_pipeline.ipynb #20fd5a6c
-def flat_steps(definition: dict) -> list[dict]:
-    "Every step of `definition`, the condition's branches included, each with `Branch` ('', 'if', 'else') and `Parent`."
-    out = []
-    def walk(steps, branch="", parent=""):
-        for s in steps:
-            out.append({**s, "Branch": branch, "Parent": parent})
-            if s["Type"] == "Condition":
-                walk(s["Arguments"].get("IfSteps", []), "if", s["Name"]); walk(s["Arguments"].get("ElseSteps", []), "else", s["Name"])
-    walk(definition["Steps"])
-    return out
-
-# %% ../nbs/07c_pipeline.ipynb #73299035
-OPERATIONS = {"Processing": "CreateProcessingJob", "Training": "CreateTrainingJob", "Transform": "CreateTransformJob",
-              "RegisterModel": "CreateModelPackage", "Model": "CreateModel", "Tuning": "CreateHyperParameterTuningJob",
-              "QualityCheck": "CreateProcessingJob", "ClarifyCheck": "CreateProcessingJob"}  # the SageMaker call behind each step type
-
-# %% ../nbs/07c_pipeline.ipynb #58dced02
-def step_image(s: dict) -> str:
-    "The container image a step runs (its ECR repository and tag), or ''."
-    a = s.get("Arguments", {})
-    img = (a.get("AppSpecification", {}).get("ImageUri") or a.get("AlgorithmSpecification", {}).get("TrainingImage")
-           or a.get("PrimaryContainer", {}).get("Image")
-           or (a.get("InferenceSpecification", {}).get("Containers") or [{}])[0].get("Image") or "")
-    return img.split("/", 1)[-1] if isinstance(img, str) else "(expression)"
-
-# %% ../nbs/07c_pipeline.ipynb #f9254ada
-def step_table(definition: dict) -> pd.DataFrame:
-    "The definition as a table: step, type, branch, what it depends on, the SageMaker call and image."
-    rows = []
-    for s in flat_steps(definition):
-        deps = sorted(step_references({k: v for k, v in s.get("Arguments", {}).items() if k not in ("IfSteps", "ElseSteps")}) | set(s.get("DependsOn", [])))
-        rows.append({"step": s["Name"], "type": s["Type"], "branch": f"{s['Parent']}:{s['Branch']}" if s["Parent"] else "",
-                     "depends on": ", ".join(deps), "operation": OPERATIONS.get(s["Type"], ""), "image": step_image(s),
-                     "cached": bool(s.get("CacheConfig", {}).get("Enabled"))})
-    return pd.DataFrame(rows)
-
-# %% ../nbs/07c_pipeline.ipynb #2a3cd0eb
-PLACEHOLDERS = ("s3://pipeline-placeholder/value", "pipeline-placeholder", "ml.m5.xlarge", "1")  # tried in turn for a string field
-
-# %% ../nbs/07c_pipeline.ipynb #dd472b95
-def placeholder(shape) -> object:
-    "A value of `shape`'s type (botocore) that fits its pattern, enum and length: what a step property stands as."
-    import re as _re
-    t = getattr(shape, "type_name", "string")
-    if t in ("integer", "long"): return max(1, shape.metadata.get("min", 1) if shape else 1)
-    if t in ("float", "double"): return 1.0
-    if t == "boolean": return True
-    md, enum = getattr(shape, "metadata", {}) or {}, getattr(shape, "enum", None) or []
-    if enum: return enum[0]
-    for c in PLACEHOLDERS:
-        if md.get("pattern") and _re.fullmatch(md["pattern"], c, flags=_re.S) is None: continue
-        if len(c) < md.get("min", 0) or len(c) > md.get("max", 10**9): continue
-        return c
-    return PLACEHOLDERS[0]
-
-# %% ../nbs/07c_pipeline.ipynb #d6887d8d
-def is_expression(v) -> bool:
-    "Whether `v` is a pipeline expression of a definition: `{'Get': ...}`, `{'Std:Join': ...}`, `{'Std:JsonGet': ...}`."
-    return isinstance(v, dict) and len(v) == 1 and next(iter(v)) in ("Get", "Std:Join", "Std:JsonGet")
-
-# %% ../nbs/07c_pipeline.ipynb #0cbcb2b7
-def resolve_expressions(value, shape, defaults: dict):
-    "`value` (a step's arguments) with each pipeline expression replaced by a value of its field's type (`shape`, botocore)."
-    if is_expression(value):
-        (kind, arg), = value.items()
-        if kind == "Get" and arg.startswith("Parameters."): return defaults[arg.split(".", 1)[1]]
-        if kind == "Std:Join": return arg["On"].join(str(resolve_expressions(v, None, defaults)) for v in arg["Values"])
-        return placeholder(shape)
-    t = getattr(shape, "type_name", None)
-    if isinstance(value, dict):
-        if t == "structure": return {k: resolve_expressions(v, shape.members.get(k), defaults) for k, v in value.items()}
-        return {k: resolve_expressions(v, shape.value if t == "map" else None, defaults) for k, v in value.items()}
-    if isinstance(value, list): return [resolve_expressions(v, shape.member if t == "list" else None, defaults) for v in value]
-    return value
-
-# %% ../nbs/07c_pipeline.ipynb #693e8975
-JOB_NAMES = {"CreateProcessingJob": "ProcessingJobName", "CreateTrainingJob": "TrainingJobName",
-             "CreateTransformJob": "TransformJobName", "CreateModel": "ModelName",
-             "CreateHyperParameterTuningJob": "HyperParameterTuningJobName"}  # the names SageMaker Pipelines gives at execution
-
-# %% ../nbs/07c_pipeline.ipynb #2539c9d3
-def step_request(step: dict, definition: dict) -> tuple[str, dict]:
-    "The SageMaker operation behind `step` and its request, expressions resolved (`resolve_expressions`)."
-    from ml_lifecycle.platform.aws import service_model
-    op = OPERATIONS[step["Type"]]
-    defaults = {p["Name"]: p.get("DefaultValue") for p in definition.get("Parameters", [])}
-    shape = service_model("sagemaker").operation_model(op).input_shape
-    req = resolve_expressions(step["Arguments"], shape, defaults)
-    if op in JOB_NAMES: req.setdefault(JOB_NAMES[op], f"pipelines-{step['Name']}".lower()[:63])
-    return op, req
-
-# %% ../nbs/07c_pipeline.ipynb #cfbc3e70
-def validate_definition(definition: dict # a pipeline definition (`write_definition`, or `json.loads` of one)
-                       ) -> pd.DataFrame:
-    "Check each step's request against botocore's SageMaker model: step, type, operation, ok, error (if any)."
-    from ml_lifecycle.platform.aws import AwsRequestError
-    for key in ("Version", "Parameters", "Steps"):
-        if key not in definition: raise ValueError(f"not a pipeline definition: no {key!r} (keys: {sorted(definition)})")
-    rows = []
-    for s in flat_steps(definition):
-        if s["Type"] not in OPERATIONS:
-            rows.append({"step": s["Name"], "type": s["Type"], "operation": "", "ok": True, "error": ""}); continue
-        op, req = step_request(s, definition)
-        try: validate_request("sagemaker", op, req); err = ""
-        except AwsRequestError as e: err = str(e)
-        rows.append({"step": s["Name"], "type": s["Type"], "operation": op, "ok": not err, "error": err})
-    return pd.DataFrame(rows)
 
 # %% ../nbs/07c_pipeline.ipynb #bdd39688
 def pipeline_requests(pipeline,              # a `Pipeline` (`build_pipeline`) or its definition (dict)

@@ -117,7 +117,7 @@ def test_aws_mode_uploads_code_to_the_s3_lake(s3_server):
 def test_cli_runs_the_pipeline_end_to_end_and_then_from_the_cache(tmp_path):
     "`ml-lifecycle pipeline --run` on the default data: every step of the gate's branch runs; a second run takes the job steps from the cache."
     import subprocess, sys
-    from ml_lifecycle.platform.pipeline_local import run_local_pipeline
+    from ml_lifecycle.platform.pipeline_steps import run_local_pipeline
     from ml_lifecycle.platform.stages import run_ingest
     lake = Lake(str(tmp_path/"lake"))
     run_ingest(lake, TABLE, dataset="modeldata/mlc_churn", runs_dir=tmp_path/"runs")

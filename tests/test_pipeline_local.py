@@ -5,7 +5,8 @@ import networkx as nx
 import pytest
 
 from ml_lifecycle.platform.pipeline_local import (ExpressionContext, PipelineError, bucket_path, bucket_uri, execution_table,
-                                                  pipeline_graph, plot_pipeline, resolve, run_local_pipeline)
+                                                  pipeline_graph, plot_pipeline, resolve)
+from ml_lifecycle.platform.pipeline_steps import run_local_pipeline
 from ml_lifecycle.platform.storage import Lake
 
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"

@@ -275,7 +275,8 @@ def pipeline_command(a: argparse.Namespace # `ml-lifecycle pipeline`'s arguments
     if not checks.ok.all(): return 1
     if a.run:
         from ml_lifecycle.pipeline import pipeline_name
-        from ml_lifecycle.platform.pipeline_local import execution_table, run_local_pipeline  # the local executor
+        from ml_lifecycle.platform.pipeline_local import execution_table
+        from ml_lifecycle.platform.pipeline_steps import run_local_pipeline  # the local executor
         ex = run_local_pipeline(definition, L, {"MinAuc": a.min_auc}, name=pipeline_name(table))
         print(execution_table(ex).to_string(index=False))
         print(f"execution {ex['PipelineExecutionId']}: {ex['PipelineExecutionStatus']} in {ex['WallSeconds']:.1f} s"
