@@ -114,7 +114,8 @@ def validate_step(P, lake: Lake, table: str, params: dict, sess, ship: Path):
     if lake.exists("quality", table, "checks.json"):  # the reviewed suite, when 01_validate saved one
         inputs["suite"] = bucket_uri(lake, "quality", table, "checks.json"); args += ["--suite-dir", "{input:suite}"]
     args += ["--target", ph(params["Target"]), "--positive-label", ph(params["PositiveLabel"]),
-             "--version", ph(params["DataVersion"]), "--table", table]
+             "--version", ph(params["DataVersion"]), "--table", table,
+             "--fail-on-error"]  # an error-level check that fails fails the step, so the pipeline stops before Prepare
     spec = spark_processing_spec(importlib.util.find_spec("ml_lifecycle.validate").origin, inputs,
                                  {"report": ph(join(bucket_uri(lake, "pipeline", table, "validate"), params["DataVersion"]))},
                                  args, job_name="validate", env={"SPARK_VERSION": SPARK_LINE},

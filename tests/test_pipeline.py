@@ -144,3 +144,10 @@ def test_cli_runs_the_pipeline_end_to_end_and_then_from_the_cache(tmp_path):
     assert rejected["PipelineExecutionStatus"] == "Failed" and status["ModelRejected"] == "Failed"
     assert {status[s] for s in ("Register", "Baseline", "CreateModel", "Transform")} == {"NotExecuted"}
     assert lake.ls(*group) == before
+
+
+def test_validate_step_stops_the_pipeline_on_failed_checks(built):
+    "The Validate step runs 01_validate's job with --fail-on-error: a failed error-level check fails the step, not just its report."
+    validate = next(s for s in built["definition"]["Steps"] if s["Name"] == "Validate")
+    assert "--fail-on-error" in validate["Arguments"]["AppSpecification"]["ContainerArguments"]
+    assert any(i["InputName"] == "jars" for i in validate["Arguments"]["ProcessingInputs"])  # the Deequ jar travels with it
