@@ -94,14 +94,23 @@ def processing_step(name: str, sess, spec: dict, ph: Placeholders, # the step, i
 LOCAL_ROLE = "arn:aws:iam::000000000000:role/ml-lifecycle-local"  # local mode's execution role (no account: the definition still needs one)
 
 # %% ../nbs/07c_pipeline.ipynb #47cad703
-def job_aws(P, ph: Placeholders, instance_type) -> dict:
+def job_aws(P,                # `config.make_params(...)`: mode and the AWS settings of the jobs
+            ph: Placeholders, # the spec's placeholders
+            instance_type     # the instance-type parameter of the job
+           ) -> dict:
     "The AWS settings of a job spec (`config.job_settings`), its instance type a pipeline parameter."
     from ml_lifecycle.platform.config import job_settings
     d = {k: v for k, v in job_settings(P).items() if v not in (None, [], ())}
     return {**d, "role_arn": P.role_arn or LOCAL_ROLE, "instance_type": ph(instance_type)}
 
 # %% ../nbs/07c_pipeline.ipynb #dfe10c8d
-def validate_step(P, lake: Lake, table: str, params: dict, sess, ship: Path):
+def validate_step(P,            # `config.make_params(...)`: mode and the AWS settings of the jobs
+                  lake: Lake,   # the lake: where the code and the step outputs go
+                  table: str,   # the lake table
+                  params: dict, # the pipeline parameters (`pipeline_parameters`), by name
+                  sess,         # the pipeline session (`pipeline_session`): the SDK builds requests, starts nothing
+                  ship: Path    # a fixed folder for the zips the Spark jobs ship (a stable path: stable step arguments)
+                 ):
     "`Validate`: 01_validate's Deequ verification of `InputData` as a PySparkProcessor job carrying the Deequ jar."
     from ml_lifecycle.validate import JOB_MODULES
     from ml_lifecycle.platform.deequ import SPARK_LINE
@@ -125,7 +134,14 @@ def validate_step(P, lake: Lake, table: str, params: dict, sess, ship: Path):
     return processing_step("Validate", sess, spec, ph, spark=True)
 
 # %% ../nbs/07c_pipeline.ipynb #c6639f41
-def prepare_step(P, lake: Lake, table: str, params: dict, sess, ship: Path, validate):
+def prepare_step(P,            # `config.make_params(...)`: mode and the AWS settings of the jobs
+                 lake: Lake,   # the lake: where the code and the step outputs go
+                 table: str,   # the lake table
+                 params: dict, # the pipeline parameters (`pipeline_parameters`), by name
+                 sess,         # the pipeline session (`pipeline_session`): the SDK builds requests, starts nothing
+                 ship: Path,   # a fixed folder for the zips the Spark jobs ship (a stable path: stable step arguments)
+                 validate      # the `Validate` step (Prepare runs after it)
+                ):
     "`Prepare`: 03_prepare's feature job on `InputData` (after `Validate`): train/, validation/, test/, feature_metadata.json."
     from ml_lifecycle.prepare import JOB_MODULES, prepare_arguments
     from ml_lifecycle.platform.job_code import ship_package
@@ -141,12 +157,21 @@ def prepare_step(P, lake: Lake, table: str, params: dict, sess, ship: Path, vali
     return processing_step("Prepare", sess, spec, ph, spark=True, depends_on=[validate])
 
 # %% ../nbs/07c_pipeline.ipynb #f65aa121
-def features_uri(prepare, *parts):
+def features_uri(prepare, # the `Prepare` step (its `features` output)
+                 *parts   # the path below the `features` output
+                ):
     "The S3 URI of `parts` of `Prepare`'s `features` output, resolved at execution time."
     return join(prepare.properties.ProcessingOutputConfig.Outputs["features"].S3Output.S3Uri, *parts)
 
 # %% ../nbs/07c_pipeline.ipynb #1a6084f6
-def train_step(P, lake: Lake, table: str, params: dict, sess, prepare, hyperparameters: dict | None = None):
+def train_step(P,                                   # `config.make_params(...)`: mode and the AWS settings of the jobs
+               lake: Lake,                          # the lake: where the code and the step outputs go
+               table: str,                          # the lake table
+               params: dict,                        # the pipeline parameters (`pipeline_parameters`), by name
+               sess,                                # the pipeline session (`pipeline_session`): the SDK builds requests, starts nothing
+               prepare,                             # the `Prepare` step (its `features` output)
+               hyperparameters: dict | None = None  # over 04_train's defaults (None: the defaults)
+              ):
     "`Train`: 04_train's XGBoost entry script in script mode on SageMaker's XGBoost image, on `Prepare`'s splits."
     from ml_lifecycle.platform.xgb_job import DEFAULT_HYPERPARAMETERS, ENTRY_POINT, METRIC_DEFINITIONS, script_dir
     from ml_lifecycle.platform.sagemaker_jobs import training_job_spec
@@ -171,7 +196,15 @@ def train_step(P, lake: Lake, table: str, params: dict, sess, prepare, hyperpara
 AUC_PATH = "binary_classification_metrics.auc.value"  # where the gate reads the test AUC in `evaluation.json`
 
 # %% ../nbs/07c_pipeline.ipynb #4882a980
-def evaluate_step(P, lake: Lake, table: str, params: dict, sess, ship: Path, prepare, train):
+def evaluate_step(P,            # `config.make_params(...)`: mode and the AWS settings of the jobs
+                  lake: Lake,   # the lake: where the code and the step outputs go
+                  table: str,   # the lake table
+                  params: dict, # the pipeline parameters (`pipeline_parameters`), by name
+                  sess,         # the pipeline session (`pipeline_session`): the SDK builds requests, starts nothing
+                  ship: Path,   # a fixed folder for the zips the Spark jobs ship (a stable path: stable step arguments)
+                  prepare,      # the `Prepare` step (its `features` output)
+                  train         # the `Train` step (its model.tar.gz)
+                 ):
     "`Evaluate`: the trained model on the test split (ScriptProcessor on SageMaker's XGBoost image) → `evaluation.json`."
     from ml_lifecycle.platform.evaluation_job import JOB_MODULES
     from ml_lifecycle.platform.job_code import ship_package
@@ -191,7 +224,9 @@ def evaluate_step(P, lake: Lake, table: str, params: dict, sess, ship: Path, pre
     return processing_step("Evaluate", sess, spec, ph, property_files=[report]), report
 
 # %% ../nbs/07c_pipeline.ipynb #b7ab599a
-def model_container(P, train) -> dict:
+def model_container(P,     # `config.make_params(...)`: mode and the AWS settings of the jobs
+                    train  # the `Train` step (its model.tar.gz)
+                   ) -> dict:
     "The inference container of the trained model: SageMaker's XGBoost image and Train's model.tar.gz."
     from ml_lifecycle.platform.sagemaker_jobs import framework_image_uri
     from ml_lifecycle.platform.config import job_settings
@@ -199,7 +234,11 @@ def model_container(P, train) -> dict:
             "ModelDataUrl": train.properties.ModelArtifacts.S3ModelArtifacts}
 
 # %% ../nbs/07c_pipeline.ipynb #b9fb7be5
-def model_step(name: str, sess, request: dict, caller: str):
+def model_step(name: str,     # the step's name
+               sess,          # the pipeline session (`pipeline_session`): the SDK builds requests, starts nothing
+               request: dict, # the CreateModel or CreateModelPackage request
+               caller: str    # which SDK call the request stands for
+              ):
     "A `ModelStep` from a `CreateModel` (`caller='create_model'`) or `CreateModelPackage` request (`'create_model_package_from_containers'`)."
     from types import SimpleNamespace
     from sagemaker.core.workflow.pipeline_context import _ModelStepArguments
@@ -211,7 +250,14 @@ def model_step(name: str, sess, request: dict, caller: str):
     return ModelStep(name, step_args=args)
 
 # %% ../nbs/07c_pipeline.ipynb #0b14a69f
-def register_step(P, lake: Lake, table: str, params: dict, sess, train, evaluate):
+def register_step(P,            # `config.make_params(...)`: mode and the AWS settings of the jobs
+                  lake: Lake,   # the lake: where the code and the step outputs go
+                  table: str,   # the lake table
+                  params: dict, # the pipeline parameters (`pipeline_parameters`), by name
+                  sess,         # the pipeline session (`pipeline_session`): the SDK builds requests, starts nothing
+                  train,        # the `Train` step (its model.tar.gz)
+                  evaluate      # the `Evaluate` step (its evaluation.json)
+                 ):
     "`Register`: a model package in the table's group, its approval status a parameter, its metrics `evaluation.json`."
     report = join(evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri, "evaluation.json")
     request = {"ModelPackageGroupName": pipeline_name(table), "ModelApprovalStatus": params["ModelApprovalStatus"],
@@ -224,7 +270,14 @@ def register_step(P, lake: Lake, table: str, params: dict, sess, train, evaluate
     return model_step("Register", sess, request, "create_model_package_from_containers")
 
 # %% ../nbs/07c_pipeline.ipynb #37cc302c
-def transform_steps(P, lake: Lake, table: str, params: dict, sess, prepare, train) -> list:
+def transform_steps(P,            # `config.make_params(...)`: mode and the AWS settings of the jobs
+                    lake: Lake,   # the lake: where the code and the step outputs go
+                    table: str,   # the lake table
+                    params: dict, # the pipeline parameters (`pipeline_parameters`), by name
+                    sess,         # the pipeline session (`pipeline_session`): the SDK builds requests, starts nothing
+                    prepare,      # the `Prepare` step (its `features` output)
+                    train         # the `Train` step (its model.tar.gz)
+                   ) -> list:
     "`CreateModel` and `Transform`: batch transform of the test split's features (label column filtered out) with the trained model."
     from sagemaker.core.transformer import Transformer
     from sagemaker.mlops.workflow import CacheConfig, TransformStep
@@ -239,7 +292,14 @@ def transform_steps(P, lake: Lake, table: str, params: dict, sess, prepare, trai
     return [create, TransformStep("Transform", step_args=args, cache_config=CacheConfig(**CACHE))]
 
 # %% ../nbs/07c_pipeline.ipynb #4e694508
-def baseline_step(P, lake: Lake, table: str, params: dict, sess, ship: Path, prepare):
+def baseline_step(P,            # `config.make_params(...)`: mode and the AWS settings of the jobs
+                  lake: Lake,   # the lake: where the code and the step outputs go
+                  table: str,   # the lake table
+                  params: dict, # the pipeline parameters (`pipeline_parameters`), by name
+                  sess,         # the pipeline session (`pipeline_session`): the SDK builds requests, starts nothing
+                  ship: Path,   # a fixed folder for the zips the Spark jobs ship (a stable path: stable step arguments)
+                  prepare       # the `Prepare` step (its `features` output)
+                 ):
     "`Baseline`: Model Monitor's statistics of the training features (the analyzer of `platform.analyzer` as a PySparkProcessor job)."
     from ml_lifecycle.platform.analyzer import JOB_MODULES
     from ml_lifecycle.platform.deequ import SPARK_LINE
@@ -263,7 +323,12 @@ def baseline_step(P, lake: Lake, table: str, params: dict, sess, ship: Path, pre
     return processing_step("Baseline", sess, spec, ph, spark=True)
 
 # %% ../nbs/07c_pipeline.ipynb #a9a8a3aa
-def gate_step(params: dict, evaluate, report, if_steps: list, table: str):
+def gate_step(params: dict,   # the pipeline parameters (`pipeline_parameters`), by name
+              evaluate,       # the `Evaluate` step (its evaluation.json)
+              report,         # the `PropertyFile` of evaluation.json
+              if_steps: list, # the steps run when the gate passes
+              table: str      # the lake table
+             ):
     "`CheckGate`: the test AUC in `evaluation.json` ≥ `MinAuc` runs `if_steps`; else `ModelRejected` fails the execution, saying why."
     from sagemaker.core.workflow.conditions import ConditionGreaterThanOrEqualTo
     from sagemaker.core.workflow.functions import Join, JsonGet
