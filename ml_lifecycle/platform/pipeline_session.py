@@ -46,7 +46,7 @@ def upload_to_lake(lake: Lake, table: str, # where: `pipeline/<table>/code/<cont
     return bucket_uri(lake, *parts)
 
 # %% ../../nbs/platform/10b_pipeline_session.ipynb #f6d7cd8b
-DUMMY_CREDENTIALS = {"aws_access_key_id": "AKIAMLLIFECYCLELOCAL", "aws_secret_access_key": "local-definition-only"}  # local mode's boto3 session
+DUMMY_CREDENTIALS = {"aws_access_key_id": "AKIAIOSFODNN7EXAMPLE", "aws_secret_access_key": "local-definition-only"}  # local mode's boto3 session (AWS's documented example key id)
 
 # %% ../../nbs/platform/10b_pipeline_session.ipynb #d2c3b763
 @contextmanager
