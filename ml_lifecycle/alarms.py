@@ -272,7 +272,7 @@ def execution_model(lake: Lake,      # the lake the execution ran on
     out = {"model_data": steps["Train"]["Properties"]["ModelArtifacts"]["S3ModelArtifacts"], "metrics": {}}
     if steps.get("Evaluate", {}).get("StepStatus") == "Succeeded":
         uri = steps["Evaluate"]["Properties"]["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"] + "/evaluation.json"
-        with fsspec.open(str(bucket_path(lake, uri))) as f: m = json.load(f)["binary_classification_metrics"]
+        with lake.fs.open(str(bucket_path(lake, uri))) as f: m = json.load(f)["binary_classification_metrics"]
         out["metrics"] = {k: m[k]["value"] for k in QUALITY_METRICS if k in m}
     return out
 

@@ -367,9 +367,12 @@ def main(argv: list[str] | None = None # command-line arguments (None → sys.ar
     for crc in out.glob(".*.crc"): crc.unlink()  # Hadoop's local checksums of the repository file
     (out/"job.json").write_text(json.dumps(doc, default=str))  # written last: its presence means the job finished
     r = doc["result"]; print(f"status {r['status']}: {r['passed']}/{r['constraints']} constraints passed")
-    if a.fail_on_error and len(failures := failed_checks(r)):  # the last line of the log: the job's FailureReason
-        print(f"QualityGateError: {len(failures)} error-level check(s) failed on version {a.version}: "
-              + "; ".join(failures.constraint.head(5)), file=sys.stderr, flush=True)
+    if a.fail_on_error and len(failures := failed_checks(r)):
+        reason = (f"QualityGateError: {len(failures)} error-level check(s) failed on version {a.version}: "
+                  + "; ".join(failures.constraint.head(5)))[:1024]
+        message = Path(a.output_dir).parents[2]/"output"/"message"  # /opt/ml/output/message: the job's ExitMessage
+        message.parent.mkdir(parents=True, exist_ok=True); message.write_text(reason)
+        print(reason, file=sys.stderr, flush=True)
         return 1
     return 0
 

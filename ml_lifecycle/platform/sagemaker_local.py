@@ -242,9 +242,11 @@ def job_failure_reason(ml_output: Path,  # the job's output folder (/opt/ml/outp
                        log_text: str,     # the job's log
                        rc: int | None,    # exit code (None: stopped at the time limit)
                        timeout) -> str:
-    "Why a job failed, as SageMaker's FailureReason says it (the script's own `failure` file first); written to `failure`."
+    "Why a job failed, as SageMaker's FailureReason says it (the script's own `failure` file, else a processing job's `message`, first); written to `failure`."
     f = ml_output/"failure"
     if f.exists() and f.read_text().strip(): return f.read_text().strip()
+    m = ml_output/"message"  # a processing container's ExitMessage: why it failed, in its own words
+    if rc is not None and m.exists() and m.read_text().strip(): f.write_text(m.read_text().strip()[:1024]); return f.read_text()
     if rc is None: reason = f"MaxRuntimeExceeded: the job ran longer than {timeout} s and was stopped"
     else:
         lines = [l for l in log_text.splitlines() if l.strip()]
