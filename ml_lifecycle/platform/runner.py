@@ -96,9 +96,14 @@ def run_notebook(nb: str | Path,                 # the notebook to run
     out.parent.mkdir(parents=True, exist_ok=True)
     backend = os.environ.pop("MPLBACKEND", None)  # a caller's `Agg` would hide every plot: let the kernel draw inline
     try:
-        pm.execute_notebook(str(nb), str(out), parameters=parameters or {}, kernel_name=kernel,
-                            cwd=str(nb.parent), progress_bar=False, log_output=log_output,
-                            execution_timeout=timeout)
+        for attempt in (1, 2):  # a kernel that dies before its first reply ran nothing: start it once more
+            try:
+                pm.execute_notebook(str(nb), str(out), parameters=parameters or {}, kernel_name=kernel,
+                                    cwd=str(nb.parent), progress_bar=False, log_output=log_output,
+                                    execution_timeout=timeout)
+                break
+            except RuntimeError as e:  # e.g. two processes starting kernels at once took the same free ports
+                if attempt == 2 or "before replying to kernel_info" not in str(e): raise
     except PapermillExecutionError as e:
         raise NotebookFailed(nb.name, _source_cell_number(out, e.cell_index), e.source, e.ename,
                              e.evalue, out) from None
