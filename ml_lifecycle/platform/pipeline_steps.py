@@ -206,17 +206,25 @@ def run_transform_step(step: dict, req: dict, run: PipelineRun) -> dict:
     except Exception: raise StepFailed(f"ValidationException: model {model!r} was not created by a Model step of this pipeline") from None
     local = lambda u: str(bucket_path(run.lake, u)) if not run.lake.is_s3 else u
     tar = Path(model_uri) if not run.lake.is_s3 else run.lake.get(run.work_dir/name/"model.tar.gz", model_uri.split(run.lake.root + "/", 1)[1])
-    src = req["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
+    src, out_uri = req["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"], req["TransformOutput"]["S3OutputPath"]
     dp = req.get("DataProcessing") or {}
-    if dp and (run.lake.is_s3 or req["TransformInput"].get("ContentType", "text/csv") != "text/csv"):
-        raise StepFailed("ValidationException: DataProcessing filters run here on text/csv input in a local lake only")
+    if dp and req["TransformInput"].get("ContentType", "text/csv") != "text/csv":
+        raise StepFailed("ValidationException: DataProcessing filters run here on text/csv input only")
+    fs, here = run.lake.fs, run.work_dir/name
+    def fetched(uri: str, dst: Path) -> Path:  # a local copy of an S3 file or prefix (the records a filter or join reads)
+        if fs.isfile(uri): dst.mkdir(parents=True, exist_ok=True); fs.get(uri, str(dst/Path(uri).name)); return dst/Path(uri).name
+        fs.get(uri.rstrip("/") + "/", str(dst) + "/", recursive=True); return dst
+    records = (Path(local(src)) if not run.lake.is_s3 else fetched(src, here/"input")) if dp else None
     data = local(src)
-    if dp.get("InputFilter", "$") != "$": data = str(filter_csv_files(Path(data), run.work_dir/name/"filtered", dp["InputFilter"]))
-    try: job = batch_transform(local(model_uri) if not run.lake.is_s3 else tar, data, local(req["TransformOutput"]["S3OutputPath"]),
+    if dp.get("InputFilter", "$") != "$": data = str(filter_csv_files(records, here/"filtered", dp["InputFilter"]))
+    try: job = batch_transform(local(model_uri) if not run.lake.is_s3 else tar, data, local(out_uri),
                                content_type=req["TransformInput"].get("ContentType", "text/csv"),
                                accept=req["TransformOutput"].get("Accept", "text/csv"), job_name=name)
     except TransformJobFailed as e: raise StepFailed(e.job["FailureReason"]) from None
-    if dp.get("JoinSource") == "Input": join_outputs(Path(local(src)), Path(local(req["TransformOutput"]["S3OutputPath"])), dp.get("OutputFilter", "$"))
+    if dp.get("JoinSource") == "Input":
+        answers = Path(local(out_uri)) if not run.lake.is_s3 else fetched(out_uri, here/"output")
+        for f in join_outputs(records, answers, dp.get("OutputFilter", "$")):
+            if run.lake.is_s3: fs.put_file(str(f), out_uri.rstrip("/") + "/" + f.relative_to(answers).as_posix())
     elif dp.get("OutputFilter", "$") != "$": raise StepFailed("ValidationException: an OutputFilter without JoinSource=Input is not run here")
     return {**req, **job, "TransformJobArn": run.arn("transform-job", name), "TransformJobStatus": "Completed"}
 
