@@ -18,9 +18,9 @@ from .platform.pipeline_checks import validate_definition
 
 # %% auto #0
 __all__ = ['CACHE', 'LOCAL_ROLE', 'AUC_PATH', 'pipeline_name', 'pipeline_parameters', 'Placeholders', 'with_variables', 'join',
-           'processing_step', 'job_aws', 'validate_step', 'prepare_step', 'features_uri', 'train_step', 'evaluate_step',
-           'model_container', 'model_step', 'register_step', 'transform_steps', 'baseline_step', 'gate_step',
-           'build_pipeline', 'write_definition', 'pipeline_requests']
+           'step_output', 'processing_step', 'job_aws', 'validate_step', 'prepare_step', 'features_uri', 'train_step',
+           'evaluate_step', 'model_container', 'model_step', 'register_step', 'transform_steps', 'baseline_step',
+           'gate_step', 'build_pipeline', 'write_definition', 'pipeline_requests']
 
 # %% ../nbs/07c_pipeline.ipynb #60045e99
 def pipeline_name(table: str # the lake table, e.g. 'mlc_churn'
@@ -77,6 +77,15 @@ def join(*values):
     from sagemaker.core.workflow.functions import Join
     return Join(on="/", values=list(values))
 
+# %% ../nbs/07c_pipeline.ipynb #195edae9
+def step_output(lake: Lake,   # the lake
+                table: str,   # the lake table
+                name: str,    # the step's folder, e.g. 'features'
+                params: dict  # the pipeline parameters (`pipeline_parameters`), by name
+               ):
+    "Where a step writes: `Std:Join` of `pipeline/<table>/<name>` in the lake's bucket and the `DataVersion` parameter."
+    return join(bucket_uri(lake, "pipeline", table, name), params["DataVersion"])
+
 # %% ../nbs/07c_pipeline.ipynb #9521388f
 def processing_step(name: str, sess, spec: dict, ph: Placeholders, # the step, its session, a spec and its placeholders
                     spark: bool = False,         # a `PySparkProcessor` (spec from `spark_processing_spec`), else a `ScriptProcessor`
@@ -126,7 +135,7 @@ def validate_step(P,            # `config.make_params(...)`: mode and the AWS se
              "--version", ph(params["DataVersion"]), "--table", table,
              "--fail-on-error"]  # an error-level check that fails fails the step, so the pipeline stops before Prepare
     spec = spark_processing_spec(importlib.util.find_spec("ml_lifecycle.validate").origin, inputs,
-                                 {"report": ph(join(bucket_uri(lake, "pipeline", table, "validate"), params["DataVersion"]))},
+                                 {"report": ph(step_output(lake, table, "validate", params))},
                                  args, job_name="validate", env={"SPARK_VERSION": SPARK_LINE},
                                  py_files=[ship_package(ship/"validate"/"ml_lifecycle.zip", JOB_MODULES, ["pydeequ"])],
                                  jars=[j for j in spark_jars() if "deequ" in Path(j).name],
@@ -149,7 +158,7 @@ def prepare_step(P,            # `config.make_params(...)`: mode and the AWS set
     import importlib.util
     ph = Placeholders()
     spec = spark_processing_spec(importlib.util.find_spec("ml_lifecycle.prepare").origin, {"data": ph(params["InputData"])},
-                                 {"features": ph(join(bucket_uri(lake, "pipeline", table, "features"), params["DataVersion"]))},
+                                 {"features": ph(step_output(lake, table, "features", params))},
                                  prepare_arguments(ph(params["Target"]), ph(params["PositiveLabel"]), P.seed, (0.7, 0.15, 0.15),
                                                    ph(params["DataVersion"])),
                                  job_name="prepare", py_files=[ship_package(ship/"prepare"/"ml_lifecycle.zip", JOB_MODULES)],
@@ -185,7 +194,7 @@ def train_step(P,                                   # `config.make_params(...)`:
                 "metadata": ph(features_uri(prepare, "feature_metadata.json"))}
     aws = job_aws(P, ph, params["TrainingInstanceType"]); aws.pop("image_uri", None)
     spec = training_job_spec(ENTRY_POINT, script_dir(), hps, channels, job_name="xgb",
-                             output_path=ph(join(bucket_uri(lake, "pipeline", table, "models"), params["DataVersion"])),
+                             output_path=ph(step_output(lake, table, "models", params)),
                              metric_definitions=METRIC_DEFINITIONS, **aws)
     trainer = ModelTrainer(sagemaker_session=sess, **with_variables(spec["trainer"], ph))
     trainer = trainer.with_metric_definitions(spec["metric_definitions"])
@@ -217,7 +226,7 @@ def evaluate_step(P,            # `config.make_params(...)`: mode and the AWS se
     spec = processing_job_spec(importlib.util.find_spec("ml_lifecycle.platform.evaluation_job").origin,
                                {"model": ph(train.properties.ModelArtifacts.S3ModelArtifacts),
                                 "test": ph(features_uri(prepare, "test")), "lib": lib},
-                               {"evaluation": ph(join(bucket_uri(lake, "pipeline", table, "evaluation"), params["DataVersion"]))},
+                               {"evaluation": ph(step_output(lake, table, "evaluation", params))},
                                ["--model-dir", "{input:model}", "--test-dir", "{input:test}", "--output-dir", "{output:evaluation}"],
                                job_name="evaluate", **{**aws, "image_uri": framework_image_uri("xgboost", aws["aws_region"])})
     report = PropertyFile(name="EvaluationReport", output_name="evaluation", path="evaluation.json")
@@ -285,7 +294,7 @@ def transform_steps(P,            # `config.make_params(...)`: mode and the AWS 
                                               "PrimaryContainer": model_container(P, train)}, "create_model")
     transformer = Transformer(model_name=create.properties.ModelName, instance_count=1,
                               instance_type=params["ProcessingInstanceType"], accept="text/csv", assemble_with="Line",
-                              output_path=join(bucket_uri(lake, "pipeline", table, "transform"), params["DataVersion"]),
+                              output_path=step_output(lake, table, "transform", params),
                               sagemaker_session=sess)
     args = transformer.transform(data=features_uri(prepare, "test", "data.csv"), content_type="text/csv",
                                  split_type="Line", input_filter="$[1:]")
@@ -314,7 +323,7 @@ def baseline_step(P,            # `config.make_params(...)`: mode and the AWS se
     spec = spark_processing_spec(importlib.util.find_spec("ml_lifecycle.platform.analyzer").origin,
                                  {"datasets": upload_to_lake(lake, table, staged),
                                   "train": ph(features_uri(prepare, "train", "data.parquet"))},
-                                 {"report": ph(join(bucket_uri(lake, "pipeline", table, "baseline"), params["DataVersion"]))},
+                                 {"report": ph(step_output(lake, table, "baseline", params))},
                                  ["--input-dir", "{input:datasets}", "--output-dir", "{output:report}", "--dataset", "train={input:train}"],
                                  job_name="baseline", env={"SPARK_VERSION": SPARK_LINE, "ML_LIFECYCLE_ANALYZER_JOB": "1"},
                                  py_files=[ship_package(ship/"baseline"/"ml_lifecycle.zip", JOB_MODULES, ["pydeequ"])],
