@@ -14,7 +14,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import CACHE, git_commit, loadavg  # noqa: E402
 
-BENCHMARKS = ["series", "train", "endpoint", "batch", "deequ"]
+BENCHMARKS = ["series", "train", "endpoint", "batch", "deequ", "data"]
 
 
 def child(name: str, quick: bool, out: Path) -> None:

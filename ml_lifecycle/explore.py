@@ -71,7 +71,7 @@ def _numeric_view(df: DataFrame, cols: list[str], *extra) -> DataFrame:
 
 def numeric_summary(df: DataFrame,       # the data
                     cols: list[str],     # its numeric columns
-                    rel_error: float = 0.001, # relative error of the quantiles (0: exact)
+                    rel_error: float = 0.01, # relative error of the quantiles (0: exact)
                    ) -> pd.DataFrame:
     "Count, missing, mean, std, min, quartiles, max, IQR fences and outlier counts per numeric column (Spark aggregations)."
     if not cols: return pd.DataFrame()
@@ -308,7 +308,7 @@ def explore_stats(tb: pd.DataFrame, summary: pd.DataFrame, hist: pd.DataFrame, c
 
 # %% ../nbs/02_explore.ipynb #a9af8546
 def explore_frames(df: DataFrame, target: str, positive_label: str, # the data, its label column and positive value
-                   bins: int = 20, rel_error: float = 0.001) -> dict:
+                   bins: int = 20, rel_error: float = 0.01) -> dict:
     "The six Spark aggregations of this page, in its order: the tables the kernel draws."
     kinds = column_kinds(df.schema, [target])
     summary = numeric_summary(df, kinds["numeric"], rel_error)
@@ -346,7 +346,7 @@ def explore_args(argv: list[str] | None = None # command-line arguments (None â†
     p.add_argument("--input-dir", default="/opt/ml/processing/input/data")
     p.add_argument("--output-dir", default="/opt/ml/processing/output/explore")
     p.add_argument("--target", required=True); p.add_argument("--positive-label", required=True)
-    p.add_argument("--bins", type=int, default=20); p.add_argument("--rel-error", type=float, default=0.001)
+    p.add_argument("--bins", type=int, default=20); p.add_argument("--rel-error", type=float, default=0.01)
     return p.parse_args(argv)
 
 # %% ../nbs/02_explore.ipynb #6cfaf3e0
@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None # command-line arguments (None â†’ sys.ar
 def run_explore_job(lake,                   # the lake (a `Lake`)
                     table: str,             # lake table name
                     validated: dict,        # the `validated` pointer
-                    bins: int = 20, rel_error: float = 0.001,
+                    bins: int = 20, rel_error: float = 0.01,
                     mode: str = "local",    # 'local': in the Spark image's environment here; 'aws': PySparkProcessor
                     aws: dict | None = None # aws mode: `config.job_settings(P)`
                    ) -> dict:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_ingest.ipynb #f436de69
 from __future__ import annotations
-import hashlib, io, json, re, tempfile
+import hashlib, io, itertools, json, re, tempfile
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -17,9 +17,9 @@ from .platform.config import read_source
 from .platform.storage import Lake, utcnow
 
 # %% auto #0
-__all__ = ['PANDAS_TYPES', 'GLUE_TYPES', 'drop_missing_target', 'amplify_rows', 'SchemaDriftError', 'load_schema', 'apply_schema',
-           'schema_diff', 'review_schema', 'content_checksum', 'arrow_schema', 'glue_table', 'glue_request',
-           'register_glue_table', 's3_write_options', 'secure_lake', 'ingest']
+__all__ = ['PANDAS_TYPES', 'GLUE_TYPES', 'drop_missing_target', 'amplify_rows', 'amplify_chunks', 'SchemaDriftError',
+           'load_schema', 'apply_schema', 'schema_diff', 'review_schema', 'content_checksum', 'arrow_schema',
+           'glue_table', 'glue_request', 'register_glue_table', 's3_write_options', 'secure_lake', 'ingest']
 
 # %% ../nbs/00_ingest.ipynb #daee8d0c
 def drop_missing_target(df: pd.DataFrame, # the source data, columns cleaned
@@ -51,6 +51,19 @@ def amplify_rows(df: pd.DataFrame,   # the source data
         if pd.api.types.is_integer_dtype(s): x = np.rint(x)
         out[c] = pd.array(x, dtype=s.dtype) if isinstance(s.dtype, pd.api.extensions.ExtensionDtype) else x.astype(s.dtype)
     return out
+
+# %% ../nbs/00_ingest.ipynb #1744df01
+def amplify_chunks(df: pd.DataFrame,   # the source data
+                   n: int,             # rows to produce
+                   seed: int = 42,     # makes the result reproducible
+                   chunk_rows: int = 1_000_000, # rows per chunk (the most held in memory at once)
+                   **kwargs            # `amplify_rows`'s jitter and keep
+                  ):
+    "`amplify_rows(df, n, seed)` as a generator of chunks of at most `chunk_rows` rows, chunk i seeded by (seed, i)."
+    if n < 1 or chunk_rows < 1: raise ValueError(f"amplify needs n ≥ 1 and chunk_rows ≥ 1 (n={n}, chunk_rows={chunk_rows}).")
+    if n <= chunk_rows: yield amplify_rows(df, n, seed, **kwargs); return
+    for i, start in enumerate(range(0, int(n), chunk_rows)):
+        yield amplify_rows(df, min(chunk_rows, int(n) - start), [int(seed), i], **kwargs)
 
 # %% ../nbs/00_ingest.ipynb #c6f5b4cd
 PANDAS_TYPES = {"int64": "Int64", "int32": "Int32", "double": "float64", "float": "float32",
@@ -115,12 +128,16 @@ def review_schema(lake: Lake,          # the lake whose catalog/ holds the revie
     return doc
 
 # %% ../nbs/00_ingest.ipynb #02e81e2f
-def content_checksum(df: pd.DataFrame # the data to fingerprint
+def content_checksum(df # the data to fingerprint: a DataFrame, or its chunks in order
                     ) -> str:
-    "SHA-256 of the columns, dtypes and values of `df` (row order included), as hex."
-    h = hashlib.sha256()
-    h.update(json.dumps([[str(c), str(t)] for c, t in df.dtypes.items()]).encode())
-    h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    "SHA-256 of the columns, dtypes and values of `df` (row order included), as hex; chunks give the checksum of their concatenation."
+    h = None
+    for c in ([df] if isinstance(df, pd.DataFrame) else df):
+        if h is None:
+            h = hashlib.sha256()
+            h.update(json.dumps([[str(k), str(t)] for k, t in c.dtypes.items()]).encode())
+        h.update(pd.util.hash_pandas_object(c, index=False).to_numpy().tobytes())  # one hash per row: chunking changes nothing
+    if h is None: raise ValueError("no data to fingerprint")
     return h.hexdigest()
 
 # %% ../nbs/00_ingest.ipynb #22abd48f
@@ -202,7 +219,16 @@ def secure_lake(lake: Lake,                    # the lake to secure
     return opts if lake.is_s3 else {}
 
 # %% ../nbs/00_ingest.ipynb #cd4bd45c
-def ingest(df: pd.DataFrame,        # the source data, columns already cleaned
+def _staged(chunks, folder: Path, schema: list[dict]):
+    "Write each chunk as `part-<i>.parquet` in `folder` as it passes through (same schema for all), and yield it."
+    for i, c in enumerate(chunks):
+        if arrow_schema(c) != schema: raise ValueError(f"chunk {i} has the schema {arrow_schema(c)}, not {schema}")
+        pq.write_table(pa.Table.from_pandas(c, preserve_index=False), folder/f"part-{i:05d}.parquet",
+                       compression="snappy", row_group_size=131_072)  # several row groups: Spark reads them in parallel
+        yield c
+
+# %% ../nbs/00_ingest.ipynb #82d5e93e
+def ingest(df,                      # the source data, columns already cleaned: a DataFrame, or its chunks in order
            lake: Lake,              # where to write
            table: str,              # lake table name
            source: str,             # where the data came from (recorded in the manifest)
@@ -212,23 +238,25 @@ def ingest(df: pd.DataFrame,        # the source data, columns already cleaned
            extra: dict | None = None,   # more manifest fields (e.g. dropped_missing_target, synthetic)
            accept_schema_change: bool = False, # True: the schema may differ from catalog/<table>.schema.json
           ) -> dict:
-    "Write `df` as a content-addressed raw version of `table`; returns the manifest (new or existing)."
-    if df.empty: raise ValueError(f"{source!r} has no rows: nothing to ingest.")
-    if target not in df.columns: raise ValueError(f"target {target!r} is not a column: {list(df.columns)}")
-    review_schema(lake, table, arrow_schema(df), source, accept_schema_change)  # schema drift stops here
-    checksum = content_checksum(df)
-    version = checksum[:16]
-    parts = ("raw", table, f"version={version}")
-    if lake.exists(*parts, "_SUCCESS"):
-        manifest = lake.read_json(*parts, "_manifest.json")
-    else:
-        manifest = {"table": table, "version": version, "source": source, "rows": len(df),
-                    "schema": arrow_schema(df), "target": target, "positive_label": str(positive_label),
-                    "checksum": f"sha256:{checksum}", "renamed": renamed or {}, "created": utcnow(),
-                    "files": ["part-00000.parquet"], **(extra or {})}
-        with tempfile.TemporaryDirectory() as tmp:
-            pq.write_table(pa.Table.from_pandas(df, preserve_index=False), Path(tmp)/"part-00000.parquet",
-                           compression="snappy", row_group_size=131_072)  # several row groups: Spark reads them in parallel
+    "Write `df` as a content-addressed raw version of `table` (one Parquet part per chunk); returns the manifest (new or existing)."
+    chunks = iter([df] if isinstance(df, pd.DataFrame) else df)
+    first = next(chunks, None)
+    if first is None or first.empty: raise ValueError(f"{source!r} has no rows: nothing to ingest.")
+    if target not in first.columns: raise ValueError(f"target {target!r} is not a column: {list(first.columns)}")
+    schema = arrow_schema(first)
+    review_schema(lake, table, schema, source, accept_schema_change)  # schema drift stops here
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = []
+        checksum = content_checksum(c for c in _staged(itertools.chain([first], chunks), Path(tmp), schema) if not rows.append(len(c)))
+        version = checksum[:16]
+        parts = ("raw", table, f"version={version}")
+        if lake.exists(*parts, "_SUCCESS"):
+            manifest = lake.read_json(*parts, "_manifest.json")
+        else:
+            manifest = {"table": table, "version": version, "source": source, "rows": sum(rows),
+                        "schema": schema, "target": target, "positive_label": str(positive_label),
+                        "checksum": f"sha256:{checksum}", "renamed": renamed or {}, "created": utcnow(),
+                        "files": [f"part-{i:05d}.parquet" for i in range(len(rows))], **(extra or {})}
             (Path(tmp)/"_manifest.json").write_text(json.dumps(manifest, indent=2))
             lake.publish_dir(tmp, *parts)
     lake.write_json(glue_table(table, manifest["schema"], lake.uri("raw", table) + "/",

@@ -24,16 +24,17 @@ except ModuleNotFoundError as e:
     raise ModuleNotFoundError("prepare.py needs the ml_lifecycle package beside it: ship it with the job") from e
 
 # %% auto #0
-__all__ = ['SPLITS', 'PIPELINE_VERSION', 'JOB_MODULES', 'add_label', 'check_fractions', 'row_key', 'assign_splits',
-           'split_counts', 'screen_columns', 'fit_encoder', 'encoder_metadata', 'encode', 'write_splits',
-           'prepare_features', 'features_version', 'prepare_arguments', 'run_prepare', 'processing_args', 'main']
+__all__ = ['SPLITS', 'PIPELINE_VERSION', 'SPLIT_BUCKETS', 'JOB_MODULES', 'add_label', 'check_fractions', 'row_key', 'row_hashes',
+           'assign_splits', 'split_counts', 'lowest_u', 'screen_columns', 'fit_encoder', 'encoder_metadata', 'encode',
+           'write_splits', 'prepare_features', 'features_version', 'prepare_arguments', 'run_prepare',
+           'processing_args', 'main']
 
 # %% ../nbs/03_prepare.ipynb #6bf40e58
 SPLITS = ("train", "validation", "test")
 _INTERNAL = ("split", "__u", "__key")  # helper columns the pipeline adds
 
 # %% ../nbs/03_prepare.ipynb #902708b7
-PIPELINE_VERSION = 3         # bump when the feature logic or its record changes: part of the content address (3: positives per split)
+PIPELINE_VERSION = 4         # bump when the feature logic or its record changes: part of the content address (4: approximate medians, hashed tie-break)
 
 # %% ../nbs/03_prepare.ipynb #c0a3d4b3
 def add_label(sdf: DataFrame,      # the validated data
@@ -66,22 +67,36 @@ def row_key(columns: list[str] # the columns that make up a row's identity
 
 
 # %% ../nbs/03_prepare.ipynb #3f61c6f0
+SPLIT_BUCKETS = 4096  # buckets of u: a class is ranked bucket by bucket
+
+# %% ../nbs/03_prepare.ipynb #126b34e7
+def row_hashes(sdf: DataFrame, # the rows (helper columns, if any, are ignored)
+               seed: int,      # the split seed
+              ) -> DataFrame:
+    "`sdf` with `__u`, a seeded hash of the row's content in [0, 1), and `__key`, a second 64-bit hash of it (the tie-break)."
+    text = row_key([c for c in sdf.columns if c not in (LABEL, *_INTERNAL)])
+    u = F.xxhash64(F.lit(int(seed)), text).bitwiseAND(F.lit((1 << 53) - 1)).cast("double") / float(1 << 53)  # 53 bits → [0, 1)
+    return sdf.withColumn("__u", u).withColumn("__key", F.xxhash64(F.lit(int(seed)), F.lit("tie-break"), text))
+
+# %% ../nbs/03_prepare.ipynb #9cba52ba
 def assign_splits(sdf: DataFrame,                       # labelled data (has `label`)
                   seed: int,                            # the split seed
                   fractions=(0.7, 0.15, 0.15),          # train, validation, test shares (per class)
+                  buckets: int = SPLIT_BUCKETS,         # ranks are counted per bucket of u (same result for any value)
                  ) -> DataFrame:
-    "Add `__u` (seeded hash of the row in [0,1)), `__key` (the row as text) and `split`, stratified by label."
+    "Add `__u` (seeded hash of the row in [0,1)), `__key` (a second hash of the row) and `split`: each class ranked by `u`, cut 70/15/15."
     f_train, f_val, _ = check_fractions(fractions)
-    cols = [c for c in sdf.columns if c not in (LABEL, *_INTERNAL)]
-    h = F.xxhash64(F.lit(int(seed)), F.col("__key"))
-    u = F.col("__h").bitwiseAND(F.lit((1 << 53) - 1)).cast("double") / float(1 << 53)  # 53 bits → [0, 1)
-    rank = F.row_number().over(Window.partitionBy(LABEL).orderBy("__u", "__key")) - 1
-    n = F.count(F.lit(1)).over(Window.partitionBy(LABEL))
+    keyed = row_hashes(sdf, seed).withColumn("__b", F.floor(F.col("__u") * buckets).cast("int"))
+    lower = Window.partitionBy(LABEL).orderBy("__b").rowsBetween(Window.unboundedPreceding, -1)
+    sizes = (keyed.groupBy(LABEL, "__b").count()  # ≤ 2 × buckets rows
+                  .select(LABEL, "__b", F.coalesce(F.sum("count").over(lower), F.lit(0)).alias("__below"),
+                          F.sum("count").over(Window.partitionBy(LABEL)).alias("__n")))
+    rank = F.col("__below") + F.row_number().over(Window.partitionBy(LABEL, "__b").orderBy("__u", "__key")) - 1
+    n = F.col("__n")
     cut1, cut2 = F.floor(n * f_train + 0.5), F.floor(n * (f_train + f_val) + 0.5)
     split = F.when(rank < cut1, "train").when(rank < cut2, "validation").otherwise("test")
-    return (sdf.withColumn("__key", row_key(cols)).withColumn("__h", h).withColumn("__u", u).drop("__h")
-               .withColumn("split", split))
-
+    return (keyed.join(F.broadcast(sizes), [LABEL, "__b"]).withColumn("split", split)
+                 .select(*sdf.columns, "__key", "__u", "split"))
 
 # %% ../nbs/03_prepare.ipynb #a82dd2ed
 def split_counts(sdf: DataFrame # data with `split` and `label`
@@ -129,6 +144,17 @@ def _level_f1(y: np.ndarray, x: pd.Series) -> tuple:
     return round(float(f1.max()), 6), f1.idxmax()
 
 
+# %% ../nbs/03_prepare.ipynb #a498755e
+def lowest_u(sdf: DataFrame, # rows with `__u` (uniform in [0, hi]) and `__key`
+             k: int,         # how many rows
+             n: int,         # how many rows `sdf` has
+             hi: float,      # the largest `__u` in `sdf`
+            ) -> DataFrame:
+    "The `k` rows of `sdf` with the smallest (`__u`, `__key`), a random sample: a filter first, then a sort of about `k` rows."
+    if n <= k: return sdf
+    few = sdf.where(F.col("__u") <= hi * min(1.0, 1.3 * k / n)).orderBy("__u", "__key").limit(k)
+    return few if few.count() == k else sdf.orderBy("__u", "__key").limit(k)  # the filter kept too few: sort them all
+
 # %% ../nbs/03_prepare.ipynb #a77ac2e9
 def screen_columns(train: DataFrame,      # the training split (raw columns + label)
                    roles: dict,           # from `column_kinds`
@@ -142,20 +168,21 @@ def screen_columns(train: DataFrame,      # the training split (raw columns + la
                   ) -> pd.DataFrame:
     "One row per column: kind, distinct count, missing rate, single-feature AUC, action (keep/drop) and reason."
     num, cat = roles["numeric"], roles["categorical"]
+    if "__u" not in train.columns: train = row_hashes(train, 0)  # rows not split by `assign_splits`: hash them for the sample
     cols, tt = num + cat, label_text(target, train.schema[target].dataType)
-    aggs = [F.count(F.lit(1)).alias("__rows")]
+    aggs = [F.count(F.lit(1)).alias("__rows"), F.max("__u").alias("__hi")]
     for i, c in enumerate(cols):
         x = F.nanvl(F.col(c).cast("double"), F.lit(None)) if c in num else F.col(c)
         same = (label_text(c, train.schema[c].dataType) == tt) | (F.col(c).cast("double") == F.col(LABEL).cast("double"))
-        aggs += [F.count(x).alias(f"p{i}"), F.countDistinct(x).alias(f"d{i}"),
+        aggs += [F.count(x).alias(f"p{i}"), F.approx_count_distinct(x, rsd=0.02).alias(f"d{i}"),
                  F.sum(F.when(same, 1).otherwise(0)).alias(f"s{i}")]
     stats = train.agg(*aggs).first().asDict()
     n = stats["__rows"]
-    sample = (train.orderBy("__u", "__key").limit(sample_rows) if n > sample_rows else train)
+    sample = lowest_u(train.select(LABEL, "__u", "__key", *[F.col(c) for c in cols]), sample_rows, n, stats["__hi"])
     sample = sample.select(LABEL, *[F.col(c) for c in cols]).toPandas()
     y, types, rows = sample[LABEL].to_numpy(), {f.name: f.dataType for f in train.schema.fields}, []
     for i, c in enumerate(cols):
-        present, distinct, same = stats[f"p{i}"], stats[f"d{i}"], stats[f"s{i}"]
+        present, distinct, same = stats[f"p{i}"], min(stats[f"d{i}"], stats[f"p{i}"]), stats[f"s{i}"]  # a sketch may overshoot
         r = dict(column=c, kind="numeric" if c in num else "categorical", type=types[c].simpleString(),
                  distinct=distinct, missing_rate=round(1 - present / n, 4) if n else 1.0, auc=float("nan"),
                  action="drop", reason="")
@@ -183,7 +210,7 @@ def screen_columns(train: DataFrame,      # the training split (raw columns + la
 def fit_encoder(train: DataFrame,       # the training split
                 numeric: list[str],     # numeric columns to impute (median)
                 categorical: list[str], # categorical columns to one-hot encode
-                relative_error: float = 0.0 # Imputer's quantile precision: 0 = exact median
+                relative_error: float = 1e-3 # Imputer's quantile precision (0 = exact, whose memory grows with the rows)
                ) -> PipelineModel:
     "Fit the Spark ML pipeline: cast → median imputation → `__missing__` level → one-hot (levels from `train`)."
     if not numeric and not categorical: raise ValueError("no feature columns are left to encode.")
@@ -221,17 +248,20 @@ def encoder_metadata(model: PipelineModel, # from `fit_encoder`
 
 
 # %% ../nbs/03_prepare.ipynb #f65f5461
-def encode(model: PipelineModel,       # from `fit_encoder`
+def encode(recipe: dict,               # `encoder_metadata` of the fitted pipeline
            sdf: DataFrame,             # rows to encode (raw columns)
-           features: list[str],        # the feature names, in vector order
            keep: tuple = _INTERNAL     # extra columns to carry along (when present)
           ) -> DataFrame:
-    "`label` (when present) then one double column per feature, plus the `keep` columns."
-    out = model.transform(sdf).withColumn("__arr", vector_to_array("__features"))
+    "`label` (when present) then one double column per feature of `recipe`, plus the `keep` columns: the recipe as column expressions."
     cols = [F.col(LABEL)] if LABEL in sdf.columns else []
-    cols += [F.col("__arr")[i].alias(f) for i, f in enumerate(features)]
-    return out.select(*cols, *[c for c in keep if c in sdf.columns])
-
+    for c in recipe["numeric"]:  # as the Imputer: null and NaN become the median
+        x = F.col(c).cast("double")
+        cols.append(F.when(x.isNull() | F.isnan(x), F.lit(float(recipe["impute"][c]))).otherwise(x))
+    for c, levels in recipe["categorical"].items():  # as StringIndexer + OneHotEncoder: an unseen level is all zeros
+        x = F.coalesce(F.col(c).cast("string"), F.lit(MISSING))
+        cols += [F.when(x == F.lit(level), 1.0).otherwise(0.0) for level in levels]
+    names = ([LABEL] if LABEL in sdf.columns else []) + recipe["features"]
+    return sdf.select(*[col.alias(n) for col, n in zip(cols, names)], *[c for c in keep if c in sdf.columns])
 
 # %% ../nbs/03_prepare.ipynb #8c09aa6e
 def write_splits(enc: DataFrame,       # encoded rows with `split`, `__u`, `__key`
@@ -239,7 +269,7 @@ def write_splits(enc: DataFrame,       # encoded rows with `split`, `__u`, `__ke
                  out_dir: str | Path   # gets train/, validation/, test/ (created)
                 ) -> dict:
     "Write each split as `<split>/data.csv` (no header, label first) and `<split>/data.parquet`; rows in hash order."
-    rows = (enc.repartition(1).sortWithinPartitions("split", "__u", "__key")
+    rows = (enc.repartitionByRange("split", "__u", "__key").sortWithinPartitions("split", "__u", "__key")  # a parallel sort
                .select("split", F.col(LABEL).cast("int").alias(LABEL), *[F.col(f) for f in features]))
     return write_single_files(rows, "split", list(SPLITS), out_dir)
 
@@ -269,9 +299,7 @@ def prepare_features(spark,                    # a SparkSession
         num, cat = [c for c in roles["numeric"] if c in kept], [c for c in roles["categorical"] if c in kept]
         model = fit_encoder(train, num, cat)
         recipe = encoder_metadata(model, num, cat)
-        enc = encode(model, data, recipe["features"]).persist()
-        write_splits(enc, recipe["features"], out_dir)
-        enc.unpersist()
+        write_splits(encode(recipe, data), recipe["features"], out_dir)
     finally: data.unpersist()
     report = report.astype(object).where(report.notna(), None)
     meta = {"label": LABEL, "target": target, "positive_label": str(positive_label), **recipe, "encoding": "one-hot",

@@ -317,7 +317,8 @@ def validate_version(spark: SparkSession,   # the job's session
     "This page's steps on `df`: profile, suggestions, the suite (saved or built), verification with anomaly checks."
     kinds, labels = column_kinds(df.schema, [target]), target_labels(df, target)
     key_sql = label_sql(target, df.schema[target].dataType)
-    profile, suggestions = profile_columns(spark, df), suggest_constraints(spark, df)
+    profile = profile_columns(spark, df)
+    suggestions = suggest_constraints(spark, profile, df.count())
     fresh, reviewed = build_suite(suggestions, profile, kinds, target, labels, positive_label, max_categories, range_margin,
                                   key_sql=key_sql)
     suite = choose_suite(saved, fresh, table, version, target, labels, rebuild)

@@ -188,7 +188,7 @@ def test_fit_encoder_unseen_and_missing(spark):
     assert meta == {"features": ["x", "c=__missing__", "c=a", "c=b"], "numeric": ["x"],
                     "categorical": {"c": [MISSING, "a", "b"]}, "impute": {"x": 5.0, "c": MISSING}}
     want = [[5.0, 0, 0, 0], [2.0, 0, 0, 1], [4.0, 1, 0, 0]]
-    assert encode(m, te, meta["features"]).toPandas().to_numpy().tolist() == want
+    assert encode(meta, te).toPandas().to_numpy().tolist() == want
     assert transform_rows(te.toPandas(), meta).tolist() == want
 
 

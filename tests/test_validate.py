@@ -26,7 +26,7 @@ def clean(spark):
 def derived(spark, clean):
     "Profile, suggestions and the suite derived from the clean data (as the notebook does)."
     profile = profile_columns(spark, clean)
-    suggestions = suggest_constraints(spark, clean)
+    suggestions = suggest_constraints(spark, profile, clean.count())
     kinds = column_kinds(clean.schema, ["y"])
     suite, reviewed = build_suite(suggestions, profile, kinds, "y", target_labels(clean, "y"), "yes")
     return {"profile": profile, "suggestions": suggestions, "kinds": kinds, "suite": suite, "reviewed": reviewed}

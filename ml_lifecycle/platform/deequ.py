@@ -7,60 +7,183 @@ from __future__ import annotations
 import os, re, warnings
 
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, types as T
 
 try: from ml_lifecycle.platform.spark import SPARK_LINE  # in a kernel: sets SPARK_VERSION, which PyDeequ reads at import
 except ModuleNotFoundError: SPARK_LINE = os.environ.get("SPARK_VERSION", "3.5")  # in a job: its environment sets it
 from pydeequ.checks import Check, CheckLevel, ConstrainableDataTypes
-from pydeequ.analyzers import Completeness, Size
+from pydeequ.analyzers import (AnalysisRunner, AnalyzerContext, ApproxCountDistinct, Completeness, DataType, Histogram,
+                               KLLParameters, KLLSketch, Maximum, Mean, Minimum, Size, StandardDeviation, Sum)
 from pydeequ.anomaly_detection import RelativeRateOfChangeStrategy
-from pydeequ.profiles import ColumnProfilerRunner, NumericColumnProfile
 from pydeequ.repository import FileSystemMetricsRepository, ResultKey
-from pydeequ.suggestions import ConstraintSuggestionRunner, DEFAULT
+from pydeequ.suggestions import ConstraintSuggestionRunBuilder, DEFAULT
 from pydeequ.verification import VerificationResult, VerificationSuite
 
 # %% auto #0
-__all__ = ['BUILDERS', 'METRIC_NAMES', 'profile_columns', 'profile_frame', 'suggest_constraints', 'make_check',
-           'anomaly_strategy', 'anomaly_analyzer', 'verify']
+__all__ = ['HISTOGRAM_THRESHOLD', 'BUILDERS', 'METRIC_NAMES', 'deequ_type', 'inferred_type', 'profile_columns', 'profile_frame',
+           'deequ_profile', 'suggest_constraints', 'make_check', 'anomaly_strategy', 'anomaly_analyzer', 'verify']
 
 # %% ../../nbs/platform/02a_deequ.ipynb #2629120c
+HISTOGRAM_THRESHOLD = 120  # columns with at most this many distinct values get value counts (ColumnProfiler's default)
+
+# %% ../../nbs/platform/02a_deequ.ipynb #98243bf8
+def deequ_type(t: T.DataType # a Spark column type
+              ) -> str:
+    "Deequ's data type (`DataTypeInstances`) of a Spark column type: Integral, Fractional, Boolean, String or Unknown."
+    if isinstance(t, (T.ByteType, T.ShortType, T.IntegerType, T.LongType)): return "Integral"
+    if isinstance(t, (T.FloatType, T.DoubleType, T.DecimalType)): return "Fractional"
+    return {T.BooleanType: "Boolean", T.StringType: "String"}.get(type(t), "Unknown")
+
+# %% ../../nbs/platform/02a_deequ.ipynb #b110587e
+def inferred_type(counts: dict # {kind: number of values} from a `DataType` analyzer
+                 ) -> str:
+    "The type of a text column from the counts of each kind of value in it (the rule of Deequ's profiler)."
+    seen = {k for k, v in counts.items() if v and k != "Unknown"}
+    if not seen: return "Unknown"
+    if "String" in seen or ("Boolean" in seen and seen & {"Integral", "Fractional"}): return "String"
+    if "Boolean" in seen: return "Boolean"
+    return "Fractional" if "Fractional" in seen else "Integral"
+
+# %% ../../nbs/platform/02a_deequ.ipynb #11d3a5b6
+def _analysis(spark: SparkSession, runner) -> tuple[dict, dict]:
+    "Run a PyDeequ analysis: its metrics {column: {name: value}} and its KLL sketches {column: JVM BucketDistribution}."
+    result, out, kll = runner.run(), {}, {}
+    for m in AnalyzerContext.successMetricsAsJson(spark, result): out.setdefault(m["instance"], {})[m["name"]] = m["value"]
+    it = result.allMetrics().iterator()
+    while it.hasNext():
+        m = it.next()
+        if m.getClass().getSimpleName() == "KLLMetric" and m.value().isSuccess(): kll[m.instance()] = m.value().get()
+    return out, kll
+
+# %% ../../nbs/platform/02a_deequ.ipynb #57863fb3
+def _column_analyzers(c: str, kind: str, kll: KLLParameters) -> list:
+    "The one-scan Deequ analyzers of a column of Deequ type `kind` (a number's minimum and maximum come from `_extremes`)."
+    out = [Completeness(c), ApproxCountDistinct(c)]
+    if kind == "String": out.append(DataType(c))
+    if kind in ("Integral", "Fractional"): out += [Mean(c), StandardDeviation(c), Sum(c), KLLSketch(c, kll)]
+    return out
+
+# %% ../../nbs/platform/02a_deequ.ipynb #3220f1f1
+def _extremes(df: DataFrame, cols: list[str]) -> tuple[int, dict]:
+    "The row count of `df` and {column: {'Minimum', 'Maximum'}} of `cols` (as doubles, like Deequ's), in one aggregation."
+    from pyspark.sql import functions as F
+    r = df.agg(F.count(F.lit(1)).alias("__rows"), *[f(F.col(c).cast("double")).alias(f"{n}{i}") for i, c in enumerate(cols)
+                                                      for n, f in (("lo", F.min), ("hi", F.max))]).first()
+    return r["__rows"], {c: {"Minimum": r[f"lo{i}"], "Maximum": r[f"hi{i}"]} for i, c in enumerate(cols) if r[f"lo{i}"] is not None}
+
+# %% ../../nbs/platform/02a_deequ.ipynb #a8cd8ed7
+def _numeric_profile(m: dict, sketch) -> dict:
+    "A numeric column's statistics from its metrics, with the KLL sketch's buckets and quartiles (approximate)."
+    d = {"minimum": m["Minimum"], "maximum": m["Maximum"], "mean": m["Mean"], "std_dev": m["StandardDeviation"], "sum": m["Sum"]}
+    if sketch is not None:
+        q = list(sketch.computePercentiles())  # the 1st … 100th percentile
+        d["approx_quartiles"] = [q[24], q[49], q[74]]
+        d["kll"] = [{"lower_bound": b.lowValue(), "upper_bound": b.highValue(), "count": int(b.count())}
+                    for b in (sketch.buckets().apply(i) for i in range(sketch.buckets().size()))]
+    return d
+
+# %% ../../nbs/platform/02a_deequ.ipynb #fa9943fd
 def profile_columns(spark: SparkSession, # the shared session
                     df: DataFrame,        # the data to profile
+                    histogram_threshold: int = HISTOGRAM_THRESHOLD, # most distinct values a column may have to get value counts
+                    kll_buckets: int = 10, # buckets of the numeric distributions
+                    kll_rows: int = 200_000, # the sketches read a seeded sample of about this many rows (all rows if fewer)
+                    seed: int = 42,        # the sample's seed
                    ) -> list[dict]:
-    "Deequ's column profiles of `df`, one dict per column in column order."
-    res = ColumnProfilerRunner(spark).onData(df).run()
+    "Column profiles of `df` in column order: Deequ analyzers in one scan, then value counts of low-cardinality columns."
+    from pyspark.sql import functions as F
+    kinds, kll = {f.name: deequ_type(f.dataType) for f in df.schema.fields}, KLLParameters(spark, 2048, 0.64, kll_buckets)
+    numbers = [c for c in kinds if kinds[c] in ("Integral", "Fractional")]
+    rows, extremes = _extremes(df, numbers)
+    share = min(1.0, kll_rows / max(rows, 1))
+    sampled = {c: f"__kll_{i}" for i, c in enumerate(numbers)}
+    pick = F.rand(seed) < share  # the sketches see a sample; the same scan gives every other figure from all rows
+    scan = df.select("*", *[F.when(pick, F.col(c)).alias(k) for c, k in sampled.items()]) if share < 1 else df
+    runner = AnalysisRunner(spark).onData(scan).addAnalyzer(Size())
+    for c, kind in kinds.items():
+        for a in _column_analyzers(c, kind, kll):
+            if share < 1 and isinstance(a, KLLSketch): a = KLLSketch(sampled[c], kll)
+            runner = runner.addAnalyzer(a)
+    m, sketches = _analysis(spark, runner)
+    for c, e in extremes.items(): m[c] = m.get(c, {}) | e
+    sketches = {c: sketches.get(sampled.get(c, c), sketches.get(c)) for c in kinds}
+    low = [c for c in kinds if m.get(c, {}).get("ApproxCountDistinct", histogram_threshold + 1) <= histogram_threshold]
+    hist = {}
+    if low:  # one small GROUP BY per column: at most ~threshold groups each
+        runner = AnalysisRunner(spark).onData(df)
+        for c in low: runner = runner.addAnalyzer(Histogram(c, maxDetailBins=histogram_threshold + 1))
+        hist, _ = _analysis(spark, runner)
+    counts = lambda d: {k.removeprefix("Histogram.abs."): int(v) for k, v in d.items() if k.startswith("Histogram.abs.")}
+    types = {c: inferred_type(counts(m.get(c, {}))) if kind == "String" else kind for c, kind in kinds.items()}
+    if text_numbers := [c for c, kind in kinds.items() if kind == "String" and types[c] in ("Integral", "Fractional")]:
+        as_numbers = df.select(*[F.col(c).cast("double").alias(c) for c in text_numbers])
+        runner = AnalysisRunner(spark).onData(as_numbers)
+        for c in text_numbers:  # numbers written as text: their statistics as numbers (passes only when there are such columns)
+            for a in _column_analyzers(c, "Fractional", kll)[2:]: runner = runner.addAnalyzer(a)
+        more, more_sketches = _analysis(spark, runner)
+        _, more_extremes = _extremes(as_numbers, text_numbers)
+        for c in text_numbers: m[c] = m.get(c, {}) | more.get(c, {}) | more_extremes.get(c, {})
+        sketches |= {c: v for c, v in more_sketches.items() if v is not None}
     out = []
-    for c in df.columns:
-        p = res.profiles[c]
-        d = {"column": c, "data_type": p.dataType, "completeness": float(p.completeness),
-             "approx_distinct": int(p.approximateNumDistinctValues)}
-        if isinstance(p, NumericColumnProfile):
-            d |= {"minimum": p.minimum, "maximum": p.maximum, "mean": p.mean, "std_dev": p.stdDev, "sum": p.sum}
-        if p.histogram:
-            d["histogram"] = {str(h.value): int(h.count)
-                              for h in sorted(p.histogram, key=lambda h: (-h.count, str(h.value)))}
+    for c, kind in kinds.items():
+        mc = m.get(c, {})
+        d = {"column": c, "data_type": types[c], "type_inferred": kind == "String",
+             "completeness": float(mc.get("Completeness", 0.0)), "approx_distinct": int(mc.get("ApproxCountDistinct", 0))}
+        if types[c] in ("Integral", "Fractional") and "Minimum" in mc:
+            d |= _numeric_profile(mc, sketches.get(c)) | {"sketch_sample": round(share, 6) if c in sampled else 1.0}
+        if c in hist: d["histogram"] = dict(sorted(counts(hist[c]).items(), key=lambda kv: (-kv[1], kv[0])))
         out.append(d)
     return out
 
-
 # %% ../../nbs/platform/02a_deequ.ipynb #f7b176a3
 def profile_frame(profile: list[dict]) -> pd.DataFrame:
-    "The profile as a tidy table: one row per column, the most frequent values of categoricals last."
-    rows = [{k: v for k, v in p.items() if k != "histogram"} |
+    "The profile as a tidy table: one row per column, the median from the sketch, the most frequent values last."
+    rows = [{k: v for k, v in p.items() if k not in ("histogram", "kll", "approx_quartiles", "sketch_sample")} |
+            ({"approx_median": p["approx_quartiles"][1]} if p.get("approx_quartiles") else {}) |
             {"top_values": ", ".join(list(p.get("histogram") or {})[:3])} for p in profile]
     return pd.DataFrame(rows).set_index("column")
 
 # %% ../../nbs/platform/02a_deequ.ipynb #7f516e6c
+def _some(jvm, v): return jvm.scala.Option.apply(v) if v is not None else jvm.scala.Option.empty()
+
+# %% ../../nbs/platform/02a_deequ.ipynb #68f2b7fe
+def deequ_profile(jvm,        # the JVM (`spark._jvm`)
+                  p: dict,    # one record of `profile_columns`
+                 ):
+    "Deequ's `ColumnProfile` (a JVM object) for one record of `profile_columns`, as its suggestion rules read it."
+    D = jvm.com.amazon.deequ
+    kind, none = getattr(D.analyzers.DataTypeInstances, p["data_type"])(), jvm.scala.Option.empty()
+    hist = none
+    if p.get("histogram") is not None:
+        total, values = sum(p["histogram"].values()) or 1, jvm.java.util.HashMap()
+        for k, v in p["histogram"].items(): values.put(k, D.metrics.DistributionValue(int(v), v / total))
+        hist = _some(jvm, D.metrics.Distribution(jvm.PythonUtils.toScalaMap(values), len(p["histogram"]), 0))
+    head = (p["column"], float(p["completeness"]), int(p["approx_distinct"]), kind, bool(p["type_inferred"]),
+            jvm.PythonUtils.toScalaMap(jvm.java.util.HashMap()), hist)
+    if "minimum" not in p: return D.profiles.StandardColumnProfile(*head)
+    f = lambda k: _some(jvm, float(p[k]) if p.get(k) is not None else None)
+    return D.profiles.NumericColumnProfile(*head, none, none, f("mean"), f("maximum"), f("minimum"), none, none, f("sum"),
+                                           f("std_dev"), none, none, none, none)  # kll … approxPercentiles: unused by the rules
+
+# %% ../../nbs/platform/02a_deequ.ipynb #ab6eac1b
 def suggest_constraints(spark: SparkSession, # the shared session
-                        df: DataFrame,        # the data to learn constraints from
+                        profile: list[dict], # `profile_columns` of the data
+                        rows: int,           # the data's row count
                        ) -> list[dict]:
-    "Deequ's constraint suggestions (DEFAULT rules) for `df`, as records sorted by column and rule."
-    res = ConstraintSuggestionRunner(spark).onData(df).addConstraintRule(DEFAULT()).run()
-    order = {c: i for i, c in enumerate(df.columns)}
-    recs = [{"column": s["column_name"], "description": s["description"],
-             "code_for_constraint": s["code_for_constraint"], "suggesting_rule": s["suggesting_rule"].split("(")[0],
-             "rule_description": s["rule_description"], "current_value": s["current_value"]}
-            for s in res["constraint_suggestions"]]
+    "Deequ's constraint suggestions (PyDeequ's DEFAULT rules) for a profiled table, as records sorted by column and rule."
+    jvm, to_python = spark._jvm, ConstraintSuggestionRunBuilder._ConstraintSuggestionRunBuilder__s2p_filter
+    rules = [r._set_jvm(jvm).rule_jvm for r in DEFAULT().rule_jvm]
+    recs = []
+    for p in profile:
+        dp = deequ_profile(jvm, p)
+        for rule in rules:
+            if not rule.shouldBeApplied(dp, int(rows)): continue
+            s = rule.candidate(dp, int(rows))
+            recs.append({"column": s.columnName(), "description": s.description(),
+                         "code_for_constraint": to_python(s.codeForConstraint()),
+                         "suggesting_rule": s.suggestingRule().toString().split("(")[0],
+                         "rule_description": s.suggestingRule().ruleDescription(), "current_value": s.currentValue()})
+    order = {p["column"]: i for i, p in enumerate(profile)}
     return sorted(recs, key=lambda r: (order.get(r["column"], len(order)), r["suggesting_rule"], r["description"]))
 
 # %% ../../nbs/platform/02a_deequ.ipynb #986b25db

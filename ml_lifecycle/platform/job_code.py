@@ -94,36 +94,59 @@ def spark_path(uri: str | Path # a URI (kept) or a local path
     return u if re.match(r"^[a-z][a-z0-9+.-]*://", u) else "file://" + str(Path(u).resolve())  # as_uri() would escape '=' 
 
 # %% ../../nbs/platform/03a_job_code.ipynb #4cbc521e
-def rewrite_parquet(src: Path, # a Parquet file written by Spark
-                    dst: Path  # where the re-encoded file goes (`src` is moved there without pyarrow)
+def rewrite_parquet(src,       # a Parquet file written by Spark, or a list of them (their rows in this order)
+                    dst: Path, # where the re-encoded file goes (a single `src` is moved there without pyarrow)
+                    rows_per_group: int = 131_072, # row groups of this many rows, wherever the parts began and ended
                    ):
-    "Re-encode a Parquet file with pyarrow, streaming row groups: same data → same bytes, whatever wrote `src`."
-    try: import pyarrow.parquet as pq
+    "Re-encode Parquet file(s) with pyarrow into one file, streaming: same rows → same bytes, however Spark cut them into parts."
+    srcs = [src] if isinstance(src, (str, Path)) else list(src)
+    try: import pyarrow as pa, pyarrow.parquet as pq
     except ImportError:  # SageMaker's Spark processing image has no pyarrow: Spark's file, same data, bytes may differ
-        shutil.move(src, dst); return
-    f = pq.ParquetFile(src)
-    with pq.ParquetWriter(dst, f.schema_arrow, compression="snappy") as w:
-        for i in range(f.num_row_groups): w.write_table(f.read_row_group(i))
+        if len(srcs) != 1: raise RuntimeError(f"joining {len(srcs)} Parquet files into {dst} needs pyarrow") from None
+        shutil.move(srcs[0], dst); return
+    schema, held, n = pq.ParquetFile(srcs[0]).schema_arrow, [], 0
+    with pq.ParquetWriter(dst, schema, compression="snappy") as w:
+        for s in srcs:
+            for batch in pq.ParquetFile(s).iter_batches(batch_size=rows_per_group):
+                held.append(batch); n += batch.num_rows
+                while n >= rows_per_group:  # a full row group: write it, keep the rest (at most one group in memory)
+                    t = pa.Table.from_batches(held, schema)
+                    w.write_table(t.slice(0, rows_per_group), row_group_size=rows_per_group)
+                    rest = t.slice(rows_per_group); held, n = rest.to_batches(), rest.num_rows
+        if n: w.write_table(pa.Table.from_batches(held, schema), row_group_size=rows_per_group)
 
 # %% ../../nbs/platform/03a_job_code.ipynb #a3afb51d
-def write_single_files(rows,               # a Spark DataFrame in its final row order (one partition)
+def _has_pyarrow() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("pyarrow") is not None
+
+# %% ../../nbs/platform/03a_job_code.ipynb #6765d9c5
+def write_single_files(rows,               # a Spark DataFrame in its final row order: partition by partition, then within each
                        by: str,            # the column whose values name the folders
                        values: list[str],  # its values (each gets a folder, which must receive rows)
                        out_dir: str | Path, # gets one folder per value (created)
                        name: str = "data", # the files' name: `<value>/<name>.csv` and `<value>/<name>.parquet`
                       ) -> dict:
-    "Write the rows of each value of `by` as one header-less CSV and one Parquet file (without `by`)."
-    out_dir = Path(out_dir)
-    for fmt in ("csv", "parquet"):
-        tmp = out_dir/f".{fmt}.tmp"
-        w = rows.write.mode("overwrite").partitionBy(by)
-        w.option("header", False).csv(spark_path(tmp)) if fmt == "csv" else w.parquet(spark_path(tmp))
-        for v in values:
-            (file,) = (tmp/f"{by}={v}").glob("part-*")
-            (out_dir/v).mkdir(parents=True, exist_ok=True)
-            if fmt == "csv": shutil.move(file, out_dir/v/f"{name}.csv")
-            else: rewrite_parquet(file, out_dir/v/f"{name}.parquet")
-        shutil.rmtree(tmp)
+    "Write the rows of each value of `by` as one header-less CSV and one Parquet file (without `by`), in row order."
+    out_dir, rows = Path(out_dir), rows.persist()  # computed (and sorted) once, written six times
+    try:
+        present = {r[by] for r in rows.groupBy(by).count().collect()}
+        if missing := [v for v in values if v not in present]:
+            raise ValueError(f"no rows have {by}={missing[0]!r}: nothing to write to {out_dir/missing[0]}")
+        for fmt in ("csv", "parquet"):
+            tmp = out_dir/f".{fmt}.tmp"
+            for v in values:  # a filter keeps the order; no partitionBy, whose writer may sort the rows again
+                part = rows.where(rows[by] == v).drop(by)
+                if fmt == "csv": part.write.mode("overwrite").option("header", False).csv(spark_path(tmp/v))
+                else: (part if _has_pyarrow() else part.coalesce(1)).write.mode("overwrite").parquet(spark_path(tmp/v))
+                files = sorted((tmp/v).glob("part-*"))  # part-<task number>-…: task order is row order
+                (out_dir/v).mkdir(parents=True, exist_ok=True)
+                if fmt == "parquet": rewrite_parquet(files, out_dir/v/f"{name}.parquet"); continue
+                with open(out_dir/v/f"{name}.csv", "wb") as out:
+                    for f in files:
+                        with open(f, "rb") as src: shutil.copyfileobj(src, out, 1 << 20)
+            shutil.rmtree(tmp)
+    finally: rows.unpersist()
     return {v: out_dir/v for v in values}
 
 # %% ../../nbs/platform/03a_job_code.ipynb #012eb33b
@@ -149,7 +172,8 @@ SUBMIT_OPTIONS = ("--jars", "--py-files", "--files")  # the options whose folder
 # %% ../../nbs/platform/03a_job_code.ipynb #8c1ee4b1
 def spark_submit_command(argv: list[str],        # smspark-submit's arguments: options, the app, its arguments
                          python: str | Path,     # the image's Python (runs the driver and the workers)
-                         master: str = "local[*]" # the image runs YARN on its instances; one machine: local
+                         master: str | None = None, # None: `$SPARK_MASTER` if it names a standalone cluster (spark://…), else local[*]
+                         memory: str = "4g",      # driver memory unless the options set it (the image sizes it to the instance)
                         ) -> tuple[list[str], dict]:
     "The `spark-submit` command and environment that run `smspark-submit argv` here."
     import pyspark
@@ -160,7 +184,11 @@ def spark_submit_command(argv: list[str],        # smspark-submit's arguments: o
         opts[argv[i]] = argv[i + 1]; i += 2
     if i >= len(argv) or not argv[i].endswith(".py"): raise ValueError(f"no .py application in {argv}")
     home = Path(pyspark.__file__).parent
+    if master is None:  # the image runs YARN on its instances; here: the cluster the kernel was pointed at, or this machine
+        master = os.environ.get("SPARK_MASTER", "") if os.environ.get("SPARK_MASTER", "").startswith("spark://") else "local[*]"
     cmd = [str(home/"bin"/"spark-submit"), "--master", master]
+    if "--driver-memory" not in opts and not any("spark.driver.memory" in v for k, v in opts.items() if k == "--conf"):
+        cmd += ["--driver-memory", memory]  # spark-submit's own default, 1g, is smaller than any instance's share
     for k, v in opts.items(): cmd += [k, ",".join(submit_files(v)) if k in SUBMIT_OPTIONS else v]
     env = {"SPARK_HOME": str(home), "PYSPARK_PYTHON": str(python), "PYSPARK_DRIVER_PYTHON": str(python)}
     return cmd + argv[i:], env
