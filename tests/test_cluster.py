@@ -40,8 +40,10 @@ def test_validate_and_prepare_on_a_standalone_cluster_equal_local(tmp_path, monk
     shutil.copytree(base, tmp_path/"cluster")
     monkeypatch.delenv("SPARK_MASTER", raising=False)
     for nb in ("01_validate", "03_prepare"): run(nb, base, tmp_path/"local-runs")
-    with StandaloneCluster(workers=2, cores=1, memory="3g", work_dir=tmp_path/"spark") as cluster:
+    with StandaloneCluster(workers=2, cores=2, memory="3g", work_dir=tmp_path/"spark") as cluster:
         monkeypatch.setenv("SPARK_MASTER", cluster.url)  # the kernels, and 03's processing job, get the cluster
+        # a standalone master gives an application every free core: a kernel holding them would leave 03's job waiting
+        monkeypatch.setenv("PYSPARK_SUBMIT_ARGS", "--conf spark.cores.max=2 pyspark-shell")
         for nb in ("01_validate", "03_prepare"): run(nb, tmp_path/"cluster", tmp_path/"cluster-runs")
         status, jars = cluster.status(), cluster.fetched_jars()
     apps = status["completedapps"] + status["activeapps"]

@@ -31,6 +31,7 @@ class StandaloneCluster:
                  timeout: float = 120):
         self.n, self.cores, self.memory, self.timeout = workers, cores, memory, timeout
         self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="spark-cluster-"))
+        self.work_dir.mkdir(parents=True, exist_ok=True)
         self.procs, self.url = [], None
 
     def _start(self, *args: str, log: str):

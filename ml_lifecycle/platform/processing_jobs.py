@@ -78,8 +78,12 @@ def _processing_job_env(job_name: str, inputs: dict, outputs: dict, root: Path, 
                 **processing_env(inputs, outputs, root), **{k: str(v) for k, v in (env or {}).items()}}
     if python is not None: full_env.pop("PYTHONPATH", None)  # the image's environment only, as in its container
     if shipped: full_env["PYTHONPATH"] = os.pathsep.join([*map(str, shipped), *filter(None, [full_env.get("PYTHONPATH")])])
-    if jars:  # what the script's SparkSession.builder passes to spark-submit, as smspark-submit's --jars does
-        full_env["PYSPARK_SUBMIT_ARGS"] = f"--jars {','.join(str(Path(j).resolve()) for j in jars)} pyspark-shell"
+    # what the script's SparkSession.builder passes to spark-submit, as smspark-submit does in the image: the cluster (here:
+    # the standalone cluster the kernel was pointed at, if any), a driver sized like an instance's, and --jars
+    submit = ["--master", os.environ["SPARK_MASTER"]] if os.environ.get("SPARK_MASTER", "").startswith("spark://") else []
+    submit += ["--driver-memory", os.environ.get("ML_LIFECYCLE_JOB_DRIVER_MEMORY", "4g")]
+    if jars: submit += ["--jars", ",".join(str(Path(j).resolve()) for j in jars)]
+    full_env["PYSPARK_SUBMIT_ARGS"] = " ".join([*submit, "pyspark-shell"])
     return full_env
 
 # %% ../../nbs/platform/03f_processing_jobs.ipynb #5d1b15ea
