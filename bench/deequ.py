@@ -1,4 +1,4 @@
-"""Deequ at scale: 01_validate's verification suite (VerificationSuite) and column profiling (ColumnProfilerRunner)
+"""Deequ at scale: 01_validate's verification suite (VerificationSuite) and column profiling (one-scan analyzers)
 on 1M and 10M rows amplified from mlc_churn: rows/s, growth from 1M to 10M, peak memory of Python + JVM."""
 from __future__ import annotations
 import json, shutil, sys, time
@@ -11,8 +11,9 @@ from common import CACHE, PeakRSS, loadavg, row
 HOW = ("mlc_churn amplified with 00_ingest's `amplify_rows` (resampled rows, 2 % jitter) in 1M-row chunks written "
        "as Parquet; read with Spark and cached (load + cache time reported apart); suite = 01_validate's checks "
        "the notebook saved (`quality/<t>/checks.json` of the features fixture's lake: hand-written, translated Deequ suggestions, ranges); verify = `platform.deequ.verify` on all rows; "
-       "profile = `platform.deequ.profile_columns` (ColumnProfilerRunner, all rows, all columns) straight from the Parquet "
-       "files, the cache released first; peak RSS = psutil "
+       "profile = `platform.deequ.profile_columns` (Deequ analyzers in one scan, KLL sketches on a seeded sample of "
+       "≈200,000 rows, value counts of low-cardinality columns; before issue 18: ColumnProfilerRunner) straight from the "
+       "Parquet files, the cache released first; peak RSS = psutil "
        "sampling (0.2 s) of this process and its children (the Spark JVM); one run each")
 
 CHUNK = 1_000_000
