@@ -13,7 +13,6 @@ import pyspark.sql.functions as F
 import pyspark.sql.types as T
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.feature import Imputer, OneHotEncoder, SQLTransformer, StringIndexer, VectorAssembler
-from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, Window
 
 try:  # written absolute (nbdev keeps a nested import as it is): this file also runs as a processing job's script

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/platform/02b_clusters.ipynb #f08f06b7
 from __future__ import annotations
-import hashlib, json, os, socket, subprocess, sys, tempfile, time, urllib.request
+import hashlib, json, os, socket, subprocess, tempfile, time, urllib.request
 from pathlib import Path
 
 from .spark import java_home, spark_jars

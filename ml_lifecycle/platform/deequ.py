@@ -13,7 +13,7 @@ try: from ml_lifecycle.platform.spark import SPARK_LINE  # in a kernel: sets SPA
 except ModuleNotFoundError: SPARK_LINE = os.environ.get("SPARK_VERSION", "3.5")  # in a job: its environment sets it
 from pydeequ.checks import Check, CheckLevel, ConstrainableDataTypes
 from pydeequ.analyzers import (AnalysisRunner, AnalyzerContext, ApproxCountDistinct, Completeness, DataType, Histogram,
-                               KLLParameters, KLLSketch, Maximum, Mean, Minimum, Size, StandardDeviation, Sum)
+                               KLLParameters, KLLSketch, Mean, Size, StandardDeviation, Sum)
 from pydeequ.anomaly_detection import RelativeRateOfChangeStrategy
 from pydeequ.repository import FileSystemMetricsRepository, ResultKey
 from pydeequ.suggestions import ConstraintSuggestionRunBuilder, DEFAULT
