@@ -7,11 +7,12 @@ from __future__ import annotations
 import hashlib, json, os, socket, subprocess, tempfile, time, urllib.request
 from pathlib import Path
 
+from .aws import validate_request
 from .spark import java_home, spark_jars
 
 # %% auto #0
-__all__ = ['free_port', 'spark_class', 'StandaloneCluster', 's3_jars', 'validate_request', 'emr_cluster_request',
-           'emr_serverless_request', 'glue_session_request', 'processing_cluster_request']
+__all__ = ['free_port', 'spark_class', 'StandaloneCluster', 's3_jars', 'emr_cluster_request', 'emr_serverless_request',
+           'glue_session_request', 'processing_cluster_request']
 
 # %% ../../nbs/platform/02b_clusters.ipynb #d929daf3
 def free_port() -> int:
@@ -81,14 +82,6 @@ def s3_jars(prefix: str # an S3 prefix for the jars, e.g. 's3://bucket/lifecycle
            ) -> list[str]:
     "The S3 URIs of this project's Spark jars under `prefix` (where a deployment uploads `spark_jars()`)."
     return [f"{prefix.rstrip('/')}/{Path(j).name}" for j in spark_jars()]
-
-# %% ../../nbs/platform/02b_clusters.ipynb #040b2471
-def validate_request(service: str, operation: str, params: dict) -> dict:
-    "`params` checked against botocore's model of `service`'s `operation` (raises ParamValidationError); returns them."
-    import botocore.session
-    from botocore.validate import validate_parameters
-    validate_parameters(params, botocore.session.get_session().get_service_model(service).operation_model(operation).input_shape)
-    return params
 
 # %% ../../nbs/platform/02b_clusters.ipynb #1d33ece8
 def emr_cluster_request(name: str, log_uri: str, jars: list[str], # cluster name, S3 log folder, `s3_jars(...)`

@@ -9,7 +9,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['LEFT_OUT', 'SUBMIT_OPTIONS', 'package_files', 'write_zip', 'ship_package', 'job_spark', 'read_version', 'end_spark',
-           'spark_path', 'rewrite_parquet', 'write_single_files', 'submit_files', 'spark_submit_command']
+           'spark_path', 'rewrite_parquet', 'write_single_files', 'submit_files', 'job_master', 'job_driver_memory',
+           'spark_submit_command']
 
 # %% ../../nbs/platform/03a_job_code.ipynb #76918bee
 LEFT_OUT = ("__pycache__", "tests")  # folders a job never reads: compiled caches and the libraries' own test suites
@@ -169,11 +170,22 @@ def submit_files(value: str # an option's value: comma-separated paths or S3 URI
 # %% ../../nbs/platform/03a_job_code.ipynb #40493656
 SUBMIT_OPTIONS = ("--jars", "--py-files", "--files")  # the options whose folders smspark-submit expands
 
+# %% ../../nbs/platform/03a_job_code.ipynb #21f9d362
+def job_master() -> str:
+    "The master of a processing job's Spark here: `$SPARK_MASTER` if it names a standalone cluster (spark://…), else local[*]."
+    m = os.environ.get("SPARK_MASTER", "")  # the image runs YARN on its instances; here: the kernel's cluster, or this machine
+    return m if m.startswith("spark://") else "local[*]"
+
+# %% ../../nbs/platform/03a_job_code.ipynb #3bff3644
+def job_driver_memory() -> str:
+    "A processing job's driver memory here (`$ML_LIFECYCLE_JOB_DRIVER_MEMORY`, default 4g): spark-submit's own 1g is less than any instance's share."
+    return os.environ.get("ML_LIFECYCLE_JOB_DRIVER_MEMORY", "4g")
+
 # %% ../../nbs/platform/03a_job_code.ipynb #8c1ee4b1
 def spark_submit_command(argv: list[str],        # smspark-submit's arguments: options, the app, its arguments
                          python: str | Path,     # the image's Python (runs the driver and the workers)
-                         master: str | None = None, # None: `$SPARK_MASTER` if it names a standalone cluster (spark://…), else local[*]
-                         memory: str = "4g",      # driver memory unless the options set it (the image sizes it to the instance)
+                         master: str | None = None, # None: `job_master()`
+                         memory: str | None = None, # driver memory unless the options set it; None: `job_driver_memory()`
                         ) -> tuple[list[str], dict]:
     "The `spark-submit` command and environment that run `smspark-submit argv` here."
     import pyspark
@@ -184,11 +196,9 @@ def spark_submit_command(argv: list[str],        # smspark-submit's arguments: o
         opts[argv[i]] = argv[i + 1]; i += 2
     if i >= len(argv) or not argv[i].endswith(".py"): raise ValueError(f"no .py application in {argv}")
     home = Path(pyspark.__file__).parent
-    if master is None:  # the image runs YARN on its instances; here: the cluster the kernel was pointed at, or this machine
-        master = os.environ.get("SPARK_MASTER", "") if os.environ.get("SPARK_MASTER", "").startswith("spark://") else "local[*]"
-    cmd = [str(home/"bin"/"spark-submit"), "--master", master]
+    cmd = [str(home/"bin"/"spark-submit"), "--master", master or job_master()]
     if "--driver-memory" not in opts and not any("spark.driver.memory" in v for k, v in opts.items() if k == "--conf"):
-        cmd += ["--driver-memory", memory]  # spark-submit's own default, 1g, is smaller than any instance's share
+        cmd += ["--driver-memory", memory or job_driver_memory()]
     for k, v in opts.items(): cmd += [k, ",".join(submit_files(v)) if k in SUBMIT_OPTIONS else v]
     env = {"SPARK_HOME": str(home), "PYSPARK_PYTHON": str(python), "PYSPARK_DRIVER_PYTHON": str(python)}
     return cmd + argv[i:], env

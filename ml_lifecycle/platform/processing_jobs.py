@@ -11,6 +11,7 @@ from .processes import run_logged
 from .sagemaker_local import JobResult, check_job_name, fetch, fresh_job_dir, job_failed, job_status, save_job, split_uri, unique_job_name
 from .storage import Lake
 from .spark import java_home
+from .job_code import job_driver_memory, job_master
 
 # %% auto #0
 __all__ = ['expand_channels', 'processing_env', 'lay_out_processing_dir', 'run_processing_job']
@@ -80,8 +81,7 @@ def _processing_job_env(job_name: str, inputs: dict, outputs: dict, root: Path, 
     if shipped: full_env["PYTHONPATH"] = os.pathsep.join([*map(str, shipped), *filter(None, [full_env.get("PYTHONPATH")])])
     # what the script's SparkSession.builder passes to spark-submit, as smspark-submit does in the image: the cluster (here:
     # the standalone cluster the kernel was pointed at, if any), a driver sized like an instance's, and --jars
-    submit = ["--master", os.environ["SPARK_MASTER"]] if os.environ.get("SPARK_MASTER", "").startswith("spark://") else []
-    submit += ["--driver-memory", os.environ.get("ML_LIFECYCLE_JOB_DRIVER_MEMORY", "4g")]
+    submit = ["--master", job_master(), "--driver-memory", job_driver_memory()]
     if jars: submit += ["--jars", ",".join(str(Path(j).resolve()) for j in jars)]
     full_env["PYSPARK_SUBMIT_ARGS"] = " ".join([*submit, "pyspark-shell"])
     return full_env
