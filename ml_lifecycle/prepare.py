@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_prepare.ipynb #bc9cc476
 from __future__ import annotations
-import argparse, builtins, hashlib, json, math, sys, tempfile
+import argparse, builtins, functools, hashlib, json, math, sys, tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +13,7 @@ import pyspark.sql.functions as F
 import pyspark.sql.types as T
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.feature import Imputer, OneHotEncoder, SQLTransformer, StringIndexer, VectorAssembler
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 
 try:  # written absolute (nbdev keeps a nested import as it is): this file also runs as a processing job's script
     from ml_lifecycle.platform.job_code import job_spark, spark_path, write_single_files
@@ -23,17 +23,17 @@ except ModuleNotFoundError as e:
     raise ModuleNotFoundError("prepare.py needs the ml_lifecycle package beside it: ship it with the job") from e
 
 # %% auto #0
-__all__ = ['SPLITS', 'PIPELINE_VERSION', 'SPLIT_BUCKETS', 'JOB_MODULES', 'add_label', 'check_fractions', 'row_key', 'row_hashes',
-           'assign_splits', 'split_counts', 'lowest_u', 'screen_columns', 'fit_encoder', 'encoder_metadata', 'encode',
-           'write_splits', 'prepare_features', 'features_version', 'prepare_arguments', 'run_prepare',
-           'processing_args', 'main']
+__all__ = ['SPLITS', 'PIPELINE_VERSION', 'SPLIT_BUCKETS', 'JOB_MODULES', 'add_label', 'check_fractions', 'row_fields',
+           'row_hashes', 'split_thresholds', 'assign_splits', 'split_counts', 'lowest_u', 'screen_columns',
+           'fit_encoder', 'encoder_metadata', 'encode', 'split_order', 'write_splits', 'prepare_features',
+           'features_version', 'prepare_arguments', 'run_prepare', 'processing_args', 'main']
 
 # %% ../nbs/03_prepare.ipynb #6bf40e58
 SPLITS = ("train", "validation", "test")
 _INTERNAL = ("split", "__u", "__key")  # helper columns the pipeline adds
 
 # %% ../nbs/03_prepare.ipynb #902708b7
-PIPELINE_VERSION = 4         # bump when the feature logic or its record changes: part of the content address (4: approximate medians, hashed tie-break)
+PIPELINE_VERSION = 5         # bump when the feature logic or its record changes: part of the content address (5: rows hashed by typed value)
 
 # %% ../nbs/03_prepare.ipynb #c0a3d4b3
 def add_label(sdf: DataFrame,      # the validated data
@@ -59,43 +59,83 @@ def check_fractions(fractions) -> tuple:
 
 
 # %% ../nbs/03_prepare.ipynb #f2310d64
-def row_key(columns: list[str] # the columns that make up a row's identity
-           ):
-    "A Spark column with the whole row as text: null-aware, so (a, null) and (null, a) differ."
-    return F.concat_ws("\u001f", *[F.coalesce(F.col(c).cast("string"), F.lit("\u2400")) for c in columns])
-
+def row_fields(columns: list[str] # the columns that make up a row's identity
+              ) -> list:
+    "Arguments that make `xxhash64` a hash of the whole row: each column, then whether it is null (xxhash64 skips nulls)."
+    return [x for c in columns for x in (F.col(c), F.col(c).isNull())]
 
 # %% ../nbs/03_prepare.ipynb #3f61c6f0
-SPLIT_BUCKETS = 4096  # buckets of u: a class is ranked bucket by bucket
+SPLIT_BUCKETS = 4096  # buckets of u: the cuts are looked for in a few of them
 
 # %% ../nbs/03_prepare.ipynb #126b34e7
 def row_hashes(sdf: DataFrame, # the rows (helper columns, if any, are ignored)
                seed: int,      # the split seed
               ) -> DataFrame:
     "`sdf` with `__u`, a seeded hash of the row's content in [0, 1), and `__key`, a second 64-bit hash of it (the tie-break)."
-    text = row_key([c for c in sdf.columns if c not in (LABEL, *_INTERNAL)])
-    u = F.xxhash64(F.lit(int(seed)), text).bitwiseAND(F.lit((1 << 53) - 1)).cast("double") / float(1 << 53)  # 53 bits → [0, 1)
-    return sdf.withColumn("__u", u).withColumn("__key", F.xxhash64(F.lit(int(seed)), F.lit("tie-break"), text))
+    fields = row_fields([c for c in sdf.columns if c not in (LABEL, *_INTERNAL)])
+    u = F.xxhash64(F.lit(int(seed)), *fields).bitwiseAND(F.lit((1 << 53) - 1)).cast("double") / float(1 << 53)  # 53 bits → [0, 1)
+    return sdf.withColumn("__u", u).withColumn("__key", F.xxhash64(F.lit(int(seed)), F.lit("tie-break"), *fields))
 
 # %% ../nbs/03_prepare.ipynb #9cba52ba
+def split_thresholds(keyed: DataFrame,              # rows with `label`, `__u` and `__key` (`row_hashes`)
+                     fractions=(0.7, 0.15, 0.15),   # train, validation, test shares (per class)
+                     buckets: int = SPLIT_BUCKETS,  # u's range is cut into this many buckets (same result for any value)
+                    ) -> dict:
+    "Per class, for each cut (train|validation, validation|test): the (u, key) of the last row before it, how many rows with that (u, key) go before it, and how many there are."
+    f_train, f_val, _ = check_fractions(fractions)
+    bucket = F.floor(F.col("__u") * buckets).cast("int")
+    sizes = {}  # class -> {bucket: rows}: one small aggregation, ≤ classes × buckets rows
+    for r in keyed.groupBy(LABEL, bucket.alias("__b")).count().collect(): sizes.setdefault(r[0], {})[r[1]] = r[2]
+    where = {}  # (class, bucket) -> [(position in the bucket, which cut)]
+    for y, per in sizes.items():
+        n, below = sum(per.values()), 0
+        cuts = (math.floor(n * f_train + 0.5), math.floor(n * (f_train + f_val) + 0.5))  # rows before each cut
+        for b in sorted(per):
+            for j, cut in enumerate(cuts):
+                if below < cut <= below + per[b]: where.setdefault((y, b), []).append((cut - 1 - below, j))
+            below += per[b]
+    out = {y: [None, None] for y in sizes}  # None: no row before the cut
+    if not where: return out
+    pick = functools.reduce(lambda a, b: a | b, [F.col(LABEL).eqNullSafe(F.lit(y)) & (bucket == b) for y, b in where])
+    groups = {}  # the boundary buckets only, as (u, key) → copies, sorted here
+    for r in keyed.where(pick).groupBy(LABEL, bucket.alias("__b"), "__u", "__key").count().collect():
+        groups.setdefault((r[0], r[1]), []).append((r[2], r[3], r[4]))
+    for (y, b), wanted in where.items():
+        ordered, start = sorted(groups[(y, b)]), 0
+        for u, key, copies in ordered:
+            for pos, j in wanted:
+                if start <= pos < start + copies: out[y][j] = (u, key, pos - start + 1, copies)
+            start += copies
+    return out
+
+# %% ../nbs/03_prepare.ipynb #e94e3930
+def _before(t) -> Column:
+    "The rows before a cut of `split_thresholds` (`t` = (u, key, copies before, copies)); `__o` numbers a straddling group."
+    if t is None: return F.lit(False)
+    u, key, k, m = t
+    same = (F.col("__u") == F.lit(u)) & (F.col("__key") == F.lit(key))
+    below = (F.col("__u") < F.lit(u)) | ((F.col("__u") == F.lit(u)) & (F.col("__key") < F.lit(key)))
+    return below | (same & (F.lit(True) if k == m else (F.col("__o") <= k)))
+
+# %% ../nbs/03_prepare.ipynb #8dad755f
 def assign_splits(sdf: DataFrame,                       # labelled data (has `label`)
                   seed: int,                            # the split seed
                   fractions=(0.7, 0.15, 0.15),          # train, validation, test shares (per class)
-                  buckets: int = SPLIT_BUCKETS,         # ranks are counted per bucket of u (same result for any value)
+                  buckets: int = SPLIT_BUCKETS,         # passed to `split_thresholds` (same result for any value)
                  ) -> DataFrame:
-    "Add `__u` (seeded hash of the row in [0,1)), `__key` (a second hash of the row) and `split`: each class ranked by `u`, cut 70/15/15."
-    f_train, f_val, _ = check_fractions(fractions)
-    keyed = row_hashes(sdf, seed).withColumn("__b", F.floor(F.col("__u") * buckets).cast("int"))
-    lower = Window.partitionBy(LABEL).orderBy("__b").rowsBetween(Window.unboundedPreceding, -1)
-    sizes = (keyed.groupBy(LABEL, "__b").count()  # ≤ 2 × buckets rows
-                  .select(LABEL, "__b", F.coalesce(F.sum("count").over(lower), F.lit(0)).alias("__below"),
-                          F.sum("count").over(Window.partitionBy(LABEL)).alias("__n")))
-    rank = F.col("__below") + F.row_number().over(Window.partitionBy(LABEL, "__b").orderBy("__u", "__key")) - 1
-    n = F.col("__n")
-    cut1, cut2 = F.floor(n * f_train + 0.5), F.floor(n * (f_train + f_val) + 0.5)
-    split = F.when(rank < cut1, "train").when(rank < cut2, "validation").otherwise("test")
-    return (keyed.join(F.broadcast(sizes), [LABEL, "__b"]).withColumn("split", split)
-                 .select(*sdf.columns, "__key", "__u", "split"))
+    "Add `__u` (seeded hash of the row in [0,1)), `__key` (a second hash of the row) and `split`: each class ranked by (u, key), cut 70/15/15."
+    keyed, split = row_hashes(sdf, seed), F.lit("test")
+    th = split_thresholds(keyed, fractions, buckets)
+    for y, (t_train, t_val) in th.items():
+        split = F.when(F.col(LABEL).eqNullSafe(F.lit(y)),
+                       F.when(_before(t_train), "train").when(_before(t_val), "validation").otherwise("test")).otherwise(split)
+    straddling = [(y, t) for y, ts in th.items() for t in ts if t is not None and t[2] < t[3]]
+    if straddling:  # copies of one row on both sides of a cut: number them (a window over that group only)
+        tie = functools.reduce(lambda a, b: a | b, [F.col(LABEL).eqNullSafe(F.lit(y)) & (F.col("__u") == F.lit(t[0]))
+                                                    & (F.col("__key") == F.lit(t[1])) for y, t in straddling])
+        nth = F.row_number().over(Window.partitionBy(LABEL, "__u", "__key").orderBy("__u"))
+        keyed = keyed.where(tie).withColumn("__o", nth).unionByName(keyed.where(~tie).withColumn("__o", F.lit(None).cast("int")))
+    return keyed.withColumn("split", split).select(*sdf.columns, "__key", "__u", "split")
 
 # %% ../nbs/03_prepare.ipynb #a82dd2ed
 def split_counts(sdf: DataFrame # data with `split` and `label`
@@ -169,19 +209,26 @@ def screen_columns(train: DataFrame,      # the training split (raw columns + la
     num, cat = roles["numeric"], roles["categorical"]
     if "__u" not in train.columns: train = row_hashes(train, 0)  # rows not split by `assign_splits`: hash them for the sample
     cols, tt = num + cat, label_text(target, train.schema[target].dataType)
-    aggs = [F.count(F.lit(1)).alias("__rows"), F.max("__u").alias("__hi")]
-    for i, c in enumerate(cols):
-        x = F.nanvl(F.col(c).cast("double"), F.lit(None)) if c in num else F.col(c)
-        same = (label_text(c, train.schema[c].dataType) == tt) | (F.col(c).cast("double") == F.col(LABEL).cast("double"))
-        aggs += [F.count(x).alias(f"p{i}"), F.approx_count_distinct(x, rsd=0.02).alias(f"d{i}"),
-                 F.sum(F.when(same, 1).otherwise(0)).alias(f"s{i}")]
-    stats = train.agg(*aggs).first().asDict()
-    n = stats["__rows"]
+    types = {f.name: f.dataType for f in train.schema.fields}
+    xs = {c: F.nanvl(F.col(c).cast("double"), F.lit(None)) if c in num else F.col(c) for c in cols}
+    aggs = [F.count(F.lit(1)).alias("__rows"), F.max("__u").alias("__hi"), F.approx_count_distinct(tt, rsd=0.05).alias("__t")]
+    for i, c in enumerate(cols): aggs += [F.count(xs[c]).alias(f"p{i}"), F.approx_count_distinct(xs[c], rsd=0.05).alias(f"d{i}")]
+    stats = train.agg(*aggs).first().asDict()  # one pass: present values and a 5 % sketch of the distinct count per column
+    n, exact, copies = stats["__rows"], [], []
+    for i, c in enumerate(cols):  # a second look, exact, only where a sketch's error could change a decision
+        d, p = stats[f"d{i}"], stats[f"p{i}"]
+        if ((c in cat or _integral(types[c])) and d >= 0.8 * id_ratio * p) or (c in cat and 0.8 * max_levels <= d <= 1.25 * max_levels):
+            exact.append(i)
+        if p == n and d <= 2 * stats["__t"] + 2: copies.append(i)  # a copy of the target has as few values as the target
+    if exact or copies:
+        same = lambda c: (label_text(c, types[c]) == tt) | (F.col(c).cast("double") == F.col(LABEL).cast("double"))
+        stats |= train.agg(*[F.count_distinct(xs[cols[i]]).alias(f"d{i}") for i in exact],
+                           *[F.sum(F.when(same(cols[i]), 1).otherwise(0)).alias(f"s{i}") for i in copies]).first().asDict()
     sample = lowest_u(train.select(LABEL, "__u", "__key", *[F.col(c) for c in cols]), sample_rows, n, stats["__hi"])
     sample = sample.select(LABEL, *[F.col(c) for c in cols]).toPandas()
-    y, types, rows = sample[LABEL].to_numpy(), {f.name: f.dataType for f in train.schema.fields}, []
+    y, rows = sample[LABEL].to_numpy(), []
     for i, c in enumerate(cols):
-        present, distinct, same = stats[f"p{i}"], min(stats[f"d{i}"], stats[f"p{i}"]), stats[f"s{i}"]  # a sketch may overshoot
+        present, distinct, same = stats[f"p{i}"], min(stats[f"d{i}"], stats[f"p{i}"]), stats.get(f"s{i}", 0)  # a sketch may overshoot
         r = dict(column=c, kind="numeric" if c in num else "categorical", type=types[c].simpleString(),
                  distinct=distinct, missing_rate=round(1 - present / n, 4) if n else 1.0, auc=float("nan"),
                  action="drop", reason="")
@@ -263,14 +310,19 @@ def encode(recipe: dict,               # `encoder_metadata` of the fitted pipeli
     return sdf.select(*[col.alias(n) for col, n in zip(cols, names)], *[c for c in keep if c in sdf.columns])
 
 # %% ../nbs/03_prepare.ipynb #8c09aa6e
-def write_splits(enc: DataFrame,       # encoded rows with `split`, `__u`, `__key`
-                 features: list[str],  # feature columns, in order
+def split_order(data: DataFrame # rows with `split`, `__u` and `__key`
+               ) -> DataFrame:
+    "`data` range-partitioned and sorted by (u, key): every task holds a range of every split, task order is row order."
+    return data.repartitionByRange("__u", "__key").sortWithinPartitions("__u", "__key")
+
+# %% ../nbs/03_prepare.ipynb #fe21ab91
+def write_splits(data: DataFrame,      # raw rows with `label`, `split`, `__u`, `__key`, in `split_order` (persisted: read six times)
+                 recipe: dict,         # `encoder_metadata`
                  out_dir: str | Path   # gets train/, validation/, test/ (created)
                 ) -> dict:
-    "Write each split as `<split>/data.csv` (no header, label first) and `<split>/data.parquet`; rows in hash order."
-    rows = (enc.repartitionByRange("split", "__u", "__key").sortWithinPartitions("split", "__u", "__key")  # a parallel sort
-               .select("split", F.col(LABEL).cast("int").alias(LABEL), *[F.col(f) for f in features]))
-    return write_single_files(rows, "split", list(SPLITS), out_dir)
+    "Encode `data` with `recipe` and write each split as `<split>/data.csv` (no header, label first) and `<split>/data.parquet`."
+    rows = encode(recipe, data).select("split", F.col(LABEL).cast("int").alias(LABEL), *[F.col(f) for f in recipe["features"]])
+    return write_single_files(rows, "split", list(SPLITS), out_dir, persist=False)  # encoding is cheaper than caching its output
 
 # %% ../nbs/03_prepare.ipynb #ca0288c2
 def prepare_features(spark,                    # a SparkSession
@@ -287,7 +339,7 @@ def prepare_features(spark,                    # a SparkSession
     fractions, out_dir = check_fractions(fractions), Path(out_dir)
     raw = spark.read.parquet(spark_path(input_uri))
     roles = column_kinds(raw.schema, exclude=(target, LABEL, *_INTERNAL))
-    data = assign_splits(add_label(raw, target, positive_label), seed, fractions).persist()
+    data = split_order(assign_splits(add_label(raw, target, positive_label), seed, fractions)).persist()  # sorted once
     try:
         counts = split_counts(data)
         if (counts.positives == 0).any() or (counts.positives == counts.rows).any():
@@ -298,7 +350,7 @@ def prepare_features(spark,                    # a SparkSession
         num, cat = [c for c in roles["numeric"] if c in kept], [c for c in roles["categorical"] if c in kept]
         model = fit_encoder(train, num, cat)
         recipe = encoder_metadata(model, num, cat)
-        write_splits(encode(recipe, data), recipe["features"], out_dir)
+        write_splits(data, recipe, out_dir)
     finally: data.unpersist()
     report = report.astype(object).where(report.notna(), None)
     meta = {"label": LABEL, "target": target, "positive_label": str(positive_label), **recipe, "encoding": "one-hot",

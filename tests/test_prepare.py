@@ -131,6 +131,31 @@ def test_split_ignores_partitioning_and_follows_seed(spark, toy):
     assert a.exceptAll(c).count() > 100            # another seed, another split
 
 
+def test_job_spark_keeps_a_set_shuffle_size(spark):
+    "A processing job's session: a shuffle size set by the caller's configuration stays (only an unset one is sized)."
+    from ml_lifecycle.platform.job_code import job_spark
+    assert job_spark().conf.get("spark.sql.shuffle.partitions") == spark.conf.get("spark.sql.shuffle.partitions")
+
+
+def test_duplicates_straddling_a_cut_are_divided_exactly(spark):
+    "Few distinct rows, many copies: shares stay exact (copies of one row split between two splits), as one sort per class."
+    from pyspark.sql import Window
+    from ml_lifecycle.prepare import row_hashes, split_thresholds
+    sdf = spark.createDataFrame([(i % 3, int(i % 4 == 0)) for i in range(1000)], "x long, label int")
+    th = split_thresholds(row_hashes(sdf, 5), (0.7, 0.15, 0.15))
+    assert any(t[2] < t[3] for ts in th.values() for t in ts)            # 6 distinct rows: the cuts fall inside groups
+    got = {(r[0], r[1]): r[2] for r in assign_splits(sdf, 5).groupBy(LABEL, "split").count().collect()}
+    for y, n in ((0, 750), (1, 250)):
+        assert (got[(y, "train")], got[(y, "validation")], got[(y, "test")]) == \
+               (int(n * 0.7 + 0.5), int(n * 0.85 + 0.5) - int(n * 0.7 + 0.5), n - int(n * 0.85 + 0.5))
+    rank = F.row_number().over(Window.partitionBy(LABEL).orderBy("__u", "__key")) - 1
+    n = F.count(F.lit(1)).over(Window.partitionBy(LABEL))
+    plain = row_hashes(sdf, 5).withColumn("split", F.when(rank < F.floor(n * 0.7 + 0.5), "train")
+                                                 .when(rank < F.floor(n * 0.85 + 0.5), "validation").otherwise("test"))
+    key = lambda d: sorted(tuple(r) for r in d.groupBy(LABEL, "split", "__key").count().collect())
+    assert key(assign_splits(sdf, 5)) == key(plain)
+
+
 def test_check_fractions():
     assert check_fractions([0.8, 0.1, 0.1]) == (0.8, 0.1, 0.1)
     for bad in [(0.7, 0.3), (0.7, 0.3, 0.0), (0.8, 0.15, 0.15), (1.2, -0.1, -0.1)]:

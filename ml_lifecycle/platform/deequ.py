@@ -87,7 +87,7 @@ def profile_columns(spark: SparkSession, # the shared session
                     df: DataFrame,        # the data to profile
                     histogram_threshold: int = HISTOGRAM_THRESHOLD, # most distinct values a column may have to get value counts
                     kll_buckets: int = 10, # buckets of the numeric distributions
-                    kll_rows: int = 200_000, # the sketches read a seeded sample of about this many rows (all rows if fewer)
+                    kll_rows: int = 50_000,  # the sketches read a seeded sample of about this many rows (all rows if fewer)
                     seed: int = 42,        # the sample's seed
                    ) -> list[dict]:
     "Column profiles of `df` in column order: Deequ analyzers in one scan, then value counts of low-cardinality columns."

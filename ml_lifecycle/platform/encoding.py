@@ -34,12 +34,14 @@ def feature_name(col: str,    # a categorical column
 # %% ../../nbs/platform/07a_encoding.ipynb #191c60d8
 def spark_text(s: pd.Series) -> pd.Series:
     "Values as Spark's CAST(x AS STRING) writes them (booleans lower-case), missing → `__missing__`."
+    kind = pd.api.types.infer_dtype(s, skipna=True)  # in C: whole-column shortcuts for text and booleans
+    if kind in ("string", "empty"): return pd.Series(s.astype(object).where(s.notna(), MISSING).to_numpy(), index=s.index, dtype=object)
+    if kind == "boolean": return pd.Series(s.map({True: "true", False: "false"}).astype(object).where(s.notna(), MISSING).to_numpy(), index=s.index, dtype=object)
     def one(v):
         if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)): return MISSING
         if isinstance(v, (bool, np.bool_)): return "true" if v else "false"
         return str(v)
     return pd.Series([one(v) for v in s.tolist()], index=s.index, dtype=object)
-
 
 # %% ../../nbs/platform/07a_encoding.ipynb #a225549a
 def transform_rows(raw_pdf: pd.DataFrame, # raw rows with (at least) the metadata's input columns

@@ -127,9 +127,10 @@ def write_single_files(rows,               # a Spark DataFrame in its final row 
                        values: list[str],  # its values (each gets a folder, which must receive rows)
                        out_dir: str | Path, # gets one folder per value (created)
                        name: str = "data", # the files' name: `<value>/<name>.csv` and `<value>/<name>.parquet`
+                       persist: bool = True, # cache `rows` first (False: they are cheap to recompute from what the caller cached)
                       ) -> dict:
     "Write the rows of each value of `by` as one header-less CSV and one Parquet file (without `by`), in row order."
-    out_dir, rows = Path(out_dir), rows.persist()  # computed (and sorted) once, written six times
+    out_dir, rows = Path(out_dir), rows.persist() if persist else rows  # computed (and sorted) once, written six times
     try:
         present = {r[by] for r in rows.groupBy(by).count().collect()}
         if missing := [v for v in values if v not in present]:
@@ -147,7 +148,8 @@ def write_single_files(rows,               # a Spark DataFrame in its final row 
                     for f in files:
                         with open(f, "rb") as src: shutil.copyfileobj(src, out, 1 << 20)
             shutil.rmtree(tmp)
-    finally: rows.unpersist()
+    finally:
+        if persist: rows.unpersist()
     return {v: out_dir/v for v in values}
 
 # %% ../../nbs/platform/03a_job_code.ipynb #012eb33b
