@@ -1,11 +1,12 @@
 """Endpoint: single-row CSV latency (p50/p99) and throughput on loopback, `LocalEndpoint` against
 `mlflow models serve --env-manager local` on the same XGBoost model, driven by `wrk` (closed loop, N connections)."""
 from __future__ import annotations
-import inspect, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time
+import inspect, json, os, re, shutil, signal, subprocess, sys, tempfile, time
 from pathlib import Path
 
 import numpy as np
 
+from ml_lifecycle.platform.processes import free_port
 from common import CACHE, features_fixture, loadavg, median, model_fixture, read_split, row
 
 HOW = ("wrk 4.1 (1 thread, closed loop) on 127.0.0.1, POST /invocations with one CSV row of the test split; "
@@ -46,10 +47,6 @@ def in_process(model_dir: Path, line: str, n: int = 2000) -> dict:
         ts.append(time.perf_counter() - t0)
     ms = np.array(ts[n // 10:]) * 1e3
     return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
-
-
-def free_port() -> int:
-    with socket.socket() as s: s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
 
 
 class MlflowServer:

@@ -191,7 +191,7 @@ def lowest_u(sdf: DataFrame, # rows with `__u` (uniform in [0, hi]) and `__key`
             ) -> DataFrame:
     "The `k` rows of `sdf` with the smallest (`__u`, `__key`), a random sample: a filter first, then a sort of about `k` rows."
     if n <= k: return sdf
-    few = sdf.where(F.col("__u") <= hi * min(1.0, 1.3 * k / n)).orderBy("__u", "__key").limit(k)
+    few = sdf.where(F.col("__u") <= hi * min(1.0, 1.3 * k / n)).orderBy("__u", "__key").limit(k).localCheckpoint()  # sorted once
     return few if few.count() == k else sdf.orderBy("__u", "__key").limit(k)  # the filter kept too few: sort them all
 
 # %% ../nbs/03_prepare.ipynb #a77ac2e9

@@ -1,7 +1,7 @@
 import os
 os.environ.setdefault("SPARK_VERSION", "3.5")
 
-import socket
+from ml_lifecycle.platform.processes import free_port
 
 import pytest
 
@@ -31,17 +31,12 @@ S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "A
           "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "AWS_EC2_METADATA_DISABLED": "true"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def s3_server():
     "A moto S3 server on loopback (`ThreadedMotoServer`, a free port) with the AWS variables pointing at it (for one test module)."
     import boto3
     from moto.server import ThreadedMotoServer
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     endpoint = f"http://127.0.0.1:{port}"
     saved = {k: os.environ.get(k) for k in [*S3_ENV, "AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL", "AWS_PROFILE"]}

@@ -31,7 +31,8 @@ import pytest
 
 from ml_lifecycle.platform.iam import denied_calls, execution_role_policy
 from ml_lifecycle.platform.config import make_params, project_root
-from ml_lifecycle.platform.emulator import AwsEmulator, free_port
+from ml_lifecycle.platform.emulator import AwsEmulator
+from ml_lifecycle.platform.processes import free_port
 from ml_lifecycle.platform.runner import run_series
 from ml_lifecycle.platform.storage import Lake
 

@@ -4,20 +4,16 @@
 
 # %% ../../nbs/platform/02b_clusters.ipynb #f08f06b7
 from __future__ import annotations
-import hashlib, json, os, socket, subprocess, tempfile, time, urllib.request
+import hashlib, json, os, subprocess, tempfile, time, urllib.request
 from pathlib import Path
 
 from .aws import validate_request
+from .processes import free_port
 from .spark import java_home, spark_jars
 
 # %% auto #0
-__all__ = ['free_port', 'spark_class', 'StandaloneCluster', 's3_jars', 'emr_cluster_request', 'emr_serverless_request',
-           'glue_session_request', 'processing_cluster_request']
-
-# %% ../../nbs/platform/02b_clusters.ipynb #d929daf3
-def free_port() -> int:
-    "A TCP port on 127.0.0.1 that is free now."
-    with socket.socket() as s: s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+__all__ = ['spark_class', 'StandaloneCluster', 's3_jars', 'emr_cluster_request', 'emr_serverless_request', 'glue_session_request',
+           'processing_cluster_request']
 
 # %% ../../nbs/platform/02b_clusters.ipynb #454f41a9
 def spark_class(*args: str) -> list[str]:

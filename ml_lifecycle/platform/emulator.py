@@ -4,12 +4,13 @@
 
 # %% ../../nbs/platform/08_emulator.ipynb #947af8dc
 from __future__ import annotations
-import json, logging, os, shutil, socket, tempfile, threading
+import json, logging, os, shutil, tempfile, threading
 from pathlib import Path
 
 import boto3
 from fastcore.basics import patch
 
+from .processes import free_port
 from .emulator_endpoints import EndpointHosting, endpoint_overrides, run_emulated_transform
 from .emulator_jobs import JobControl, job_overrides
 from .emulator_requests import (EMULATOR_ACCOUNT, EMULATORS_BY_PORT, INTERNAL_HEADER, RequestRecorder, patch_handlers,
@@ -18,20 +19,14 @@ from .emulator_runs import run_emulated_processing, run_emulated_training
 from .emulator_tuning import run_emulated_tuning
 
 # %% auto #0
-__all__ = ['FAKE_CREDENTIALS', 'ENDPOINT_SERVICES', 'ALLOW_ALL', 'SAGEMAKER_TRUST', 'free_port', 'emulator_env',
-           'client_endpoints', 'EmulatorSession', 'install_patches', 'AwsEmulator', 'emulated_aws']
+__all__ = ['FAKE_CREDENTIALS', 'ENDPOINT_SERVICES', 'ALLOW_ALL', 'SAGEMAKER_TRUST', 'emulator_env', 'client_endpoints',
+           'EmulatorSession', 'install_patches', 'AwsEmulator', 'emulated_aws']
 
 # %% ../../nbs/platform/08_emulator.ipynb #d272ff0f
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
 
 # %% ../../nbs/platform/08_emulator.ipynb #d4e239db
 ENDPOINT_SERVICES = ("sagemaker", "sagemaker-runtime", "s3", "logs", "glue", "cloudwatch", "sns", "iam", "sts", "events")  # what the project calls
-
-# %% ../../nbs/platform/08_emulator.ipynb #8f72b1ac
-def free_port() -> int:
-    "A TCP port on loopback that is free now."
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
 
 # %% ../../nbs/platform/08_emulator.ipynb #b068af48
 def emulator_env(endpoint: str,            # e.g. 'http://127.0.0.1:5000'

@@ -4,11 +4,11 @@
 
 # %% ../../nbs/platform/03e_processes.ipynb #86fb8754
 from __future__ import annotations
-import atexit, os, signal, subprocess, sys, threading, time
+import atexit, os, signal, socket, subprocess, sys, threading, time
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['run_logged']
+__all__ = ['run_logged', 'free_port']
 
 # %% ../../nbs/platform/03e_processes.ipynb #04aa40ad
 _live_groups: set[int] = set()  # process groups of running jobs, ended if the interpreter exits
@@ -94,3 +94,8 @@ def run_logged(cmd: list[str],           # the command (e.g. [sys.executable, "t
             reader.join(timeout=5)
             proc.stdout.close()
     return rc, time.monotonic() - start
+
+# %% ../../nbs/platform/03e_processes.ipynb #63fb38aa
+def free_port() -> int:
+    "A TCP port on 127.0.0.1 that is free now."
+    with socket.socket() as s: s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
