@@ -12,7 +12,7 @@ HOW = ("mlc_churn amplified with 00_ingest's `amplify_rows` (resampled rows, 2 %
        "as Parquet; read with Spark and cached (load + cache time reported apart); suite = 01_validate's checks "
        "the notebook saved (`quality/<t>/checks.json` of the features fixture's lake: hand-written, translated Deequ suggestions, ranges); verify = `platform.deequ.verify` on all rows; "
        "profile = `platform.deequ.profile_columns` (Deequ analyzers in one scan, KLL sketches on a seeded sample of "
-       "≈200,000 rows, value counts of low-cardinality columns; before issue 18: ColumnProfilerRunner) straight from the "
+       "≈50,000 rows, value counts of low-cardinality columns; before issue 18: ColumnProfilerRunner) straight from the "
        "Parquet files, the cache released first; peak RSS = psutil "
        "sampling (0.2 s) of this process and its children (the Spark JVM); one run each")
 
